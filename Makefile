@@ -1,0 +1,38 @@
+# Set-up and the project's main jobs. `make demo` and `make test` do all set-up on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PARAMS ?= params/demo.yaml
+
+.PHONY: venv test demo lab lint gpu-check bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e ".[test]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+demo: $(STAMP)
+	$(VENV)/bin/sdfl study --params $(PARAMS)
+
+lab: $(STAMP)
+	$(PY) -m pip install -e ".[lab]"
+	$(PY) -m ipykernel install --user --name sdfl --display-name "sdfl (.venv)"
+	$(VENV)/bin/jupyter lab notebooks/
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check sdfl_lib tests
+
+# Everything only a GPU can show, in one go; prints figures. Uses the machine's python3 where
+# there is no .venv (GPU machines).
+gpu-check:
+	PYTHONPATH=. $$(test -x $(PY) && echo $(PY) || echo $(PYTHON)) -m sdfl_lib.bench gpu-check
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,80 @@
+"""The result type every model returns, and the model registry behind `build_model`."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class ModelOutput:
+    """What every variant's `forward` returns.
+
+    image_logit: (B, 1) image-level logit; `sigmoid(image_logit)` is the image score.
+    mask_logit: (B, 1, H, W) pixel logits at the input's own size.
+    edge_logit: (B, 1, h, w) edge logits (MVSS-Net only), else None.
+    """
+
+    image_logit: torch.Tensor
+    mask_logit: torch.Tensor
+    edge_logit: torch.Tensor | None = None
+
+    @property
+    def image_score(self) -> torch.Tensor:
+        """Probability that the image is manipulated, (B,)."""
+        return torch.sigmoid(self.image_logit.float()).flatten()
+
+    @property
+    def mask_prob(self) -> torch.Tensor:
+        """Per-pixel manipulation probability, (B, 1, H, W)."""
+        return torch.sigmoid(self.mask_logit.float())
+
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+# Modules whose import registers the built-in models; imported on first use of the registry so
+# that importing one model module never drags in all the others.
+_BUILTIN_MODULES = (
+    "sdfl_lib.models.ours",
+    "sdfl_lib.models.mvssnet",
+    "sdfl_lib.models.classical",
+)
+_builtins_loaded = False
+
+
+def _load_builtins() -> None:
+    global _builtins_loaded
+    if not _builtins_loaded:
+        import importlib
+
+        for mod in _BUILTIN_MODULES:
+            importlib.import_module(mod)
+        _builtins_loaded = True
+
+
+def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Decorator: register a model constructor under its function name."""
+    _REGISTRY[fn.__name__] = fn
+    return fn
+
+
+def list_models() -> list[str]:
+    """Names accepted by `build_model`."""
+    _load_builtins()
+    return sorted(_REGISTRY)
+
+
+def get_constructor(name: str) -> Callable[..., nn.Module]:
+    """The registered constructor for `name`; unknown names fail listing the valid ones."""
+    _load_builtins()
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(
+            f"Unknown model {name!r}. Valid models: {', '.join(list_models())}.{hint}"
+        )
+    return _REGISTRY[name]
