@@ -1,0 +1,275 @@
+"""The study runner: execute the numbered notebooks with papermill and render them to HTML.
+
+`sdfl study --params params/demo.yaml [--only 01,03] [--reports DIR]` reads one YAML file of
+parameters, executes `notebooks/NN_*.ipynb` in order into `runs/<name>/notebooks/` and renders
+each executed notebook to `reports/<name>/NN_*.html`. The YAML holds common keys (given to every
+notebook) and one section per notebook, named after it (`data` for `01_data.ipynb`, `train` for
+`03_train.ipynb`, ...). Every key must be a parameter of the notebook that receives it, so a
+misspelt key fails before anything runs. Notebooks talk to each other only through files in the
+run folder, whose path they receive as `run_dir`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sdfl_lib.paths import REPO_ROOT
+
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+_NOTEBOOK_RE = re.compile(r"^(\d\d)_(\w+)\.ipynb$")
+# Keys the runner itself consumes; they never reach a notebook.
+_RUNNER_KEYS = ("name", "run_root", "kernel_name")
+KERNEL_NAME = "sdfl-study"
+
+
+class StudyError(RuntimeError):
+    """A study that cannot start (bad parameters) or a notebook cell that failed."""
+
+
+@dataclass
+class Notebook:
+    """One numbered notebook of the study: `01_data.ipynb` has number "01" and section "data"."""
+
+    path: Path
+    number: str
+    section: str
+
+    @property
+    def stem(self) -> str:
+        return self.path.stem
+
+
+@dataclass
+class StudyResult:
+    """What a study run left behind: the run folder, executed notebooks, HTML reports, timings."""
+
+    run_dir: Path
+    executed: list[Path] = field(default_factory=list)
+    reports: list[Path] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def find_notebooks(notebooks_dir: Path | str = NOTEBOOK_DIR) -> list[Notebook]:
+    """The study's notebooks `NN_name.ipynb` in `notebooks_dir`, in order."""
+    notebooks_dir = Path(notebooks_dir)
+    found = []
+    for path in sorted(notebooks_dir.glob("*.ipynb")):
+        m = _NOTEBOOK_RE.match(path.name)
+        if m:
+            found.append(Notebook(path=path, number=m.group(1), section=m.group(2)))
+    if not found:
+        raise StudyError(f"no notebooks named NN_name.ipynb in {notebooks_dir}")
+    return found
+
+
+def select_notebooks(notebooks: list[Notebook], only: str | Sequence[str] | None) -> list[Notebook]:
+    """Keep the notebooks named in `only` ("01,03", or numbers/stems/sections); None keeps all."""
+    if not only:
+        return notebooks
+    wanted = [w.strip() for w in (only.split(",") if isinstance(only, str) else only) if w.strip()]
+    chosen = []
+    for w in wanted:
+        hits = [nb for nb in notebooks if w in (nb.number, nb.stem, nb.section, nb.number.lstrip("0"))]
+        if not hits:
+            valid = ", ".join(nb.stem for nb in notebooks)
+            raise StudyError(f"--only {w!r} matches no notebook; valid: {valid}")
+        chosen.extend(h for h in hits if h not in chosen)
+    return sorted(chosen, key=lambda nb: nb.number)
+
+
+def load_params(params_path: Path | str) -> dict[str, Any]:
+    """Read a study's YAML parameters; `name` defaults to the file's stem."""
+    params_path = Path(params_path)
+    if not params_path.is_file():
+        raise StudyError(f"parameters file not found: {params_path}")
+    with open(params_path) as f:
+        params = yaml.safe_load(f) or {}
+    if not isinstance(params, dict):
+        raise StudyError(f"{params_path}: expected a mapping of keys to values at top level")
+    params.setdefault("name", params_path.stem)
+    if not re.fullmatch(r"[\w.-]+", str(params["name"])):
+        raise StudyError(f"{params_path}: name {params['name']!r} must be a plain folder name")
+    return params
+
+
+def notebook_parameters(
+    params: dict[str, Any], notebooks: list[Notebook], source: str = "parameters"
+) -> dict[str, dict[str, Any]]:
+    """Split the YAML into the values each notebook receives; unknown keys fail, naming the file."""
+    import papermill
+
+    sections = {nb.section for nb in notebooks}
+    declared = {nb.section: set(papermill.inspect_notebook(str(nb.path))) for nb in notebooks}
+    common = {k: v for k, v in params.items() if k not in sections and k not in _RUNNER_KEYS}
+    for key in common:
+        if not any(key in names for names in declared.values()):
+            raise StudyError(
+                f"{source}: top-level key {key!r} is not a parameter of any notebook "
+                f"(sections are {', '.join(sorted(sections))})"
+            )
+    out = {}
+    for nb in notebooks:
+        section = params.get(nb.section) or {}
+        if not isinstance(section, dict):
+            raise StudyError(f"{source}: section {nb.section!r} must be a mapping")
+        unknown = sorted(set(section) - declared[nb.section])
+        if unknown:
+            raise StudyError(
+                f"{source}: {', '.join(map(repr, unknown))} in section {nb.section!r} "
+                f"not a parameter of {nb.path.name} (valid: {', '.join(sorted(declared[nb.section]))})"
+            )
+        values = {k: v for k, v in common.items() if k in declared[nb.section]}
+        values.update(section)
+        out[nb.section] = values
+    return out
+
+
+@contextmanager
+def study_kernel(kernel_dir: Path) -> Iterator[str]:
+    """A Jupyter kernel spec for this very interpreter, visible only while the study runs.
+
+    A kernel named `python3` may resolve to another environment (a user-wide install); the
+    notebooks must run with the interpreter that runs the study, so we point JUPYTER_PATH at a
+    private kernel spec for `sys.executable`.
+    """
+    spec_dir = kernel_dir / "kernels" / KERNEL_NAME
+    spec_dir.mkdir(parents=True, exist_ok=True)
+    spec = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": f"sdfl ({sys.prefix})",
+        "language": "python",
+    }
+    (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1))
+    old = os.environ.get("JUPYTER_PATH")
+    os.environ["JUPYTER_PATH"] = os.pathsep.join([str(kernel_dir)] + ([old] if old else []))
+    try:
+        yield KERNEL_NAME
+    finally:
+        if old is None:
+            os.environ.pop("JUPYTER_PATH", None)
+        else:
+            os.environ["JUPYTER_PATH"] = old
+
+
+def render_html(executed: Path, html_path: Path) -> Path:
+    """Render an executed notebook to a self-contained HTML file (figures embedded as PNG)."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(str(executed), as_version=4)
+    body, _ = HTMLExporter().from_notebook_node(nb)
+    html_path.parent.mkdir(parents=True, exist_ok=True)
+    html_path.write_text(body, encoding="utf-8")
+    return html_path
+
+
+def _failure_message(nb: Notebook, executed: Path, err: Any) -> str:
+    first = next((ln for ln in str(err.source).splitlines() if ln.strip()), "")
+    return (
+        f"{nb.path.name} failed at cell {err.cell_index} (In [{err.exec_count}]): "
+        f"{err.ename}: {err.evalue}\n  cell starts: {first}\n  executed notebook: {executed}"
+    )
+
+
+def run_study(
+    params_path: Path | str,
+    only: str | Sequence[str] | None = None,
+    reports_dir: Path | str | None = None,
+    run_root: Path | str | None = None,
+    notebooks_dir: Path | str = NOTEBOOK_DIR,
+    kernel_name: str | None = None,
+    log_output: bool = False,
+    cwd: Path | str | None = None,
+) -> StudyResult:
+    """Execute the study's notebooks with the parameters in `params_path` and render them to HTML.
+
+    Notebooks land in `<run_root>/<name>/notebooks/` (run_root: argument, else the YAML's
+    `run_root`, else `runs`), HTML in `reports_dir` (default `reports/<name>`). A failing cell
+    stops the run with a `StudyError` naming the notebook and the cell; the failed notebook is
+    still rendered so its traceback can be read.
+    """
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    params = load_params(params_path)
+    name = str(params["name"])
+    notebooks = find_notebooks(notebooks_dir)
+    values = notebook_parameters(params, notebooks, source=str(params_path))
+    chosen = select_notebooks(notebooks, only)
+
+    run_dir = Path(run_root or params.get("run_root") or "runs").resolve() / name
+    reports = Path(reports_dir).resolve() if reports_dir else Path("reports").resolve() / name
+    out_nb_dir = run_dir / "notebooks"
+    out_nb_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "study.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    result = StudyResult(run_dir=run_dir)
+    kernel_name = kernel_name or params.get("kernel_name")
+
+    with study_kernel(run_dir / ".jupyter") as own_kernel:
+        for i, nb in enumerate(chosen, 1):
+            executed = out_nb_dir / nb.path.name
+            parameters = {"run_dir": str(run_dir), **values[nb.section]}
+            print(f"[study {name}] {i}/{len(chosen)} {nb.path.name} -> {executed}", flush=True)
+            start = time.perf_counter()
+            try:
+                papermill.execute_notebook(
+                    str(nb.path),
+                    str(executed),
+                    parameters=parameters,
+                    kernel_name=kernel_name or own_kernel,
+                    log_output=log_output,
+                    cwd=str(cwd) if cwd else None,
+                )
+            except PapermillExecutionError as err:
+                render_html(executed, reports / f"{nb.stem}.html")
+                raise StudyError(_failure_message(nb, executed, err)) from None
+            finally:
+                result.seconds[nb.stem] = round(time.perf_counter() - start, 1)
+                (run_dir / "study_times.json").write_text(json.dumps(result.seconds, indent=1))
+            result.executed.append(executed)
+            result.reports.append(render_html(executed, reports / f"{nb.stem}.html"))
+            print(f"[study {name}] {nb.stem} done in {result.seconds[nb.stem]:.0f} s", flush=True)
+    return result
+
+
+def _main(args: argparse.Namespace) -> int:
+    try:
+        result = run_study(
+            args.params, only=args.only, reports_dir=args.reports, run_root=args.run_root,
+            kernel_name=args.kernel, log_output=args.log_output,
+        )
+    except StudyError as err:
+        print(f"sdfl study: {err}", file=sys.stderr)
+        return 1
+    total = sum(result.seconds.values())
+    print(f"study finished in {total:.0f} s; run folder {result.run_dir}")
+    for path in result.reports:
+        print(f"  report: {path}")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add `sdfl study` to the command line."""
+    p = subparsers.add_parser(
+        "study", help="run the study's notebooks with papermill and render HTML reports",
+        description=__doc__.split("\n\n")[1],
+    )
+    p.add_argument("--params", required=True, help="YAML parameters, e.g. params/demo.yaml")
+    p.add_argument("--only", default=None, help="comma-separated notebooks to run, e.g. 01,03")
+    p.add_argument("--reports", default=None, help="folder for the HTML (default reports/<name>)")
+    p.add_argument("--run-root", default=None, help="parent of the run folder (default runs)")
+    p.add_argument("--kernel", default=None, help="Jupyter kernel (default: this interpreter)")
+    p.add_argument("--log-output", action="store_true", help="echo notebook output to the log")
+    p.set_defaults(func=_main)
