@@ -4,8 +4,10 @@
 parameters, executes `notebooks/NN_*.ipynb` in order into `runs/<name>/notebooks/` and renders
 each executed notebook to `reports/<name>/NN_*.html`. The YAML holds common keys (given to every
 notebook) and one section per notebook, named after it (`data` for `01_data.ipynb`, `train` for
-`03_train.ipynb`, ...). Every key must be a parameter of the notebook that receives it, so a
-misspelt key fails before anything runs. Notebooks talk to each other only through files in the
+`03_train.ipynb`, ...). A section's keys become the notebook's parameters, except where the
+notebook declares one parameter named after its section (`train = {...}` in 03_train): then the
+section arrives whole as that dict (the training keys, checked by `TrainConfig`). Every other key
+must be a parameter of the notebook that receives it, so a misspelt key fails before anything runs. Notebooks talk to each other only through files in the
 run folder, whose path they receive as `run_dir`.
 """
 
@@ -124,13 +126,16 @@ def notebook_parameters(
         section = params.get(nb.section) or {}
         if not isinstance(section, dict):
             raise StudyError(f"{source}: section {nb.section!r} must be a mapping")
+        values = {k: v for k, v in common.items() if k in declared[nb.section]}
+        if nb.section in declared[nb.section]:
+            out[nb.section] = {**values, nb.section: section}
+            continue
         unknown = sorted(set(section) - declared[nb.section])
         if unknown:
             raise StudyError(
                 f"{source}: {', '.join(map(repr, unknown))} in section {nb.section!r} "
                 f"not a parameter of {nb.path.name} (valid: {', '.join(sorted(declared[nb.section]))})"
             )
-        values = {k: v for k, v in common.items() if k in declared[nb.section]}
         values.update(section)
         out[nb.section] = values
     return out

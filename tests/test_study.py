@@ -35,9 +35,9 @@ def study_dir(tmp_path: Path) -> Path:
     )
     _notebook(
         nbs / "02_use.ipynb",
-        'run_dir = "x"\nscale = 1.0',
+        'run_dir = "x"\nuse = {"scale": 1.0}',
         "import pathlib\nvalue = int(pathlib.Path(run_dir, 'made.txt').read_text())\n"
-        "import matplotlib.pyplot as plt\nplt.plot([0, value * scale]); plt.show()\n"
+        "import matplotlib.pyplot as plt\nscale = use['scale']\nplt.plot([0, value * scale]); plt.show()\n"
         "print('VALUE', value * scale)",
     )
     params = {"name": "t", "seed": 2, "make": {"count": 4}, "use": {"scale": 0.5}}
@@ -79,9 +79,9 @@ def test_failing_cell_names_notebook_and_cell(study_dir: Path) -> None:
 
 def test_unknown_keys_fail_before_running(study_dir: Path) -> None:
     bad = yaml.safe_load((study_dir / "p.yaml").read_text())
-    bad["use"]["scael"] = 2
+    bad["make"]["cuont"] = 2
     (study_dir / "bad.yaml").write_text(yaml.safe_dump(bad))
-    with pytest.raises(study.StudyError, match=r"'scael' in section 'use' not a parameter of 02_use"):
+    with pytest.raises(study.StudyError, match=r"'cuont' in section 'make' not a parameter of 01_make"):
         study.run_study(study_dir / "bad.yaml", run_root=study_dir / "runs",
                         notebooks_dir=study_dir / "nbs")
     bad = {"name": "t", "epochs": 3}
