@@ -1,0 +1,40 @@
+"""Data sets of the study: manifests, preparers, downloads, validation, the Dataset, synthetic data.
+
+Names are imported lazily so that `import sdfl_lib.data` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "MANIFEST_COLUMNS": "manifest",
+    "read_manifest": "manifest",
+    "write_manifest": "manifest",
+    "read_authors_list": "manifest",
+    "write_authors_list": "manifest",
+    "load_image": "io",
+    "load_mask": "io",
+    "ImageReadError": "io",
+    "mask_to_edge": "edges",
+    "prepare": "prepare",
+    "PREPARERS": "prepare",
+    "split_manifest": "split",
+    "build_paper_lists": "split",
+    "validate_manifest": "validate",
+    "download": "download",
+    "DATASETS": "download",
+    "synthesize": "synth",
+    "ManipulationDataset": "dataset",
+    "balanced_sampler": "dataset",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

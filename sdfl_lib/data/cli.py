@@ -1,0 +1,202 @@
+"""`sdfl data ...`: prepare, split, validate, convert, explore, download and synth sub-commands.
+
+Only argument parsing lives here; each handler calls the library function of the same stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from sdfl_lib.data.prepare import prepare
+
+    opts = {
+        key: value
+        for key, value in (
+            ("real_frames", args.real_frames),
+            ("fake_frames", args.fake_frames),
+            ("methods", args.methods),
+            ("compression", args.compression),
+            ("limit", args.limit),
+            ("edge_width", args.edge_width),
+        )
+        if value is not None
+    }
+    report = prepare(args.name, args.root, args.out, **opts)
+    return 1 if report.get("errors") else 0
+
+
+def _parse_ratios(text: str) -> tuple[float, ...]:
+    try:
+        parts = tuple(float(p) for p in text.replace(",", ":").split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"ratios look like 8:1:1, got {text!r}") from None
+    if len(parts) != 3 or min(parts) < 0 or sum(parts) <= 0:
+        raise argparse.ArgumentTypeError(f"three non-negative ratios like 8:1:1, got {text!r}")
+    return parts
+
+
+def _split(args: argparse.Namespace) -> int:
+    from sdfl_lib.data.split import split_manifest_file
+
+    paths = split_manifest_file(
+        args.manifest,
+        args.out_dir,
+        preset=args.preset,
+        ratios=args.ratios,
+        real_ratios=args.real_ratios,
+        fake_ratios=args.fake_ratios,
+        seed=args.seed,
+        stratify=args.stratify,
+    )
+    for part, path in paths.items():
+        print(f"{part}: {path}")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from sdfl_lib.data.validate import print_report, validate_manifest
+
+    report = validate_manifest(
+        args.manifest, mask_policy=args.mask_policy, max_pixels=args.max_pixels
+    )
+    print_report(report)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2))
+        print(f"report written to {args.json}")
+    return 1 if report["errors"] else 0
+
+
+def _read_any(path: str, source: str):
+    from sdfl_lib.data.manifest import read_authors_list, read_manifest
+
+    if Path(path).suffix.lower() == ".csv":
+        df = read_manifest(path)
+        if source:
+            df["source"] = source
+        return df
+    return read_authors_list(path, source=source)
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from sdfl_lib.data.manifest import replace_prefix, write_authors_list, write_manifest
+
+    df = _read_any(args.input, args.source)
+    for old, new in args.replace_prefix or []:
+        df, changed = replace_prefix(df, old, new)
+        print(f"replaced prefix {old!r} -> {new!r} in {changed} path(s)")
+        if changed == 0:
+            print(f"warning: no path starts with {old!r}", file=sys.stderr)
+    if Path(args.output).suffix.lower() == ".csv":
+        write_manifest(df, args.output, relative=not args.absolute)
+    else:
+        write_authors_list(df, args.output, relative=args.relative)
+    print(f"{len(df)} rows written to {args.output}")
+    return 0
+
+
+def _explore(args: argparse.Namespace) -> int:
+    from sdfl_lib.data.explore import save_figures
+
+    paths = save_figures(args.manifest, args.out_dir, examples=args.examples, seed=args.seed)
+    for path in paths:
+        print(path)
+    return 0
+
+
+def _download(args: argparse.Namespace) -> int:
+    from sdfl_lib.data.download import download
+
+    kwargs = {k: v for k, v in (("url", args.url), ("sha256", args.sha256)) if v}
+    result = download(args.name, args.to, **kwargs)
+    print(result)
+    return 0
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from sdfl_lib.data.synth import synthesize
+
+    kwargs = {"size": args.size} if args.size else {}
+    print(synthesize(args.out, args.n, args.seed, **kwargs))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Adds `sdfl data ...` and its sub-commands."""
+    data = subparsers.add_parser("data", help="prepare, split, validate and explore data sets")
+    sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    data.set_defaults(func=lambda args: (data.print_help(), 2)[1])
+
+    p = sub.add_parser("prepare", help="make a manifest from a data set's own folder layout")
+    p.add_argument("name", help="casia2, casia1, columbia, coverage, nist16, icnc-deepfakes, ffpp, cifake")
+    p.add_argument("--root", required=True, help="the data set's folder")
+    p.add_argument("--out", required=True, help="manifest CSV to write (report JSON beside it)")
+    p.add_argument("--real-frames", type=int, help="ffpp: frames per real video (default 7)")
+    p.add_argument("--fake-frames", type=int, help="ffpp: frames per fake video (default 2)")
+    p.add_argument("--methods", nargs="+", help="ffpp / icnc-deepfakes: manipulation methods")
+    p.add_argument("--compression", help="ffpp: c0, c23 or c40 (default c23)")
+    p.add_argument("--limit", type=int, help="ffpp: at most this many videos per method")
+    p.add_argument("--edge-width", type=int, help="band width of generated edge maps")
+    p.set_defaults(func=_prepare)
+
+    p = sub.add_parser("split", help="seeded, stratified train/val/test manifests")
+    p.add_argument("manifest")
+    p.add_argument("--out-dir", required=True)
+    p.add_argument(
+        "--preset", choices=("shallowfakes", "deepfakes"),
+        help="the paper's ratios: 8:1:1, or 6:2:2 real and 5:2:3 fake",
+    )
+    p.add_argument("--ratios", type=_parse_ratios, help="train:val:test for every class")
+    p.add_argument("--real-ratios", type=_parse_ratios, help="train:val:test for label 0")
+    p.add_argument("--fake-ratios", type=_parse_ratios, help="train:val:test for label 1")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--stratify", choices=("label", "label+source"), default="label+source",
+        help="groups split separately (default label+source)",
+    )
+    p.set_defaults(func=_split)
+
+    p = sub.add_parser("validate", help="check every row of a manifest; non-zero exit on errors")
+    p.add_argument("manifest")
+    p.add_argument("--json", help="write the report here")
+    p.add_argument("--mask-policy", choices=("resize", "skip", "fail"), default="resize")
+    p.add_argument("--max-pixels", type=int, help="decompression-bomb limit (PIL's by default)")
+    p.set_defaults(func=_validate)
+
+    p = sub.add_parser("convert", help="CSV manifest <-> authors' paths_*.txt, prefix rewriting")
+    p.add_argument("input", help=".csv manifest or authors' .txt list")
+    p.add_argument("output", help=".csv manifest or authors' .txt list")
+    p.add_argument(
+        "--replace-prefix", nargs=2, action="append", metavar=("OLD", "NEW"),
+        help="rewrite paths starting with OLD (repeatable)",
+    )
+    p.add_argument("--source", default="", help="source name for rows read from a .txt list")
+    p.add_argument("--absolute", action="store_true", help="CSV output: keep absolute paths")
+    p.add_argument("--relative", action="store_true", help=".txt output: relative paths")
+    p.set_defaults(func=_convert)
+
+    p = sub.add_parser("explore", help="figures of a manifest: counts, sizes, mask areas, examples")
+    p.add_argument("manifest")
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--examples", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_explore)
+
+    p = sub.add_parser("download", help="download and extract a data set")
+    p.add_argument("name")
+    p.add_argument("--to", required=True, help="target folder")
+    p.add_argument("--url", help="another address for the archive")
+    p.add_argument("--sha256", help="expected SHA-256 of the archive")
+    p.set_defaults(func=_download)
+
+    p = sub.add_parser("synth", help="synthetic forgeries for offline runs")
+    p.add_argument("--out", required=True)
+    p.add_argument("--n", type=int, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, help="image side in pixels")
+    p.set_defaults(func=_synth)

@@ -1,0 +1,213 @@
+"""Reading images and masks the same way everywhere: RGB uint8 images, binary {0, 1} masks.
+
+What gets normalised on the way is counted in an optional `stats` counter (keys in `NORMALISED`),
+so that a validation report can say how many CMYK, 16-bit, palette, RGBA or grey images a data set
+holds, how many masks were not binary and how many had another size than their image.
+
+EXIF orientation is deliberately not applied: the data sets' masks are aligned with the stored
+pixel grid, not with the displayed orientation.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections import Counter
+from collections.abc import MutableMapping
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+# Keys counted in `stats`.
+NORMALISED = ("cmyk", "16bit", "palette", "rgba", "grey", "other_mode")
+MASK_EVENTS = ("mask_non_binary", "mask_rgba", "mask_resized", "mask_skipped")
+MASK_POLICIES = ("resize", "skip", "fail")
+
+
+class ImageReadError(OSError):
+    """An image or mask that cannot be used; says which file and why."""
+
+    def __init__(self, path: str | os.PathLike, cause: str) -> None:
+        self.path = str(path)
+        self.cause = cause
+        super().__init__(f"cannot read {self.path}: {cause}")
+
+
+class MaskSizeError(ImageReadError):
+    """A mask whose size differs from its image, under the mask policy "fail"."""
+
+    def __init__(self, path: str | os.PathLike, mask_size: tuple, image_size: tuple) -> None:
+        self.mask_size = tuple(mask_size)
+        self.image_size = tuple(image_size)
+        super().__init__(
+            path, f"mask is {mask_size[0]}x{mask_size[1]} (HxW) but its image is "
+            f"{image_size[0]}x{image_size[1]}"
+        )
+
+
+def _count(stats: MutableMapping[str, int] | None, key: str) -> None:
+    if stats is not None:
+        stats[key] = stats.get(key, 0) + 1
+
+
+def _is_16bit(img: Image.Image) -> bool:
+    if img.mode.startswith("I;16") or img.mode in ("I", "F"):
+        return True
+    # 16-bit RGB PNG/TIFF are opened as 8-bit "RGB"; only the raw mode of the tile tells.
+    for tile in getattr(img, "tile", None) or []:
+        args = tile[3] if len(tile) > 3 else None
+        rawmode = args[0] if isinstance(args, tuple) and args else args
+        if isinstance(rawmode, str) and ";16" in rawmode:
+            return True
+    return False
+
+
+def _open(path: str | os.PathLike, max_pixels: int | None) -> Image.Image:
+    """Opens and decodes a file fully; every failure becomes an ImageReadError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(path, "file not found")
+    limit = Image.MAX_IMAGE_PIXELS
+    try:
+        if max_pixels is not None:
+            Image.MAX_IMAGE_PIXELS = max_pixels
+        with warnings.catch_warnings():
+            # PIL only warns between 1x and 2x its limit; a bomb is an error here at 1x.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)
+            # The tile (raw mode) is gone after decoding: look at the bit depth first.
+            sixteen = _is_16bit(img)
+            img.load()
+            img.info["sdfl_16bit"] = sixteen
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ImageReadError(
+            path, f"decompression bomb refused ({err}); raise the limit with max_pixels= "
+            "only if you trust the file"
+        ) from None
+    except (OSError, SyntaxError, ValueError) as err:
+        cause = str(err) or type(err).__name__
+        if "truncated" in cause.lower():
+            cause = f"truncated file ({cause})"
+        raise ImageReadError(path, cause) from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    return img
+
+
+def load_image(
+    path: str | os.PathLike,
+    stats: MutableMapping[str, int] | None = None,
+    max_pixels: int | None = None,
+) -> np.ndarray:
+    """Reads an image as uint8 HxWx3 RGB, normalising CMYK/16-bit/palette/RGBA/grey modes.
+
+    `stats` (a dict or Counter) counts what was normalised; `max_pixels` overrides PIL's
+    decompression-bomb limit (default `PIL.Image.MAX_IMAGE_PIXELS`).
+    """
+    img = _open(path, max_pixels)
+    if img.info.get("sdfl_16bit"):
+        _count(stats, "16bit")
+    mode = img.mode
+    if mode == "RGB":
+        pass
+    elif mode == "CMYK":
+        _count(stats, "cmyk")
+        img = img.convert("RGB")
+    elif mode == "P":
+        _count(stats, "palette")
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB").convert("RGB")
+    elif mode in ("RGBA", "RGBa", "LA", "La", "PA"):
+        # The colour is kept as stored; transparency carries no meaning for forensics.
+        _count(stats, "rgba")
+        img = img.convert("RGBA" if mode.startswith("RGB") or mode == "PA" else "LA").convert("RGB")
+    elif mode in ("L", "1"):
+        _count(stats, "grey")
+        img = img.convert("RGB")
+    elif mode.startswith("I") or mode == "F":
+        _count(stats, "grey")
+        array = np.asarray(img).astype(np.float64)
+        # 16-bit grey: full range 0..65535 -> 0..255 (not PIL's clipping).
+        top = 65535.0 if array.max(initial=0) > 255 or mode.startswith("I;16") else 255.0
+        grey = np.clip(np.rint(array * (255.0 / top)), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    else:
+        _count(stats, "other_mode")
+        img = img.convert("RGB")
+    return np.asarray(img, dtype=np.uint8).copy()
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(H, W) of an image from its header, without decoding the pixels."""
+    try:
+        with Image.open(path) as img:
+            return img.height, img.width
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ImageReadError(path, str(err) or type(err).__name__) from None
+
+
+def binarize(array: np.ndarray, stats: MutableMapping[str, int] | None = None) -> np.ndarray:
+    """{0, 1} uint8 from a grey mask. Two-level masks {0, v} map v to 1 as they are; masks with
+    more levels are thresholded at half the dtype's range (counted as `mask_non_binary`)."""
+    values = np.unique(array)
+    if len(values) == 1 or (len(values) == 2 and values[0] == 0):
+        return (array > 0).astype(np.uint8)
+    _count(stats, "mask_non_binary")
+    return (array > _half_range(array)).astype(np.uint8)
+
+
+def _half_range(array: np.ndarray) -> float:
+    if np.issubdtype(array.dtype, np.integer):
+        return float(np.iinfo(array.dtype).max) / 2
+    return 0.5
+
+
+def load_mask(
+    path: str | os.PathLike,
+    size: tuple[int, int] | None = None,
+    policy: str = "resize",
+    stats: MutableMapping[str, int] | None = None,
+) -> np.ndarray | None:
+    """Reads a mask as uint8 {0, 1} HxW; a pixel is manipulated when bright.
+
+    Colour masks: a pixel counts when its brightest channel is above half range. RGBA masks whose
+    colour is constant but alpha varies use the alpha channel. When `size` = (H, W) differs from
+    the mask: "resize" (nearest neighbour, counted), "skip" (returns None, counted) or "fail"
+    (raises `MaskSizeError`).
+    """
+    if policy not in MASK_POLICIES:
+        raise ValueError(f"mask policy must be one of {MASK_POLICIES}, got {policy!r}")
+    img = _open(path, None)
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    array = np.asarray(img)
+    if img.mode in ("RGBA", "LA", "RGBa", "La"):
+        _count(stats, "mask_rgba")
+        colour, alpha = array[..., :-1], array[..., -1]
+        if colour.min() == colour.max() and alpha.min() != alpha.max():
+            array = alpha
+        else:
+            array = colour
+    if img.mode == "CMYK":
+        array = np.asarray(img.convert("RGB"))
+    if array.ndim == 3:
+        array = array.max(axis=2)
+    if array.dtype.kind == "i":
+        # PIL's "I" mode (32-bit) holds 16-bit masks; scale to 16-bit range semantics.
+        array = np.clip(array, 0, 65535).astype(np.uint16)
+    mask = binarize(array, stats)
+    if size is not None and tuple(mask.shape) != tuple(size):
+        if policy == "fail":
+            raise MaskSizeError(path, mask.shape, size)
+        if policy == "skip":
+            _count(stats, "mask_skipped")
+            return None
+        _count(stats, "mask_resized")
+        mask = cv2.resize(mask, (int(size[1]), int(size[0])), interpolation=cv2.INTER_NEAREST)
+    return mask
+
+
+def new_stats() -> Counter:
+    """An empty counter for `load_image` / `load_mask`'s `stats`."""
+    return Counter()

@@ -1,0 +1,214 @@
+"""Data lists: the project's CSV manifest and the authors' `paths_*.txt` format.
+
+Manifest CSV: columns `image, mask, edge, label, source` (mask/edge empty when absent), one row per
+sample. Paths are relative to the manifest's folder unless absolute. Extra columns (e.g. a video
+frame index) are kept after the standard ones.
+
+Authors' format: one sample per line, `image mask edge label` separated by single spaces, the
+literal `None` for an absent mask or edge. Paths may contain spaces; a line is parsed by this rule:
+
+1. the label is the last token (0 or 1);
+2. the rest is cut into three fields, each ending at a token boundary: the image field must end with
+   a known image extension (`IMAGE_EXTENSIONS`), the mask and edge fields are either the single
+   token `None` or end with a known image extension;
+3. exactly one such cut must exist, else the line is reported as ambiguous (only possible when a
+   folder name itself ends with an image extension followed by a space, e.g. `my.png dir/`).
+
+A line with exactly four tokens is split as is (so image paths without an extension still work).
+Relative paths in an authors' list are relative to the list's folder, like in the CSV.
+
+Label 1 with no mask is a "label-only" fake (CIFAKE and similar): it is kept, flagged in the
+derived `label_only` column, and never treated as an all-zero mask.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+MANIFEST_COLUMNS: tuple[str, ...] = ("image", "mask", "edge", "label", "source")
+PATH_COLUMNS: tuple[str, ...] = ("image", "mask", "edge")
+# Derived on reading, never written.
+DERIVED_COLUMNS: tuple[str, ...] = ("label_only",)
+IMAGE_EXTENSIONS: tuple[str, ...] = (
+    ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".ppm", ".pgm", ".jp2",
+)
+_ABSENT = {"", "none", "nan"}
+
+
+class ManifestError(ValueError):
+    """A data list that cannot be read: names the file, the line and what is wrong."""
+
+
+def _absolute(value: object, folder: str) -> str:
+    text = "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
+    text = text.strip()
+    if text.lower() in _ABSENT:
+        return ""
+    path = os.path.expanduser(text)
+    if not os.path.isabs(path):
+        path = os.path.join(folder, path)
+    return os.path.normpath(path)
+
+
+def _relative(path: str, folder: str, relative: bool) -> str:
+    if not path or not relative:
+        return path
+    rel = os.path.relpath(path, folder)
+    # Only paths under the list's folder become relative; others stay absolute.
+    if rel == ".." or rel.startswith(".." + os.sep) or os.path.isabs(rel):
+        return path
+    return Path(rel).as_posix()
+
+
+def _finish(df: pd.DataFrame, where: str) -> pd.DataFrame:
+    """Checks labels, fills `source` and adds the derived `label_only` flag."""
+    labels = pd.to_numeric(df["label"], errors="coerce")
+    bad = df.index[~labels.isin([0, 1])]
+    if len(bad):
+        row = int(bad[0])
+        raise ManifestError(
+            f"{where}: row {row + 1}: label must be 0 or 1, got {df['label'].iloc[row]!r} "
+            f"({len(bad)} bad label(s) in all)"
+        )
+    df["label"] = labels.astype(int)
+    df["source"] = df["source"].fillna("").astype(str)
+    df["label_only"] = (df["label"] == 1) & (df["mask"] == "")
+    return df
+
+
+def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
+    """Reads a manifest CSV; returns absolute path strings ("" when absent), int labels.
+
+    Adds a boolean `label_only` column: label 1 without a mask.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"manifest not found: {path}")
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in ("image", "label") if c not in df.columns]
+    if missing:
+        raise ManifestError(
+            f"{path}: missing column(s) {missing}; a manifest needs {list(MANIFEST_COLUMNS)}"
+        )
+    for column in ("mask", "edge", "source"):
+        if column not in df.columns:
+            df[column] = ""
+    folder = str(path.parent.absolute())
+    for column in PATH_COLUMNS:
+        df[column] = [_absolute(v, folder) for v in df[column]]
+    empty = df.index[df["image"] == ""]
+    if len(empty):
+        raise ManifestError(f"{path}: row {int(empty[0]) + 1}: empty image path")
+    extra = [c for c in df.columns if c not in MANIFEST_COLUMNS and c not in DERIVED_COLUMNS]
+    df = df[list(MANIFEST_COLUMNS) + extra].copy()
+    return _finish(df, str(path))
+
+
+def write_manifest(df: pd.DataFrame, path: str | os.PathLike, relative: bool = True) -> Path:
+    """Writes a manifest CSV; paths under its folder become relative when `relative`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    folder = str(path.parent.absolute())
+    out = pd.DataFrame(index=range(len(df)))
+    for column in PATH_COLUMNS:
+        values = df[column] if column in df.columns else [""] * len(df)
+        out[column] = [_relative(_absolute(v, os.getcwd()), folder, relative) for v in values]
+    out["label"] = pd.to_numeric(pd.Series(list(df["label"])), errors="raise").astype(int)
+    out["source"] = list(df["source"].fillna("").astype(str)) if "source" in df.columns else ""
+    for column in df.columns:
+        if column not in MANIFEST_COLUMNS and column not in DERIVED_COLUMNS:
+            out[column] = list(df[column])
+    out.to_csv(path, index=False)
+    return path
+
+
+def _is_field_end(token: str) -> bool:
+    return token.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _split_line(tokens: list[str]) -> tuple[str, str, str]:
+    """Cuts the tokens before the label into image, mask and edge (see the module docstring)."""
+    if len(tokens) == 3:
+        return tokens[0], tokens[1], tokens[2]
+    n = len(tokens)
+    cuts = []
+    for i in range(1, n - 1):
+        if not _is_field_end(tokens[i - 1]):
+            continue
+        for j in range(i + 1, n):
+            mask, edge = tokens[i:j], tokens[j:]
+            if all(
+                f == ["None"] or ("None" not in f and _is_field_end(f[-1])) for f in (mask, edge)
+            ):
+                cuts.append((i, j))
+    if len(cuts) != 1:
+        why = "no" if not cuts else f"{len(cuts)}"
+        raise ValueError(f"{why} way(s) to cut it into image, mask and edge")
+    i, j = cuts[0]
+    return " ".join(tokens[:i]), " ".join(tokens[i:j]), " ".join(tokens[j:])
+
+
+def read_authors_list(path: str | os.PathLike, source: str = "") -> pd.DataFrame:
+    """Reads an authors' `paths_*.txt` list (`image mask edge label`, `None` for absent)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"data list not found: {path}")
+    folder = str(path.parent.absolute())
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            tokens = line.strip().split(" ")
+            if len(tokens) < 4:
+                raise ManifestError(
+                    f"{path}:{number}: expected 'image mask edge label', got {line!r}"
+                )
+            try:
+                image, mask, edge = _split_line(tokens[:-1])
+            except ValueError as err:
+                raise ManifestError(f"{path}:{number}: cannot parse {line!r}: {err}") from None
+            rows.append((image, mask, edge, tokens[-1]))
+    df = pd.DataFrame(rows, columns=["image", "mask", "edge", "label"])
+    for column in PATH_COLUMNS:
+        df[column] = [_absolute(v, folder) for v in df[column]]
+    df["source"] = source
+    return _finish(df, str(path))
+
+
+def write_authors_list(df: pd.DataFrame, path: str | os.PathLike, relative: bool = False) -> Path:
+    """Writes an authors' list; absolute paths by default (as the authors' lists have)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    folder = str(path.parent.absolute())
+    lines = []
+    for row in df.itertuples(index=False):
+        fields = []
+        for column in PATH_COLUMNS:
+            value = _relative(_absolute(getattr(row, column, ""), os.getcwd()), folder, relative)
+            fields.append(value or "None")
+        lines.append(" ".join([*fields, str(int(row.label))]))
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def replace_prefix(df: pd.DataFrame, old: str, new: str) -> tuple[pd.DataFrame, int]:
+    """Rewrites path prefixes `old` -> `new` in image/mask/edge; returns the copy and #paths changed."""
+    out = df.copy()
+    changed = 0
+    for column in PATH_COLUMNS:
+        if column not in out.columns:
+            continue
+        values = []
+        for value in out[column]:
+            text = "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
+            if text and text.startswith(old):
+                text = new + text[len(old):]
+                changed += 1
+            values.append(text)
+        out[column] = values
+    return out, changed
