@@ -1,0 +1,211 @@
+"""The paper's networks: `ours` (RGB + BayarConv noise streams, fused, UPerNet) and `upernet`."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sdfl_lib.models.base import ModelOutput, register_model
+from sdfl_lib.models.bayar import BayarConv2d, rgb_to_grey
+from sdfl_lib.models.encoder import build_encoder
+from sdfl_lib.models.fpn import FPN
+from sdfl_lib.models.heads import DetectionHead, LocalizationHead
+from sdfl_lib.models.ppm import PPM
+
+_PAD_MULTIPLE = 32  # the coarsest stride: every level then has an integer size
+
+# The authors' state_dict names -> ours (first match wins; `\g<n>` keeps the numbered parts).
+_AUTHORS_KEY_MAP = [
+    (r"^encoder\.", "rgb_encoder."),
+    (r"^noise_encoder\.", "noise_encoder."),
+    (r"^bayar_conv\.kernel$", "bayar.kernel"),
+    (r"^convs\.(\d+)\.", r"fusion.\g<1>."),
+    (r"^decoder\.ppm_conv\.(\d+)\.", r"ppm.branches.\g<1>."),
+    (r"^decoder\.ppm_last_conv\.", "ppm.bottleneck."),
+    (r"^decoder\.fpn_in\.(\d+)\.", r"fpn.lateral.\g<1>."),
+    (r"^decoder\.fpn_out\.(\d+)\.0\.", r"fpn.output.\g<1>."),
+    (r"^decoder\.cls_head\.0\.", "detection_head.conv."),
+    (r"^decoder\.cls_head\.2\.", "detection_head.classifier."),
+    (r"^decoder\.seg_head\.0\.", "localization_head.conv."),
+    (r"^decoder\.seg_head\.1\.", "localization_head.classifier."),
+]
+# Built by the original code but never used in its forward pass.
+_AUTHORS_UNUSED = re.compile(r"^decoder\.conv_fusion\.")
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int = _PAD_MULTIPLE) -> torch.Tensor:
+    """Pad (B, C, H, W) on the bottom/right to multiples of `multiple`, mirroring the image
+    (replicating where it is too small to mirror), so the padding looks like image content."""
+    h, w = x.shape[-2:]
+    ph, pw = -h % multiple, -w % multiple
+    if ph == 0 and pw == 0:
+        return x
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
+class TwoStreamUPerNet(nn.Module):
+    """The paper's network (Zhang et al., ICNC 2023): UPerNet over one or two ResNet-50 streams.
+
+    RGB stream: the image in [0, 1] (no mean/std) -> encoder -> C2..C5. With `noise_stream`, the
+    image also goes to grey (0.2989 R + 0.5870 G + 0.1140 B) -> `BayarConv2d` (1 -> 3, 5x5) -> a
+    second encoder; at each level the two maps are concatenated (RGB first) and fused by a 3x3
+    conv (2C -> C, with bias, no norm or activation). The UPerNet decoder (`PPM` with Precise RoI
+    Pooling on C5, then `FPN`) feeds two heads:
+
+    - image score: `DetectionHead` on the PPM output `f` (3x3 conv + BN + ReLU, global average
+      pool, 1x1 conv): `image_logit`, and `ModelOutput.image_score = sigmoid(image_logit)`;
+    - mask: `LocalizationHead` on P2 (stride 4), bilinearly upsampled to the input size.
+
+    Any H, W is accepted: the input is padded (mirrored) on the bottom/right to a multiple of 32
+    and the mask is cropped back, so `mask_logit` is (B, 1, H, W); the image logit then also sees
+    the mirrored margin.
+
+    Args:
+        noise_stream: True for `ours`; False gives `upernet` ("ours w/o BayarConv").
+        backbone: "resnet50" (CSAIL deep-stem ResNet-50, the paper's) or any timm model with
+            `features_only` (e.g. "resnet18", "convnext_tiny"); fusion convs and decoder take its
+            channel widths.
+        pretrained: load ImageNet weights into both encoders (see `encoder.build_encoder`).
+        image_size: the training/evaluation resolution (512 in the paper); recorded for the data
+            pipeline and the summaries, the network itself accepts any size.
+        ppm_scales: PPM bins per side (1, 2, 3, 6).
+        ppm_channels: channels of each PPM branch (512).
+        fpn_channels: channels of `f` and P2..P4 and of the heads (256).
+        bn_momentum: batch-norm momentum (PyTorch convention, 0.1; the original trained with a
+            synchronized BN whose running averages used 0.001).
+    """
+
+    def __init__(
+        self,
+        noise_stream: bool = True,
+        backbone: str = "resnet50",
+        pretrained: bool = False,
+        image_size: int = 512,
+        ppm_scales: tuple[int, ...] = (1, 2, 3, 6),
+        ppm_channels: int = 512,
+        fpn_channels: int = 256,
+        bn_momentum: float | None = 0.1,
+    ) -> None:
+        super().__init__()
+        self.image_size = image_size
+        self.noise_stream = noise_stream
+        self.rgb_encoder = build_encoder(backbone, pretrained, bn_momentum=bn_momentum)
+        channels = list(self.rgb_encoder.out_channels)
+        if noise_stream:
+            self.bayar = BayarConv2d(1, 3, kernel_size=5, padding=2)
+            self.noise_encoder = build_encoder(backbone, pretrained, bn_momentum=bn_momentum)
+            self.fusion = nn.ModuleList(
+                nn.Conv2d(2 * c, c, kernel_size=3, padding=1, bias=True) for c in channels
+            )
+        self.ppm = PPM(channels[-1], tuple(ppm_scales), ppm_channels, fpn_channels, bn_momentum)
+        self.fpn = FPN(channels[:-1], fpn_channels, bn_momentum)
+        self.detection_head = DetectionHead(fpn_channels, fpn_channels, bn_momentum)
+        self.localization_head = LocalizationHead(fpn_channels, fpn_channels, bn_momentum)
+        self.out_channels = channels
+
+    def _run(self, x: torch.Tensor, keep: dict[str, torch.Tensor] | None = None) -> ModelOutput:
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected a float batch (B, 3, H, W), got shape {tuple(x.shape)}")
+        h, w = x.shape[-2:]
+        xp = pad_to_multiple(x)
+        levels = self.rgb_encoder(xp)
+        if self.noise_stream:
+            residual = self.bayar(rgb_to_grey(xp))
+            noise = self.noise_encoder(residual)
+            fused = [
+                conv(torch.cat([a, b], dim=1))
+                for conv, a, b in zip(self.fusion, levels, noise, strict=True)
+            ]
+        else:
+            fused = levels
+        f = self.ppm(fused[-1], keep)
+        pyramid = self.fpn(fused[:-1], f, finest_only=keep is None)
+        image_logit = self.detection_head(f)
+        mask = self.localization_head(pyramid[0])
+        mask_logit = F.interpolate(mask, size=xp.shape[-2:], mode="bilinear", align_corners=False)
+        mask_logit = mask_logit[..., :h, :w]
+        if keep is not None:
+            for i, c in enumerate(levels):
+                keep[f"rgb.C{i + 2}"] = c
+            if self.noise_stream:
+                keep["noise_residual"] = residual[..., :h, :w]
+                for i, (c, u) in enumerate(zip(noise, fused, strict=True)):
+                    keep[f"noise.C{i + 2}"] = c
+                    keep[f"fused.C{i + 2}"] = u
+            keep["ppm.f"] = f
+            for i, p in enumerate(pyramid):
+                keep[f"P{i + 2}"] = p
+            keep["localization.logit_stride4"] = mask
+        return ModelOutput(image_logit=image_logit, mask_logit=mask_logit)
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        """x: float (B, 3, H, W) RGB in [0, 1] -> image logit (B, 1), mask logits (B, 1, H, W)."""
+        return self._run(x)
+
+    @torch.no_grad()
+    def intermediates(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Named inner tensors for visualisation: `noise_residual` (BayarConv output), `rgb.C2..C5`,
+        `noise.C2..C5`, `fused.C2..C5`, `ppm.pool{s}`/`ppm.branch{s}` per scale, `ppm.f`, `P2..P5`
+        (P5 = f), `localization.logit_stride4`, and the outputs `image_logit`, `mask_logit`."""
+        keep: dict[str, torch.Tensor] = {}
+        out = self._run(x, keep)
+        keep.update(image_logit=out.image_logit, mask_logit=out.mask_logit)
+        return keep
+
+    @staticmethod
+    def convert_authors_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The authors' key layout (encoder, noise_encoder, bayar_conv, convs, decoder.*) renamed
+        to this model's; their unused `decoder.conv_fusion.*` is dropped, unknown keys pass through
+        unchanged (so the load names them)."""
+        out = {}
+        for key, value in state_dict.items():
+            if _AUTHORS_UNUSED.match(key):
+                continue
+            for pattern, repl in _AUTHORS_KEY_MAP:
+                new, n = re.subn(pattern, repl, key)
+                if n:
+                    key = new
+                    break
+            out[key] = value
+        return out
+
+
+def _build(
+    name: str, noise_stream: bool, image_size: int, backbone: str, pretrained: bool, **kw: Any
+) -> TwoStreamUPerNet:
+    model = TwoStreamUPerNet(
+        noise_stream=noise_stream,
+        backbone=backbone,
+        pretrained=pretrained,
+        image_size=image_size,
+        **kw,
+    )
+    model.sdfl_spec = {
+        "name": name,
+        "image_size": image_size,
+        "backbone": backbone,
+        "pretrained": pretrained,
+        **kw,
+    }
+    return model
+
+
+@register_model
+def ours(
+    image_size: int = 512, backbone: str = "resnet50", pretrained: bool = False, **kw: Any
+) -> TwoStreamUPerNet:
+    """The paper's model: RGB + BayarConv noise streams, fused per level, UPerNet, two heads."""
+    return _build("ours", True, image_size, backbone, pretrained, **kw)
+
+
+@register_model
+def upernet(
+    image_size: int = 512, backbone: str = "resnet50", pretrained: bool = False, **kw: Any
+) -> TwoStreamUPerNet:
+    """The paper's ablation "ours w/o BayarConv": one RGB stream, UPerNet, the same two heads."""
+    return _build("upernet", False, image_size, backbone, pretrained, **kw)

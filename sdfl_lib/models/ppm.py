@@ -1,0 +1,74 @@
+"""Pyramid Pooling Module with Precise RoI Pooling: global context on C5 (UPerNet's top)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sdfl_lib.cuda import prroi_pool_whole
+from sdfl_lib.models.resnet import BN_EPS, conv3x3
+
+
+def conv_bn_relu(
+    in_channels: int, out_channels: int, kernel_size: int = 3, bn_momentum: float | None = 0.1
+) -> nn.Sequential:
+    """Conv (no bias; 1x1 or 3x3 with padding 1) + BN + ReLU, indexed 0/1/2 as in the original."""
+    conv = (
+        conv3x3(in_channels, out_channels)
+        if kernel_size == 3
+        else nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False)
+    )
+    return nn.Sequential(
+        conv, nn.BatchNorm2d(out_channels, eps=BN_EPS, momentum=bn_momentum), nn.ReLU(inplace=True)
+    )
+
+
+class PPM(nn.Module):
+    """Pyramid Pooling Module (PSPNet / UPerNet) whose pooling is Precise RoI Pooling.
+
+    For each scale s, the whole C5 map is pooled into s x s bins with Precise RoI Pooling (the
+    exact bin average of the bilinear interpolant, Jiang et al. 2018), bilinearly upsampled back to
+    C5's size (align_corners=False) and passed through a 1x1 conv + BN + ReLU; the branches are
+    concatenated with C5 and a 3x3 conv + BN + ReLU gives `f` (the top of the FPN).
+
+    Args:
+        in_channels: channels of C5 (2048 for ResNet-50; the encoder's last `out_channels`).
+        scales: bins per side of each branch (1, 2, 3, 6).
+        branch_channels: channels of each branch (512).
+        out_channels: channels of `f` (256).
+        bn_momentum: batch-norm momentum.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 2048,
+        scales: tuple[int, ...] = (1, 2, 3, 6),
+        branch_channels: int = 512,
+        out_channels: int = 256,
+        bn_momentum: float | None = 0.1,
+    ) -> None:
+        super().__init__()
+        self.scales = tuple(scales)
+        self.branches = nn.ModuleList(
+            conv_bn_relu(in_channels, branch_channels, 1, bn_momentum) for _ in self.scales
+        )
+        self.bottleneck = conv_bn_relu(
+            in_channels + len(self.scales) * branch_channels, out_channels, 3, bn_momentum
+        )
+        self.out_channels = out_channels
+
+    def forward(
+        self, c5: torch.Tensor, keep: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """f (B, out_channels, h, w) from C5 (B, in_channels, h, w); `keep` collects the branches."""
+        size = c5.shape[-2:]
+        outs = [c5]
+        for scale, branch in zip(self.scales, self.branches, strict=True):
+            pooled = prroi_pool_whole(c5, scale)
+            up = F.interpolate(pooled, size=size, mode="bilinear", align_corners=False)
+            outs.append(branch(up))
+            if keep is not None:
+                keep[f"ppm.pool{scale}"] = pooled
+                keep[f"ppm.branch{scale}"] = outs[-1]
+        return self.bottleneck(torch.cat(outs, dim=1))
