@@ -10,18 +10,18 @@ from matplotlib.figure import Figure
 
 
 def loss_curves(metrics: pd.DataFrame, x: str = "epoch") -> Figure:
-    """Every loss column of a training run's metrics.csv against the epoch, train and val apart."""
-    cols = [c for c in metrics.columns if "loss" in c and c != x]
-    if x not in metrics or not cols:
-        raise ValueError(f"loss_curves: need an {x!r} column and loss columns, got {list(metrics.columns)}")
-    groups = {"train": [c for c in cols if not c.startswith("val")], "val": [c for c in cols if c.startswith("val")]}
-    groups = {k: v for k, v in groups.items() if v}
-    fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 3.4), squeeze=False)
-    for ax, (title, names) in zip(axes.flat, groups.items(), strict=False):
-        for c in names:
-            ax.plot(metrics[x], metrics[c], marker="o", ms=3, label=c)
+    """One panel per loss term of a run's metrics.csv (total, clf, seg, edge), train and val."""
+    terms = [t for t in ("loss", "clf", "seg", "edge") if f"train_{t}" in metrics or f"val_{t}" in metrics]
+    if x not in metrics or not terms:
+        raise ValueError(f"loss_curves: need {x!r} and train_*/val_* loss columns, got {list(metrics.columns)}")
+    titles = {"loss": "total loss", "clf": "image BCE (clf)", "seg": "mask Dice (seg)", "edge": "edge Dice"}
+    fig, axes = plt.subplots(1, len(terms), figsize=(3.6 * len(terms), 3.2), squeeze=False)
+    for ax, term in zip(axes.flat, terms, strict=False):
+        for part in ("train", "val"):
+            if f"{part}_{term}" in metrics:
+                ax.plot(metrics[x], metrics[f"{part}_{term}"], marker="o", ms=3, label=part)
         ax.set_xlabel(x)
-        ax.set_title(title)
+        ax.set_title(titles[term])
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     fig.tight_layout()
