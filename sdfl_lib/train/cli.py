@@ -1,0 +1,79 @@
+"""`sdfl train --config params/X.yaml [key=value ...] [--nproc N] [--resume RUN_DIR]`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `train` sub-command."""
+    p = subparsers.add_parser(
+        "train",
+        help="train a model (CPU, one GPU, or several processes with --nproc / torchrun / srun)",
+        description="Train a model. The learning rate is the one for the global batch_size (all"
+        " processes and accumulation steps together); the paper: batch_size=32 lr=1e-4.",
+    )
+    p.add_argument("--config", help="YAML file of training keys (a study file's `train:` section works)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config keys to change")
+    p.add_argument("--nproc", type=int, default=1, help="start N processes on this machine (torchrun)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its state.pt")
+    p.add_argument("--help-config", action="store_true", help="list every config key and exit")
+    p.set_defaults(func=_run)
+
+
+def _torchrun_command(argv: list[str], nproc: int) -> list[str]:
+    """The command that re-runs this `sdfl train` under torchrun with N local processes."""
+    rest, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+            continue
+        if item == "--nproc":
+            skip = True
+            continue
+        if item.startswith("--nproc="):
+            continue
+        rest.append(item)
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+            f"--nproc_per_node={nproc}", "-m", "sdfl_lib.cli", *rest]
+
+
+def _run(args: argparse.Namespace) -> int:
+    from sdfl_lib.train.config import describe
+
+    if args.help_config:
+        print("training config keys (name, type, default, meaning):")
+        print(describe())
+        return 0
+    if not args.config and not args.resume:
+        print("sdfl train: give --config FILE (or --resume RUN_DIR)", file=sys.stderr)
+        return 2
+    if args.nproc > 1 and "RANK" not in os.environ:
+        argv = sys.argv[1:] if sys.argv[1:2] == ["train"] else ["train", *_args_to_argv(args)]
+        return subprocess.call(_torchrun_command(argv, args.nproc))
+    from sdfl_lib.train.engine import NonFiniteLossError, fit
+
+    try:
+        result = fit(args.config, resume=args.resume, overrides=args.overrides)
+    except NonFiniteLossError as err:
+        print(f"sdfl train: {err}", file=sys.stderr)
+        return 1
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        print(f"sdfl train: {err}", file=sys.stderr)
+        return 2
+    if result.status == "interrupted":
+        return 128 + result.signal
+    return 0
+
+
+def _args_to_argv(args: argparse.Namespace) -> list[str]:
+    """Rebuild the command line from parsed arguments (when called as a function, not a script)."""
+    argv = []
+    if args.config:
+        argv += ["--config", args.config]
+    if args.resume:
+        argv += ["--resume", args.resume]
+    return argv + list(args.overrides)

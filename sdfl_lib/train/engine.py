@@ -1,0 +1,458 @@
+"""`fit(config) -> RunResult`: the one training loop for CPU, one GPU and DDP, with exact resume."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm.auto import tqdm
+
+from sdfl_lib.train import distributed as D
+from sdfl_lib.train.build import build_datasets, build_optimizer, build_scheduler, build_train_model
+from sdfl_lib.train.config import TrainConfig
+from sdfl_lib.train.loss import PaperLoss, sample_losses
+from sdfl_lib.train.sampler import SeededItems, StepBatchSampler, dataset_labels, shard_indices
+from sdfl_lib.train.signals import StopSignals
+from sdfl_lib.train.state import atomic_torch_save, rng_state, set_rng_state, write_metrics_csv
+
+STATE_FORMAT = "sdfl-train-state"
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the run stopped before the optimizer step."""
+
+
+@dataclass
+class RunResult:
+    """What a run left behind and how it ended.
+
+    status: "completed", "early_stopped", "max_steps" or "interrupted" (SIGTERM/SIGINT; state saved).
+    """
+
+    run_dir: Path
+    status: str
+    epochs: int
+    global_step: int
+    best_loss: float
+    best_epoch: int
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    signal: int = 0
+
+    @property
+    def best_checkpoint(self) -> Path:
+        """best.pt: lowest validation loss (training loss without a validation set)."""
+        return self.run_dir / "best.pt"
+
+    @property
+    def last_checkpoint(self) -> Path:
+        """last.pt: the weights at the end of the last finished epoch."""
+        return self.run_dir / "last.pt"
+
+    @property
+    def state_path(self) -> Path:
+        """state.pt: everything `--resume` needs."""
+        return self.run_dir / "state.pt"
+
+
+def fit(
+    config: TrainConfig | dict | str | Path | None = None,
+    *,
+    resume: str | Path | None = None,
+    overrides: list[str] | dict | None = None,
+    train_dataset: Dataset | None = None,
+    val_dataset: Dataset | None = None,
+) -> RunResult:
+    """Train a model as `config` says and return where the results are.
+
+    config: a TrainConfig, a dict of keys, or a YAML path (with `resume` and no config, the run
+    folder's config.yaml). `overrides`: `key=value` items applied on top. `resume`: a run folder to
+    continue from its state.pt (mid-epoch included). `train_dataset`/`val_dataset` replace the
+    manifests with ready Dataset objects yielding the usual item dicts.
+    Under torchrun or srun every process calls `fit`; only rank 0 writes files.
+    """
+    if config is None and resume is None:
+        raise ValueError("give a config (TrainConfig, dict or YAML path) or a run folder to resume")
+    if config is None:
+        config = Path(resume) / "config.yaml"  # type: ignore[arg-type]
+    if isinstance(config, TrainConfig):
+        config = config.replace(**dict(_overrides_dict(overrides)))
+    elif isinstance(config, dict):
+        config = TrainConfig.from_dict({**config, **_overrides_dict(overrides)})
+    else:
+        config = TrainConfig.load(config, overrides)
+    if resume is not None:
+        config = config.replace(out_dir=str(resume))
+    env = D.init_distributed(config.device)
+    deterministic_before = torch.are_deterministic_algorithms_enabled()
+    try:
+        return _Run(config, env, resume is not None, train_dataset, val_dataset).run()
+    finally:
+        torch.use_deterministic_algorithms(deterministic_before)
+        D.shutdown(env)
+
+
+def _overrides_dict(overrides: list[str] | dict | None) -> dict:
+    from sdfl_lib.train.config import parse_overrides
+
+    return parse_overrides(overrides)
+
+
+class _Run:
+    """One training run: set-up, the epoch loop, validation, checkpoints."""
+
+    def __init__(self, config: TrainConfig, env: D.DistEnv, resume: bool, train_ds, val_ds):
+        self.cfg, self.env, self.resume = config, env, resume
+        self.run_dir = Path(config.out_dir)
+        self.micro = config.per_rank_batch(env.world_size)
+        self._check_run_dir()
+        self._seed_everything(config.seed)
+        if train_ds is None:
+            train_ds, built_val = build_datasets(config)
+            val_ds = built_val if val_ds is None else val_ds
+        self.train_ds, self.val_ds = train_ds, val_ds
+        self._build_model()
+        self.loss = PaperLoss(config.lambda_clf, config.lambda_seg, config.lambda_edge)
+        self.optimizer = build_optimizer(config, self.raw.parameters())
+        self.scheduler = build_scheduler(config, self.optimizer)
+        self.scaler = torch.amp.GradScaler(self.env.device.type, enabled=config.precision == "fp16")
+        self.sampler = StepBatchSampler(
+            dataset_labels(train_ds), config.batch_size, env.world_size, env.rank,
+            config.grad_accum, config.seed, config.balance_classes, config.limit_train_batches,
+        )
+        pin = env.device.type == "cuda"
+        self.loader = DataLoader(
+            SeededItems(train_ds), batch_sampler=self.sampler, num_workers=config.workers,
+            pin_memory=pin, persistent_workers=config.workers > 0,
+        )
+        self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
+        self.best, self.best_epoch, self.bad_epochs = math.inf, 0, 0
+        self.metrics: list[dict[str, Any]] = []
+        self.acc = self._fresh_acc()
+        self.has_edge = False
+        if resume:
+            self._load_state()
+        self.writer = None
+        if env.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            config.dump(self.run_dir / "config.yaml")
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.global_step or None)
+        D.barrier(env)
+
+    # ---- set-up -------------------------------------------------------------------------------
+    def _check_run_dir(self) -> None:
+        state = self.run_dir / "state.pt"
+        if self.resume and not state.is_file():
+            raise FileNotFoundError(f"cannot resume: {state} does not exist")
+        if not self.resume and state.exists() and not self.cfg.overwrite:
+            raise FileExistsError(
+                f"{self.run_dir} already holds a run: resume it (`sdfl train --resume {self.run_dir}`),"
+                " choose another out_dir, or set overwrite=true"
+            )
+
+    def _seed_everything(self, seed: int) -> None:
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+        det = self.cfg.deterministic
+        if det:
+            import os
+
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(det)
+        torch.backends.cudnn.deterministic = det
+        torch.backends.cudnn.benchmark = not det
+
+    def _build_model(self) -> None:
+        cfg, env = self.cfg, self.env
+        raw = build_train_model(cfg).to(env.device)
+        if cfg.channels_last:
+            raw = raw.to(memory_format=torch.channels_last)
+        if env.distributed and cfg.sync_bn:
+            if env.device.type == "cuda":
+                raw = torch.nn.SyncBatchNorm.convert_sync_batchnorm(raw)
+            elif env.is_main:
+                tqdm.write("note: SyncBatchNorm needs GPUs; on CPU each process normalises its own"
+                           f" {self.micro} images per batch-norm layer")
+        self.raw = raw
+        self.net = torch.compile(raw) if cfg.compile else raw
+        self.ddp = None
+        if env.distributed:
+            ids = [env.device.index] if env.device.type == "cuda" else None
+            self.ddp = DistributedDataParallel(self.net, device_ids=ids)
+
+    def _train_mode(self) -> None:
+        self.net.train()
+        if self.cfg.freeze_bn:
+            for module in self.raw.modules():
+                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+
+    def _autocast(self):
+        dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.cfg.precision)
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.env.device.type, dtype=dtype)
+
+    def _images(self, batch: dict) -> torch.Tensor:
+        x = batch["image"].to(self.env.device, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
+
+    @staticmethod
+    def _fresh_acc() -> dict[str, float]:
+        return {"loss": 0.0, "clf": 0.0, "seg": 0.0, "edge": 0.0, "steps": 0, "images": 0, "time": 0.0}
+
+    # ---- state --------------------------------------------------------------------------------
+    def _save_state(self) -> None:
+        rngs = D.gather_objects(rng_state(), self.env)
+        if not self.env.is_main:
+            return
+        atomic_torch_save(
+            {
+                "format": STATE_FORMAT, "version": 1, "config": self.cfg.to_dict(),
+                "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
+                "global_step": self.global_step, "world_size": self.env.world_size,
+                "model": self.raw.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+                "scaler": self.scaler.state_dict(), "rng": rngs,
+                "best": self.best, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs,
+                "metrics": self.metrics, "epoch_acc": self.acc, "has_edge": self.has_edge,
+            },
+            self.run_dir / "state.pt",
+        )
+
+    def _load_state(self) -> None:
+        state = torch.load(self.run_dir / "state.pt", map_location="cpu", weights_only=True)
+        if state.get("format") != STATE_FORMAT:
+            raise ValueError(f"{self.run_dir / 'state.pt'} is not an sdfl training state")
+        old = state["config"]
+        if old.get("batch_size") != self.cfg.batch_size or old.get("seed") != self.cfg.seed:
+            raise ValueError(
+                "resume needs the same batch_size and seed as the interrupted run"
+                f" (was batch_size={old.get('batch_size')}, seed={old.get('seed')})"
+            )
+        self.raw.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.step_in_epoch = state["epoch"], state["step_in_epoch"]
+        self.global_step = state["global_step"]
+        self.best, self.best_epoch = state["best"], state["best_epoch"]
+        self.bad_epochs, self.metrics = state["bad_epochs"], list(state["metrics"])
+        self.acc, self.has_edge = dict(state["epoch_acc"]), state["has_edge"]
+        rngs = state["rng"]
+        if len(rngs) == self.env.world_size:
+            set_rng_state(rngs[self.env.rank])
+        elif self.env.is_main:
+            tqdm.write(f"note: the state was saved with {len(rngs)} processes, now {self.env.world_size}:"
+                       " random generators restart from rank 0's state (data order is unaffected)")
+            set_rng_state(rngs[0])
+        if self.env.is_main:
+            tqdm.write(f"resuming {self.run_dir} at epoch {self.epoch + 1}, step {self.step_in_epoch}"
+                       f" (global step {self.global_step})")
+
+    def _save_checkpoint(self, name: str, row: dict[str, Any]) -> None:
+        from sdfl_lib.models import make_checkpoint
+
+        ckpt = make_checkpoint(self.raw, config=self.cfg.to_dict(), epoch=self.epoch + 1, metrics=row)
+        atomic_torch_save(ckpt, self.run_dir / name)
+
+    # ---- loop ---------------------------------------------------------------------------------
+    def run(self) -> RunResult:
+        cfg = self.cfg
+        status, signum = "completed", 0
+        if self.env.is_main:
+            tqdm.write(f"training {cfg.model} ({cfg.backbone}) on {self.env.world_size} process(es),"
+                       f" {self.env.device.type}; global batch {cfg.batch_size} = {self.env.world_size}"
+                       f" x {cfg.grad_accum} x {self.micro}; lr {cfg.lr}; run folder {self.run_dir}")
+        with StopSignals() as stop:
+            while self.epoch < cfg.epochs:
+                ended = self._train_epoch(stop)
+                if ended == "interrupted":
+                    status, signum = "interrupted", stop.signum or 15
+                    break
+                early = self._end_epoch()
+                if ended == "max_steps":
+                    status = "max_steps"
+                    break
+                if early:
+                    status = "early_stopped"
+                    break
+        if self.writer is not None:
+            self.writer.close()
+        return RunResult(self.run_dir, status, self.epoch, self.global_step, self.best,
+                         self.best_epoch, list(self.metrics), signum)
+
+    def _train_epoch(self, stop: StopSignals) -> str | None:
+        cfg, env = self.cfg, self.env
+        n_steps = self.sampler.steps_per_epoch()
+        self.sampler.set_epoch(self.epoch, self.step_in_epoch)
+        model = self.ddp or self.net
+        self._train_mode()
+        batches = iter(self.loader)
+        bar = tqdm(total=n_steps, initial=self.step_in_epoch, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
+                   unit="step", disable=not (env.is_main and cfg.progress), leave=False, dynamic_ncols=True)
+        t_start, time_before = time.perf_counter(), self.acc["time"]
+        try:
+            for step in range(self.step_in_epoch, n_steps):
+                micro = [next(batches) for _ in range(cfg.grad_accum)]
+                counts = torch.tensor(
+                    [float(sum(len(b["label"]) for b in micro)),
+                     float(sum(int(torch.as_tensor(b["has_mask"]).sum()) for b in micro))],
+                    device=env.device,
+                )
+                n_images, n_masks = D.all_reduce_sum(counts, env).tolist()
+                sums = torch.zeros(5, device=env.device)
+                for a, batch in enumerate(micro):
+                    sync = self.ddp is None or a == cfg.grad_accum - 1
+                    with contextlib.nullcontext() if sync else self.ddp.no_sync():
+                        with self._autocast():
+                            out = model(self._images(batch))
+                        terms = self.loss(out, batch, n_images=n_images, n_masks=n_masks)
+                        # DDP averages gradients over ranks; the terms are already global means.
+                        self.scaler.scale(terms.total * env.world_size).backward()
+                    self.has_edge = terms.edge is not None
+                    edge = terms.edge.detach() if terms.edge is not None else 0.0
+                    sums[:4] += torch.stack([terms.total.detach(), terms.clf.detach(),
+                                             terms.seg.detach(), torch.as_tensor(edge, device=env.device)])
+                sums[4] = float(stop.signum != 0)
+                total, clf, seg, edge_v, stop_votes = D.all_reduce_sum(sums, env).tolist()
+                if not all(math.isfinite(v) for v in (total, clf, seg, edge_v)):
+                    self.optimizer.zero_grad(set_to_none=True)
+                    self._non_finite(step, total, clf, seg, edge_v)
+                if cfg.grad_clip > 0:
+                    self.scaler.unscale_(self.optimizer)
+                    torch.nn.utils.clip_grad_norm_(self.raw.parameters(), cfg.grad_clip)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.global_step += 1
+                self.step_in_epoch = step + 1
+                for key, value in (("loss", total), ("clf", clf), ("seg", seg), ("edge", edge_v)):
+                    self.acc[key] += value
+                self.acc["steps"] += 1
+                self.acc["images"] += n_images
+                self.acc["time"] = time_before + time.perf_counter() - t_start
+                speed = self.acc["images"] / max(self.acc["time"], 1e-9)
+                bar.update(1)
+                bar.set_postfix(loss=f"{self.acc['loss'] / self.acc['steps']:.4f}", img_s=f"{speed:.2f}")
+                if self.writer is not None and self.global_step % max(cfg.log_every_steps, 1) == 0:
+                    for key, value in (("loss", total), ("clf", clf), ("seg", seg)):
+                        self.writer.add_scalar(f"step/{key}", value, self.global_step)
+                    self.writer.add_scalar("step/lr", self.optimizer.param_groups[0]["lr"], self.global_step)
+                if stop_votes > 0:
+                    self._save_state()
+                    if env.is_main:
+                        tqdm.write(f"stopped by signal at epoch {self.epoch + 1}, step {self.step_in_epoch};"
+                                   f" state saved to {self.run_dir / 'state.pt'}. Continue with:"
+                                   f" sdfl train --resume {self.run_dir}")
+                    return "interrupted"
+                if cfg.max_steps and self.global_step >= cfg.max_steps:
+                    return "max_steps"
+                every = cfg.checkpoint_every_steps
+                if every and self.global_step % every == 0 and self.step_in_epoch < n_steps:
+                    self._save_state()
+        finally:
+            bar.close()
+        return None
+
+    def _non_finite(self, step: int, total: float, clf: float, seg: float, edge: float) -> None:
+        last = self.run_dir / "state.pt"
+        kept = f"the last good state is {last}" if last.exists() else "no state had been saved yet"
+        raise NonFiniteLossError(
+            f"non-finite loss at epoch {self.epoch + 1}, step {step + 1} (global step"
+            f" {self.global_step + 1}): total={total}, clf={clf}, seg={seg}, edge={edge}. The run stopped"
+            f" before this update; {kept} (last.pt and best.pt untouched). Try a lower lr, fp32 or bf16"
+            " instead of fp16, grad_clip, or check the data."
+        )
+
+    def _validate(self) -> dict[str, float] | None:
+        if self.val_ds is None:
+            return None
+        env, cfg = self.env, self.cfg
+        shard = Subset(self.val_ds, shard_indices(len(self.val_ds), env.world_size, env.rank))
+        loader = DataLoader(shard, batch_size=self.micro, num_workers=cfg.workers,
+                            pin_memory=env.device.type == "cuda")
+        limit = cfg.limit_val_batches or None
+        totals = torch.zeros(5, dtype=torch.float64, device=env.device)
+        self.net.eval()
+        with torch.no_grad():
+            for batch in tqdm(islice(loader, limit), total=min(len(loader), limit or len(loader)),
+                              desc="validation", leave=False, disable=not (env.is_main and cfg.progress)):
+                with self._autocast():
+                    out = self.net(self._images(batch))
+                s = sample_losses(out, batch).sums()
+                totals += torch.stack([s["n_images"], s["n_masks"], s["clf"], s["seg"],
+                                       s.get("edge", torch.zeros((), device=env.device))]).double()
+        self._train_mode()
+        n_images, n_masks, clf, seg, edge = D.all_reduce_sum(totals, env).tolist()
+        clf, seg = clf / max(n_images, 1.0), seg / max(n_masks, 1.0)
+        edge_mean = edge / max(n_masks, 1.0) if self.has_edge else None
+        out = {"val_loss": self.loss.combine(clf, seg, edge_mean), "val_clf": clf, "val_seg": seg}
+        if edge_mean is not None:
+            out["val_edge"] = edge_mean
+        return out
+
+    def _end_epoch(self) -> bool:
+        """Validate, step the schedule, write metrics and checkpoints; True to stop early."""
+        cfg, acc = self.cfg, self.acc
+        steps = max(acc["steps"], 1)
+        row: dict[str, Any] = {"epoch": self.epoch + 1, "step": self.global_step,
+                               "train_loss": acc["loss"] / steps, "train_clf": acc["clf"] / steps,
+                               "train_seg": acc["seg"] / steps}
+        if self.has_edge:
+            row["train_edge"] = acc["edge"] / steps
+        val = self._validate()
+        row.update(val or {})
+        monitored = val["val_loss"] if val else row["train_loss"]
+        row["lr"] = self.optimizer.param_groups[0]["lr"]
+        row["time_s"] = acc["time"]
+        row["images_per_s"] = acc["images"] / max(acc["time"], 1e-9)
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.scheduler.step(monitored)
+        elif self.scheduler is not None:
+            self.scheduler.step()
+        improved = monitored < self.best
+        if improved:
+            self.best, self.best_epoch, self.bad_epochs = monitored, self.epoch + 1, 0
+        else:
+            self.bad_epochs += 1
+        row["best"] = improved
+        self.metrics.append(row)
+        if self.env.is_main:
+            if improved:
+                self._save_checkpoint("best.pt", row)
+            self._save_checkpoint("last.pt", row)
+            write_metrics_csv(self.metrics, self.run_dir / "metrics.csv")
+            for key, value in row.items():
+                if key not in ("epoch", "step", "best"):
+                    self.writer.add_scalar(f"epoch/{key}", value, self.epoch + 1)
+            self.writer.flush()
+            val_text = f"  val {row['val_loss']:.4f}" if val else ""
+            tqdm.write(f"epoch {self.epoch + 1}/{cfg.epochs}  train {row['train_loss']:.4f}"
+                       f" (clf {row['train_clf']:.4f}, seg {row['train_seg']:.4f}){val_text}"
+                       f"  lr {row['lr']:.2e}  {row['images_per_s']:.2f} img/s  {row['time_s']:.0f} s"
+                       + ("  *best*" if improved else ""))
+        self.epoch += 1
+        self.step_in_epoch = 0
+        self.acc = self._fresh_acc()
+        self._save_state()
+        patience = cfg.early_stop_patience
+        if patience and self.bad_epochs >= patience and self.epoch < cfg.epochs:
+            if self.env.is_main:
+                tqdm.write(f"early stop: no improvement for {self.bad_epochs} epochs"
+                           f" (best {self.best:.4f} at epoch {self.best_epoch})")
+            return True
+        return False
