@@ -1,0 +1,1 @@
+"""One module per family of data sets; `sdfl_lib.data.prepare` holds the registry."""

@@ -1,0 +1,254 @@
+"""Preparers of the shallowfake benchmarks: CASIA v2.0, CASIA v1.0, Columbia, COVERAGE, NIST16.
+
+Tampered images whose ground truth cannot be found are excluded by default (the paper's counts
+leave them out: e.g. 920 of CASIA v1.0's 921 tampered images) and listed in the report under
+`excluded`; `keep_unmatched=True` keeps them as label-only fakes instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sdfl_lib.data.io import ImageReadError, image_size, load_image, load_mask
+from sdfl_lib.data.preparers.common import (
+    Report,
+    find_dir,
+    is_image,
+    list_images,
+    row,
+    write_binary_png,
+)
+
+_NO_MASK = "no ground-truth mask: excluded (keep_unmatched=True keeps it as a label-only fake)"
+_NO_MASK_KEPT = "no ground-truth mask: kept as a label-only fake"
+
+
+def _casia_key(stem: str) -> tuple[str, str, int] | None:
+    """(ids sorted, trailing number) of a CASIA name like Sp_D_NRN_A_ani0080_sec0005_0426."""
+    parts = stem.split("_")
+    if len(parts) < 4 or not parts[-1].isdigit():
+        return None
+    a, b = parts[-3], parts[-2]
+    return (min(a, b), max(a, b), int(parts[-1]))
+
+
+def _ground_truths(root: Path) -> dict[str, Path]:
+    """Every `<name>_gt.<ext>` file under root, by <name>."""
+    found: dict[str, Path] = {}
+    for path in sorted(root.rglob("*_gt.*")):
+        if is_image(path):
+            found.setdefault(path.stem[: -len("_gt")], path)
+    return found
+
+
+def _match_casia(
+    tampered: list[Path], gts: dict[str, Path], report: Report, keep_unmatched: bool, source: str
+) -> list[dict[str, Any]]:
+    """Exact name first; then the same two ids (either order) and trailing number, if unique."""
+    rows, used = [], set()
+    pending = []
+    for image in tampered:
+        if image.stem in gts:
+            used.add(image.stem)
+            rows.append(row(image, 1, source, gts[image.stem], match="exact"))
+            report.add("masks_matched_exact")
+        else:
+            pending.append(image)
+    by_key: dict[tuple, list[str]] = {}
+    for name in gts:
+        key = _casia_key(name)
+        if key is not None and name not in used:
+            by_key.setdefault(key, []).append(name)
+    for image in pending:
+        candidates = [n for n in by_key.get(_casia_key(image.stem), []) if n not in used]
+        if len(candidates) == 1:
+            used.add(candidates[0])
+            rows.append(row(image, 1, source, gts[candidates[0]], match="revised-name"))
+            report.add("masks_matched_revised_name")
+            report.notes.append(f"{image.name} matched {gts[candidates[0]].name} by ids and number")
+            continue
+        report.unmatched_images.append(str(image))
+        if len(candidates) > 1:
+            report.warnings.append(f"{image.name}: {len(candidates)} masks share its ids: {candidates}")
+        if keep_unmatched:
+            rows.append(row(image, 1, source, match="none"))
+            report.excluded.append({"image": str(image), "reason": _NO_MASK_KEPT, "kept": "yes"})
+        else:
+            report.excluded.append({"image": str(image), "reason": _NO_MASK, "kept": "no"})
+    report.unused_masks += [str(gts[n]) for n in gts if n not in used]
+    report.add("masks_matched", len(used))
+    return rows
+
+
+def _casia(root: Path, report: Report, keep_unmatched: bool, source: str, tp_names: tuple) -> list:
+    au_dir = find_dir(root, "Au")
+    tp_dir = find_dir(root, *tp_names)
+    if tp_dir is None and au_dir is None:
+        report.errors.append(f"no Au/ or {'/'.join(tp_names)} folder under {root}")
+        return []
+    authentic = list_images(au_dir) if au_dir else []
+    # In CASIA v1.0 the tampered images sit in Sp/ and CM/ subfolders of Tp/ ("Modified Tp").
+    tampered = list_images(tp_dir, recursive=True) if tp_dir else []
+    tampered = [p for p in tampered if not p.stem.endswith("_gt")]
+    report.add("authentic_found", len(authentic))
+    report.add("tampered_found", len(tampered))
+    rows = [row(p, 0, source, match="") for p in authentic]
+    return rows + _match_casia(tampered, _ground_truths(root), report, keep_unmatched, source)
+
+
+def prepare_casia2(root: Path, out_dir: Path, report: Report, keep_unmatched: bool = False) -> list:
+    """CASIA v2.0: `Au/` authentic, `Tp/` tampered, masks `<name>_gt.png` anywhere below root."""
+    return _casia(root, report, keep_unmatched, "casia2", ("Tp",))
+
+
+def prepare_casia1(root: Path, out_dir: Path, report: Report, keep_unmatched: bool = False) -> list:
+    """CASIA v1.0: `Au/`, tampered in `Sp/` (or `Tp/`), masks named after the revised names."""
+    return _casia(root, report, keep_unmatched, "casia1", ("Sp", "Tp", "Modified Tp"))
+
+
+def columbia_mask(edgemask: np.ndarray, tampered_channel: int = 1) -> np.ndarray:
+    """The spliced region of a Columbia `edgemask` (RGB): pixels dominated by one colour.
+
+    The edgemask paints the two cameras' regions in red (host) and green (spliced region); the
+    files are JPEGs, so a pixel counts as spliced when its `tampered_channel` (1 = green) is above
+    127 and above each other channel by more than 64, which ignores compression noise and the
+    boundary line drawn between the regions.
+    """
+    rgb = edgemask.astype(np.int16)
+    chosen = rgb[..., tampered_channel]
+    others = np.delete(rgb, tampered_channel, axis=2).max(axis=2)
+    return ((chosen > 127) & (chosen - others > 64)).astype(np.uint8)
+
+
+def prepare_columbia(
+    root: Path, out_dir: Path, report: Report, tampered_channel: int = 1
+) -> list:
+    """Columbia uncompressed: `4cam_auth/`, `4cam_splc/` and `4cam_splc/edgemask/` (see
+    `columbia_mask` for how the region mask is derived; written under `masks/columbia/`)."""
+    auth, splc = find_dir(root, "4cam_auth"), find_dir(root, "4cam_splc")
+    if auth is None or splc is None:
+        report.errors.append(f"no 4cam_auth/ and 4cam_splc/ folders under {root}")
+        return []
+    rows = [row(p, 0, "columbia") for p in list_images(auth)]
+    edge_dir = splc / "edgemask"
+    for image in list_images(splc):
+        candidates = sorted(edge_dir.glob(f"{image.stem}_edgemask.*")) if edge_dir.is_dir() else []
+        if not candidates:
+            report.unmatched_images.append(str(image))
+            report.excluded.append({"image": str(image), "reason": _NO_MASK, "kept": "no"})
+            continue
+        try:
+            mask = columbia_mask(load_image(candidates[0]), tampered_channel)
+        except ImageReadError as err:
+            report.errors.append(str(err))
+            continue
+        if not mask.any():
+            report.warnings.append(f"{candidates[0].name}: no spliced region found in the edgemask")
+        path = write_binary_png(mask, out_dir / "masks" / "columbia" / f"{image.stem}.png")
+        rows.append(row(image, 1, "columbia", path))
+        report.add("masks_derived")
+    report.notes.append("ground truth = spliced region derived from the colour-coded edgemask")
+    return rows
+
+
+def prepare_coverage(root: Path, out_dir: Path, report: Report) -> list:
+    """COVERAGE: `image/N.tif` authentic, `image/Nt.tif` tampered, `mask/Nforged.tif` the ground
+    truth; masks of another size than their image are reported (the loader resizes them)."""
+    image_dir, mask_dir = find_dir(root, "image"), find_dir(root, "mask")
+    if image_dir is None or mask_dir is None:
+        report.errors.append(f"no image/ and mask/ folders under {root}")
+        return []
+    rows = []
+    images = {p.stem: p for p in list_images(image_dir)}
+    pairs = sorted((s for s in images if s.isdigit()), key=int)
+    for pair in pairs:
+        rows.append(row(images[pair], 0, "coverage", pair=pair))
+        tampered = images.get(f"{pair}t")
+        if tampered is None:
+            report.warnings.append(f"pair {pair}: no tampered image {pair}t")
+            continue
+        masks = sorted(mask_dir.glob(f"{pair}forged.*"))
+        if not masks:
+            report.unmatched_images.append(str(tampered))
+            report.excluded.append({"image": str(tampered), "reason": _NO_MASK, "kept": "no"})
+            continue
+        image_hw, mask_hw = image_size(tampered), image_size(masks[0])
+        if image_hw != mask_hw:
+            report.size_mismatches.append({
+                "pair": pair, "image": str(tampered), "mask": str(masks[0]),
+                "image_size": list(image_hw), "mask_size": list(mask_hw),
+            })
+        rows.append(row(tampered, 1, "coverage", masks[0], pair=pair))
+    lone = sorted(s for s in images if not s.isdigit() and s[:-1] not in pairs)
+    report.warnings += [f"{images[s].name}: tampered image without its authentic pair" for s in lone]
+    return rows
+
+
+def _find_reference(root: Path) -> Path | None:
+    for pattern in ("*manipulation-ref.csv", "*-ref.csv"):
+        found = sorted(p for p in root.rglob(pattern) if "reference" in p.parts)
+        if found:
+            return found[0]
+    return None
+
+
+def prepare_nist16(
+    root: Path, out_dir: Path, report: Report, reference: str | None = None,
+    include_authentic: bool = False,
+) -> list:
+    """NIST Nimble 2016 (NC2016_Test): the reference CSV (`|`-separated, `IsTarget`,
+    `ProbeFileName`, `ProbeMaskFileName`). NIST masks mark the manipulated region in black: they are
+    inverted into `masks/nist16/`. Only the target probes are kept unless `include_authentic`
+    (the paper counts no NIST16 authentic images)."""
+    ref = Path(reference) if reference else _find_reference(root)
+    if ref is None or not ref.is_file():
+        report.errors.append(f"no NC2016 reference CSV (reference/manipulation/*-ref.csv) under {root}")
+        return []
+    table = pd.read_csv(ref, sep="|", dtype=str, keep_default_na=False)
+    needed = {"ProbeFileName", "ProbeMaskFileName", "IsTarget"}
+    if not needed <= set(table.columns):
+        report.errors.append(f"{ref}: missing column(s) {sorted(needed - set(table.columns))}")
+        return []
+    base = ref.parents[2] if len(ref.parents) > 2 else root
+
+    def resolve(name: str) -> Path | None:
+        for folder in (base, root):
+            if name and (folder / name).is_file():
+                return folder / name
+        return None
+
+    rows, seen = [], set()
+    for record in table.itertuples(index=False):
+        probe_name = record.ProbeFileName
+        if probe_name in seen:
+            continue
+        seen.add(probe_name)
+        probe = resolve(probe_name)
+        if probe is None:
+            report.errors.append(f"probe listed in {ref.name} not found: {probe_name}")
+            continue
+        if record.IsTarget.strip().upper() != "Y":
+            report.add("authentic_found")
+            if include_authentic:
+                rows.append(row(probe, 0, "nist16"))
+            continue
+        report.add("tampered_found")
+        mask_file = resolve(record.ProbeMaskFileName)
+        if mask_file is None:
+            report.unmatched_images.append(str(probe))
+            report.excluded.append({"image": str(probe), "reason": _NO_MASK, "kept": "no"})
+            continue
+        try:
+            inverted = 1 - load_mask(mask_file)
+        except ImageReadError as err:
+            report.errors.append(str(err))
+            continue
+        path = write_binary_png(inverted, out_dir / "masks" / "nist16" / f"{probe.stem}.png")
+        rows.append(row(probe, 1, "nist16", path))
+    if not include_authentic:
+        report.notes.append("non-target probes left out (include_authentic=True keeps them)")
+    return rows
