@@ -1,0 +1,179 @@
+"""Synthetic forgeries for offline runs: `synthesize(out_dir, n, seed)` writes a small data set.
+
+Built from the photographs scikit-image ships (nothing is downloaded): authentic random crops,
+and fakes made by splicing, copy-move, removal (inpainting) and face blending, each with its
+exact mask and edge map. A fraction `fake_ratio` of the samples (default 0.5, rounded half up) are fakes,
+split evenly over the manipulations; a face sample whose crop shows no detectable face falls
+back to splicing and is counted in `synth.json`. Each output is re-compressed as JPEG with
+probability `jpeg_prob` (quality drawn from `jpeg_quality`), else stored as PNG; both classes
+alike, so the file type tells nothing. The same arguments give the same files, bit for bit:
+every sample draws from its own generator seeded by (seed, index).
+
+Layout: `out_dir/images/NNNNN.{png,jpg}`, `masks/NNNNN.png`, `edges/NNNNN.png` (0/255),
+`manifest.csv` (columns image, mask, edge, label, source, plus photo, donor, jpeg_quality) and
+`synth.json` (the arguments and the counts).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from sdfl_lib.data import synth_ops as ops
+
+KINDS: tuple[str, ...] = ("splice", "copymove", "removal", "face")
+
+
+@dataclass
+class Sample:
+    """One synthetic sample before it is written: the authentic crop it started from, too."""
+
+    base: np.ndarray
+    image: np.ndarray
+    mask: np.ndarray | None
+    source: str
+    photo: str
+    donor: str = ""
+    fallback: bool = False
+
+
+def make_sample(rng: np.random.Generator, kind: str, size: int = 256,
+                feather: int = ops.DEFAULT_FEATHER, photos: tuple[str, ...] = ops.PHOTOS) -> Sample:
+    """One sample of `kind` ("authentic" or one of `KINDS`) at `size` x `size`, not compressed."""
+    if kind == "face":
+        name = ops.FACE_PHOTOS[int(rng.integers(len(ops.FACE_PHOTOS)))]
+        box = ops.face_box(name)
+        base = ops.random_crop(rng, ops.photo(name), size, box)
+        try:
+            image, mask = ops.face_blend(rng, base, feather)
+            return Sample(base, image, mask, "synth-face", name)
+        except ops.NoFaceFound:
+            sample = _splice(rng, base, name, size, feather, photos)
+            sample.fallback = True
+            return sample
+    name = photos[int(rng.integers(len(photos)))]
+    base = ops.random_crop(rng, ops.photo(name), size)
+    if kind == "authentic":
+        return Sample(base, base, None, "synth-authentic", name)
+    if kind == "splice":
+        return _splice(rng, base, name, size, feather, photos)
+    if kind == "copymove":
+        image, mask = ops.copy_move(rng, base, feather)
+        return Sample(base, image, mask, "synth-copymove", name)
+    if kind == "removal":
+        image, mask = ops.removal(rng, base)
+        return Sample(base, image, mask, "synth-removal", name)
+    raise ValueError(f"unknown manipulation {kind!r}: expected 'authentic' or one of {KINDS}")
+
+
+def _splice(rng, base, name, size, feather, photos) -> Sample:
+    others = [p for p in photos if p != name] or list(photos)
+    donor = others[int(rng.integers(len(others)))]
+    image, mask = ops.splice(rng, base, ops.random_crop(rng, ops.photo(donor), size), feather)
+    return Sample(base, image, mask, "synth-splice", name, donor)
+
+
+def plan(n: int, seed: int, fake_ratio: float = 0.5, kinds: tuple[str, ...] = KINDS) -> list[str]:
+    """The kind of each of the `n` samples: round(n * fake_ratio) fakes spread evenly over
+    `kinds`, the rest authentic, in a seeded random order."""
+    if not 0.0 <= fake_ratio <= 1.0:
+        raise ValueError(f"fake_ratio must be in [0, 1], got {fake_ratio}")
+    unknown = set(kinds) - set(KINDS)
+    if unknown or not kinds:
+        raise ValueError(f"unknown manipulation(s) {sorted(unknown)}: choose from {KINDS}")
+    fakes = int(n * fake_ratio + 0.5)  # half up: an odd n gets the extra fake
+    order = [kinds[i % len(kinds)] for i in range(fakes)] + ["authentic"] * (n - fakes)
+    np.random.default_rng([seed, 0x5EED]).shuffle(order)
+    return order
+
+
+def _write_png(path: Path, array: np.ndarray) -> None:
+    if not cv2.imwrite(str(path), array):
+        raise OSError(f"could not write {path}")
+
+
+def synthesize(
+    out_dir: str | os.PathLike,
+    n: int,
+    seed: int = 0,
+    size: int = 256,
+    fake_ratio: float = 0.5,
+    kinds: tuple[str, ...] = KINDS,
+    jpeg_prob: float = 0.5,
+    jpeg_quality: tuple[int, int] = (70, 95),
+    feather: int = ops.DEFAULT_FEATHER,
+    progress: bool = True,
+) -> Path:
+    """Writes `n` synthetic samples into `out_dir`; returns `out_dir/manifest.csv`.
+
+    Same arguments, same files (bitwise). See the module docstring for the layout and ratios.
+    """
+    from tqdm.auto import tqdm
+
+    from sdfl_lib.data.edges import mask_to_edge
+    from sdfl_lib.data.manifest import write_manifest
+
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if size < 32:
+        raise ValueError(f"size must be >= 32 pixels, got {size}")
+    lo, hi = jpeg_quality
+    if not 1 <= lo <= hi <= 100:
+        raise ValueError(f"jpeg_quality must be a range within 1..100, got {jpeg_quality}")
+    out = Path(out_dir)
+    for sub in ("images", "masks", "edges"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    kinds_of = plan(n, seed, fake_ratio, tuple(kinds))
+    rows, counts = [], Counter()
+    # OpenCV's own threads only add overhead on 256-pixel images, and cost determinism nothing.
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        for index, kind in enumerate(tqdm(kinds_of, desc="synth", disable=not progress)):
+            rng = np.random.default_rng([seed, index])
+            sample = make_sample(rng, kind, size, feather)
+            counts[sample.source] += 1
+            counts["face_fallback"] += sample.fallback
+            stem = f"{index:05d}"
+            bgr = np.ascontiguousarray(sample.image[..., ::-1])
+            quality = int(rng.integers(lo, hi + 1)) if rng.random() < jpeg_prob else 0
+            if quality:
+                image_path = out / "images" / f"{stem}.jpg"
+                if not cv2.imwrite(str(image_path), bgr, [cv2.IMWRITE_JPEG_QUALITY, quality]):
+                    raise OSError(f"could not write {image_path}")
+            else:
+                image_path = out / "images" / f"{stem}.png"
+                _write_png(image_path, bgr)
+            mask_path = edge_path = ""
+            if sample.mask is not None:
+                mask_path, edge_path = out / "masks" / f"{stem}.png", out / "edges" / f"{stem}.png"
+                _write_png(mask_path, sample.mask * 255)
+                _write_png(edge_path, mask_to_edge(sample.mask) * 255)
+            rows.append({
+                "image": str(image_path), "mask": str(mask_path), "edge": str(edge_path),
+                "label": int(sample.mask is not None), "source": sample.source,
+                "photo": sample.photo, "donor": sample.donor, "jpeg_quality": quality,
+            })
+    finally:
+        cv2.setNumThreads(threads)
+    manifest = write_manifest(pd.DataFrame(rows), out / "manifest.csv")
+    report = {
+        "config": {"n": n, "seed": seed, "size": size, "fake_ratio": fake_ratio,
+                   "kinds": list(kinds), "jpeg_prob": jpeg_prob, "jpeg_quality": [lo, hi],
+                   "feather": feather, "face_detector": ops._face_detector()[0]},
+        "counts": {"authentic": counts["synth-authentic"], "fake": n - counts["synth-authentic"],
+                   **{k: counts[k] for k in sorted(counts) if k != "face_fallback"},
+                   "face_fallback": counts["face_fallback"]},
+    }
+    (out / "synth.json").write_text(json.dumps(report, indent=2) + "\n")
+    if counts["face_fallback"]:
+        print(f"synth: {counts['face_fallback']} face sample(s) had no detectable face and were "
+              "spliced instead (see synth.json)")
+    return manifest
