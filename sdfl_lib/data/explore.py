@@ -1,0 +1,158 @@
+"""Figures for exploring a manifest: counts per source and label, image sizes, mask areas, examples.
+
+Each function takes a manifest (path or DataFrame) and returns a matplotlib Figure; `save_figures`
+writes them all as PNG files. Sizes are read from file headers (no decoding).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from sdfl_lib.data.io import ImageReadError, image_size, load_image, load_mask
+from sdfl_lib.data.manifest import read_manifest
+
+LABEL_NAMES = {0: "authentic", 1: "tampered"}
+
+
+def _frame(manifest: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
+    return manifest if isinstance(manifest, pd.DataFrame) else read_manifest(manifest)
+
+
+def counts_table(manifest: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
+    """Rows per source (index) and label (columns `authentic`, `tampered`)."""
+    df = _frame(manifest)
+    table = pd.crosstab(df["source"].replace("", "(none)"), df["label"].map(LABEL_NAMES))
+    return table.reindex(columns=list(LABEL_NAMES.values()), fill_value=0)
+
+
+def plot_counts(manifest: str | os.PathLike | pd.DataFrame) -> Figure:
+    """Bar chart per source and label, and a pie of authentic vs tampered."""
+    table = counts_table(manifest)
+    fig, (bar, pie) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [2, 1]})
+    table.plot.bar(ax=bar, color=["tab:blue", "tab:red"])
+    bar.set_xlabel("source")
+    bar.set_ylabel("images")
+    bar.set_title("images per source and label")
+    totals = table.sum(axis=0)
+    pie.pie(totals.values, labels=[f"{k} ({v})" for k, v in totals.items()],
+            colors=["tab:blue", "tab:red"], autopct="%1.0f%%")
+    pie.set_title("labels")
+    fig.tight_layout()
+    return fig
+
+
+def image_sizes(manifest: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
+    """Height and width of every readable image (from headers), with label and source."""
+    df = _frame(manifest)
+    records = []
+    for r in df.itertuples():
+        try:
+            h, w = image_size(r.image)
+        except (ImageReadError, FileNotFoundError):
+            continue
+        records.append({"height": h, "width": w, "label": r.label, "source": r.source})
+    return pd.DataFrame(records, columns=["height", "width", "label", "source"])
+
+
+def plot_image_sizes(manifest: str | os.PathLike | pd.DataFrame, bins: int = 30) -> Figure:
+    """Histograms of image heights, widths and megapixels."""
+    sizes = image_sizes(manifest)
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
+    values = (sizes["height"], sizes["width"], sizes["height"] * sizes["width"] / 1e6)
+    for ax, data, name in zip(axes, values, ("height (px)", "width (px)", "megapixels"), strict=True):
+        ax.hist(data, bins=bins, color="tab:gray")
+        ax.set_xlabel(name)
+        ax.set_ylabel("images")
+    fig.suptitle(f"image sizes ({len(sizes)} images)")
+    fig.tight_layout()
+    return fig
+
+
+def mask_areas(manifest: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
+    """Fraction of manipulated pixels of every tampered image with a mask."""
+    df = _frame(manifest)
+    records = []
+    for r in df[(df["label"] == 1) & (df["mask"] != "")].itertuples():
+        try:
+            mask = load_mask(r.mask)
+        except ImageReadError:
+            continue
+        records.append({"image": r.image, "source": r.source, "area": float(mask.mean())})
+    return pd.DataFrame(records, columns=["image", "source", "area"])
+
+
+def plot_mask_areas(manifest: str | os.PathLike | pd.DataFrame, bins: int = 20) -> Figure:
+    """Histogram of manipulated-area fractions, one colour per source."""
+    areas = mask_areas(manifest)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    edges = np.linspace(0, 1, bins + 1)
+    for source, group in areas.groupby("source"):
+        ax.hist(group["area"], bins=edges, alpha=0.6, label=source or "(none)")
+    ax.set_xlabel("manipulated fraction of the image")
+    ax.set_ylabel("images")
+    ax.set_title(f"mask areas ({len(areas)} masks)")
+    if len(areas):
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_examples(
+    manifest: str | os.PathLike | pd.DataFrame, n: int = 8, seed: int = 0, columns: int = 4
+) -> Figure:
+    """A grid of random images; tampered ones with their mask's outline and tint in red."""
+    df = _frame(manifest)
+    picked = df.sample(n=min(n, len(df)), random_state=seed) if len(df) else df
+    rows = max(1, -(-len(picked) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, r in zip(axes.flat, picked.itertuples(), strict=False):
+        try:
+            image = load_image(r.image)
+        except ImageReadError as err:
+            ax.set_title(f"unreadable: {err.cause}"[:40], fontsize=7)
+            continue
+        if r.mask:
+            try:
+                mask = load_mask(r.mask, size=image.shape[:2])
+                tint = image.astype(np.float32)
+                tint[mask > 0] = 0.5 * tint[mask > 0] + 0.5 * np.array([255, 0, 0])
+                image = tint.astype(np.uint8)
+                ax.contour(mask, levels=[0.5], colors="red", linewidths=0.8)
+            except ImageReadError:
+                pass
+        ax.imshow(image)
+        kind = LABEL_NAMES[int(r.label)] + (" (no mask)" if r.label == 1 and not r.mask else "")
+        ax.set_title(f"{Path(r.image).name[:28]}\n{r.source} · {kind}", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def save_figures(
+    manifest: str | os.PathLike, out_dir: str | os.PathLike, examples: int = 8, seed: int = 0
+) -> list[Path]:
+    """Writes counts.png, image_sizes.png, mask_areas.png and examples.png; returns the paths."""
+    df = read_manifest(manifest)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures = {
+        "counts": plot_counts(df),
+        "image_sizes": plot_image_sizes(df),
+        "mask_areas": plot_mask_areas(df),
+        "examples": plot_examples(df, n=examples, seed=seed),
+    }
+    paths = []
+    for name, fig in figures.items():
+        path = out_dir / f"{name}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        paths.append(path)
+    counts_table(df).to_csv(out_dir / "counts.csv")
+    return paths

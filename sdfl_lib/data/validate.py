@@ -1,0 +1,136 @@
+"""`validate_manifest(path)`: every row of a manifest read as training would read it, and counted.
+
+Errors (the command exits non-zero): missing files, unreadable or truncated images and masks,
+decompression bombs, label 0 with a non-empty mask, a mask size mismatch under the "fail" policy.
+Counted warnings: CMYK / 16-bit / palette / RGBA / grey images (normalised on load), non-binary
+masks (thresholded), masks of another size (resized or skipped by the policy), RGBA masks,
+label-only fakes, duplicate basenames (two files of the same name confuse per-image outputs).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from sdfl_lib.data.io import MASK_POLICIES, ImageReadError, MaskSizeError, load_image, load_mask
+from sdfl_lib.data.manifest import read_manifest
+
+# Keys of `report["counts"]` that are errors; the others are warnings.
+ERROR_KINDS = (
+    "missing_image", "missing_mask", "missing_edge", "unreadable_image", "unreadable_mask",
+    "unreadable_edge", "decompression_bomb", "authentic_with_mask", "mask_size_mismatch_fail",
+)
+WARNING_KINDS = (
+    "cmyk", "16bit", "palette", "rgba", "grey", "other_mode", "mask_non_binary", "mask_rgba",
+    "mask_size_mismatch", "mask_resized", "mask_skipped", "label_only", "duplicate_basename",
+)
+
+
+def _classify(err: ImageReadError, what: str) -> str:
+    if err.cause == "file not found":
+        return f"missing_{what}"
+    if "decompression bomb" in err.cause:
+        return "decompression_bomb"
+    return f"unreadable_{what}"
+
+
+def validate_manifest(
+    path: str | os.PathLike,
+    mask_policy: str = "resize",
+    max_pixels: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Checks every row of the manifest at `path`; returns a JSON-ready report.
+
+    `report["counts"]` counts each kind (see ERROR_KINDS / WARNING_KINDS), `report["errors"]` and
+    `report["warnings"]` list `{row, kind, path, detail}` items, `report["ok"]` is True without errors.
+    """
+    if mask_policy not in MASK_POLICIES:
+        raise ValueError(f"mask policy must be one of {MASK_POLICIES}, got {mask_policy!r}")
+    df = read_manifest(path)
+    counts: Counter = Counter()
+    errors: list[dict[str, Any]] = []
+    warnings: list[dict[str, Any]] = []
+
+    def note(kind: str, row: int, file: str, detail: str = "") -> None:
+        counts[kind] += 1
+        item = {"row": row, "kind": kind, "path": file, "detail": detail}
+        (errors if kind in ERROR_KINDS else warnings).append(item)
+
+    rows = tqdm(df.itertuples(), total=len(df), desc="validate", unit="row", disable=not progress)
+    for r in rows:
+        number = int(r.Index) + 1
+        image_stats: Counter = Counter()
+        shape = None
+        try:
+            shape = load_image(r.image, stats=image_stats, max_pixels=max_pixels).shape[:2]
+        except ImageReadError as err:
+            note(_classify(err, "image"), number, r.image, err.cause)
+        for kind, n in image_stats.items():
+            for _ in range(n):
+                note(kind, number, r.image)
+        if r.label == 1 and not r.mask:
+            note("label_only", number, r.image, "label 1 without a mask")
+        for what, file in (("mask", r.mask), ("edge", r.edge)):
+            if not file:
+                continue
+            stats: Counter = Counter()
+            try:
+                mask = load_mask(file, size=None, stats=stats)
+            except ImageReadError as err:
+                note(_classify(err, what), number, file, err.cause)
+                continue
+            for kind, n in stats.items():
+                for _ in range(n):
+                    note(kind, number, file)
+            if shape is not None and mask.shape != shape:
+                detail = f"{what} {mask.shape[0]}x{mask.shape[1]}, image {shape[0]}x{shape[1]}"
+                note("mask_size_mismatch", number, file, detail)
+                try:
+                    load_mask(file, size=shape, policy=mask_policy, stats=Counter())
+                    note("mask_resized" if mask_policy == "resize" else "mask_skipped", number, file)
+                except MaskSizeError as err:
+                    note("mask_size_mismatch_fail", number, file, err.cause)
+            if what == "mask" and r.label == 0 and mask.any():
+                note("authentic_with_mask", number, file, f"{int(mask.sum())} manipulated pixels")
+    by_name: dict[str, list[int]] = {}
+    for i, image in enumerate(df["image"]):
+        by_name.setdefault(os.path.basename(image), []).append(i + 1)
+    for name, numbers in sorted(by_name.items()):
+        if len(numbers) > 1:
+            note("duplicate_basename", numbers[0], name, f"rows {numbers}")
+    for kind in (*ERROR_KINDS, *WARNING_KINDS):
+        counts.setdefault(kind, 0)
+    return {
+        "manifest": str(Path(path).absolute()),
+        "rows": len(df),
+        "authentic": int((df["label"] == 0).sum()),
+        "tampered": int((df["label"] == 1).sum()),
+        "mask_policy": mask_policy,
+        "ok": not errors,
+        "counts": dict(counts),
+        "errors": errors,
+        "warnings": warnings,
+    }
+
+
+def print_report(report: dict[str, Any], limit: int = 20) -> None:
+    """Prints a validation report as a table of counts and the first problems."""
+    print(f"manifest: {report['manifest']}")
+    print(f"rows: {report['rows']} (authentic {report['authentic']}, tampered {report['tampered']}),"
+          f" mask policy: {report['mask_policy']}")
+    print(f"{'check':<28}{'kind':<9}{'count':>7}")
+    for kind in (*ERROR_KINDS, *WARNING_KINDS):
+        level = "error" if kind in ERROR_KINDS else "warning"
+        print(f"{kind:<28}{level:<9}{report['counts'].get(kind, 0):>7}")
+    for title in ("errors", "warnings"):
+        items = report[title]
+        for item in items[:limit]:
+            print(f"  {title[:-1]} row {item['row']}: {item['kind']}: {item['path']} {item['detail']}")
+        if len(items) > limit:
+            print(f"  ... {len(items) - limit} more {title}")
+    print("OK" if report["ok"] else f"{len(report['errors'])} error(s)")
