@@ -1,0 +1,22 @@
+"""Evaluation of a model or a classical method on a manifest: both metric protocols, per-subset
+report with figures, robustness curves. `evaluate(...)` is the entry point (also `sdfl evaluate`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["evaluate", "parse_robustness", "DEFAULT_LEVELS"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so that `sdfl --help` does not import torch and matplotlib.
+    if name == "evaluate":
+        from sdfl_lib.evaluate.engine import evaluate
+
+        return evaluate
+    if name in ("parse_robustness", "DEFAULT_LEVELS"):
+        from sdfl_lib.evaluate import robustness
+
+        return getattr(robustness, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,304 @@
+"""`evaluate`: batched inference over a manifest, streamed per-image counts, metrics and report.
+
+Each image is resized to the model's input size, its probability map resized back to the image's
+own size and compared with the mask there. Per-image results stream to `predictions.csv` (a
+writer thread also saves the maps), so an interrupted run resumes where it stopped and metrics
+never need the maps in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import cv2
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from sdfl_lib.evaluate.dataset import EvalDataset, collate, map_paths
+from sdfl_lib.evaluate.predictions import Writer, make_row, read_predictions
+from sdfl_lib.evaluate.robustness import Perturbation, parse_robustness
+from sdfl_lib.evaluate.subsets import DEEP_SOURCES, subset_masks, subset_metrics
+from sdfl_lib.metrics import pixel_counts
+from sdfl_lib.predict import autocast, model_image_size, resolve_model, restore_map
+
+PROTOCOLS = ("paper", "standard", "both")
+# Settings that must match for rows of an earlier run to be reused.
+_RESUME_KEYS = ("model", "manifest", "image_size", "threshold", "mask_policy")
+
+
+def _fingerprint(model: nn.Module) -> str:
+    """A cheap digest of the weights (a strided sample of every tensor)."""
+    h = hashlib.sha1()
+    for name, t in model.state_dict().items():
+        flat = t.detach().flatten()
+        h.update(name.encode())
+        h.update(flat[:: max(1, flat.numel() // 64)].float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _worker_init(_: int) -> None:
+    # Workers read and resize; one thread each leaves the cores to the forward pass.
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+def _check_config(out: Path, config: dict, resume: bool) -> None:
+    path = out / "config.json"
+    if path.is_file() and resume:
+        old = json.loads(path.read_text())
+        diff = {k: (old.get(k), config[k]) for k in _RESUME_KEYS if old.get(k) != config[k]}
+        if diff:
+            raise ValueError(
+                f"{out} holds an evaluation with other settings {diff}; use another output "
+                "folder or resume=False (--no-resume) to start over"
+            )
+    if not resume:
+        for stale in [out / "predictions.csv", out / "robustness"]:
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config, indent=2, default=str) + "\n")
+
+
+def run_pass(
+    model: nn.Module,
+    rows: list[dict],
+    out: Path,
+    image_size: int,
+    threshold: float = 0.5,
+    mask_policy: str = "resize",
+    perturb: Perturbation | None = None,
+    save_maps: bool = True,
+    batch_size: int = 8,
+    workers: int = 2,
+    progress: bool = True,
+) -> dict:
+    """Predicts the rows not yet in out/predictions.csv and appends them; returns errors/timing."""
+    device = next((p.device for p in model.parameters()), None) or torch.device(
+        next((b.device.type for b in model.buffers()), "cpu")
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path = out / "predictions.csv"
+    done: set = set()
+    if csv_path.is_file() and csv_path.stat().st_size:
+        prev = read_predictions(csv_path)
+        done = set(zip(prev["row"].astype(int), prev["image"], strict=True))
+    names = dict(
+        zip(
+            [r["row"] for r in rows],
+            map_paths([r["image"] for r in rows], [r["source"] for r in rows]),
+            strict=True,
+        )
+    )
+    todo = [r for r in rows if (r["row"], r["image"]) not in done]
+    stats = {"images": len(todo), "resumed": len(rows) - len(todo), "errors": [], "forward_s": 0.0}
+    if not todo:
+        return stats
+    loader = DataLoader(
+        EvalDataset(todo, image_size, mask_policy, perturb),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=device.type == "cuda",
+        worker_init_fn=_worker_init if workers else None,
+    )
+    writer = Writer(csv_path, out / "maps" if save_maps else None)
+    start = time.perf_counter()
+    bar = tqdm(
+        total=len(todo),
+        unit="img",
+        desc=perturb.name if perturb else "evaluate",
+        disable=not progress,
+    )
+    try:
+        for batch in loader:
+            for it in batch["errors"]:
+                stats["errors"].append({"image": todo[it["i"]]["image"], "error": it["error"]})
+            if batch["x"] is not None:
+                t0 = time.perf_counter()
+                with torch.no_grad(), autocast(device):
+                    pred = model(batch["x"].to(device, non_blocking=True))
+                probs, scores = pred.mask_prob[:, 0], pred.image_score.cpu().tolist()
+                stats["forward_s"] += time.perf_counter() - t0
+                for j, it in enumerate(batch["items"]):
+                    _emit(
+                        writer,
+                        todo[it["i"]],
+                        it,
+                        probs[j],
+                        scores[j],
+                        threshold,
+                        names[todo[it["i"]]["row"]],
+                        save_maps,
+                    )
+            bar.update(len(batch["items"]) + len(batch["errors"]))
+    finally:
+        bar.close()
+        writer.close()
+    stats["wall_s"] = time.perf_counter() - start
+    return stats
+
+
+@torch.no_grad()
+def _emit(
+    writer: Writer,
+    meta: dict,
+    item: dict,
+    prob: torch.Tensor,
+    score: float,
+    threshold: float,
+    map_name: str,
+    save_map: bool,
+) -> None:
+    """Counts of one image at its own size, queued for writing with its map."""
+    prob = restore_map(prob, item["size"])
+    mask = item["mask"]
+    if mask is None and meta["label"] == 0 and not meta["mask"]:
+        mask = torch.zeros(item["size"], dtype=torch.uint8)  # authentic: nothing is tampered
+    counts = pixel_counts(prob, mask.to(prob.device), threshold) if mask is not None else None
+    png = prob.mul(255).round_().to(torch.uint8).cpu().numpy() if save_map else None
+    row = make_row(
+        meta,
+        score,
+        item["size"],
+        counts,
+        item["mask_event"],
+        item["mask_size"],
+        map_name if save_map else "",
+    )
+    writer.put(row, png)
+
+
+def _read_rows(manifest: str | os.PathLike | pd.DataFrame) -> tuple[list[dict], str]:
+    from sdfl_lib.data import read_manifest
+
+    if isinstance(manifest, pd.DataFrame):
+        df, name = manifest.copy(), "<DataFrame>"
+        for col in ("mask", "source"):
+            df[col] = df[col].fillna("").astype(str) if col in df else ""
+    else:
+        df, name = read_manifest(manifest), str(Path(manifest).absolute())
+    if not len(df):
+        raise ValueError(f"manifest {name} has no rows")
+    df = df.reset_index(drop=True)
+    df["row"] = df.index
+    keep = ["row", "image", "mask", "label", "source"] + (["kind"] if "kind" in df else [])
+    rows = df[keep].to_dict("records")
+    for r in rows:
+        r["label"] = int(r["label"])
+    return rows, name
+
+
+def _with_kinds(table: pd.DataFrame, rows: list[dict]) -> pd.DataFrame:
+    """Adds the manifest's `kind` column (shallow/deep) to a predictions table where it has one."""
+    if "kind" not in rows[0]:
+        return table
+    return table.assign(kind=table["row"].map({r["row"]: r["kind"] for r in rows}))
+
+
+def _subset_results(table, protocol, threshold, subsets, deep_sources) -> dict:
+    return {
+        name: subset_metrics(table[sel], protocol, threshold)
+        for name, sel in subset_masks(table, subsets, deep_sources).items()
+    }
+
+
+def evaluate(
+    model_or_checkpoint: nn.Module | str | os.PathLike | None,
+    manifest: str | os.PathLike | pd.DataFrame,
+    out_dir: str | os.PathLike,
+    protocol: str = "both",
+    subsets: list[str] | None = None,
+    robustness: str | list | dict | None = None,
+    batch_size: int = 8,
+    workers: int = 2,
+    image_size: int | None = None,
+    threshold: float = 0.5,
+    mask_policy: str = "resize",
+    method: str | None = None,
+    device: str | None = None,
+    save_maps: bool = True,
+    resume: bool = True,
+    figures: bool = True,
+    deep_sources: str = DEEP_SOURCES,
+    progress: bool = True,
+) -> dict:
+    """Evaluates a model (module, checkpoint path, or `method` = "ela"/"noise"/a model name) on a
+    manifest; writes config.json, predictions.csv, maps/, metrics.json, report.md, tables and
+    figures under `out_dir`, and returns the metrics (see `sdfl_lib.evaluate.report`).
+
+    protocol: "paper", "standard" or "both" (SPEC.md §1, §2). subsets: names to report (default
+    all non-empty: "both", "shallowfakes", "deepfakes", "source/<name>"). robustness: e.g.
+    "jpeg,blur,noise,resize" or "jpeg:90/70" (see `parse_robustness`). mask_policy: "resize"
+    (nearest), "skip" (no pixel metrics for that image) or "fail", for masks whose size differs
+    from their image; every such mask is counted and listed.
+    """
+    from sdfl_lib.evaluate.report import write_report
+
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    perturbations = parse_robustness(robustness)
+    model = resolve_model(model_or_checkpoint, method, device)
+    size = model_image_size(model, image_size)
+    rows, manifest_name = _read_rows(manifest)
+    out = Path(out_dir)
+    spec = dict(getattr(model, "sdfl_spec", {}) or {"name": type(model).__name__})
+    checkpoint = (
+        None if method or isinstance(model_or_checkpoint, nn.Module) else model_or_checkpoint
+    )
+    config = {
+        "model": {"spec": spec, "fingerprint": _fingerprint(model)},
+        "checkpoint": str(checkpoint) if checkpoint else None,
+        "method": method,
+        "manifest": manifest_name,
+        "image_size": size,
+        "threshold": threshold,
+        "mask_policy": mask_policy,
+        "protocol": protocol,
+        "subsets": subsets,
+        "robustness": [p.name for p in perturbations],
+        "deep_sources": deep_sources,
+        "batch_size": batch_size,
+        "workers": workers,
+        "device": str(next((p.device for p in model.parameters()), device or "cpu")),
+    }
+    _check_config(out, config, resume)
+    common = dict(
+        image_size=size,
+        threshold=threshold,
+        mask_policy=mask_policy,
+        batch_size=batch_size,
+        workers=workers,
+        progress=progress,
+    )
+    stats = run_pass(model, rows, out, save_maps=save_maps, **common)
+    keys = {(r["row"], r["image"]) for r in rows}
+    table = read_predictions(out / "predictions.csv")
+    table = table[[k in keys for k in zip(table["row"], table["image"], strict=True)]]
+    table = _with_kinds(table, rows)
+    results = {
+        "subsets": _subset_results(table, protocol, threshold, subsets, deep_sources),
+        "errors": stats["errors"],
+        "timing": {k: stats.get(k) for k in ("images", "resumed", "forward_s", "wall_s")},
+    }
+    if perturbations:
+        results["robustness"] = {}
+        wanted = [s for s in ("both", "shallowfakes", "deepfakes") if s in results["subsets"]]
+        for p in perturbations:
+            sub = out / "robustness" / p.name.replace("@", "_")
+            st = run_pass(model, rows, sub, perturb=p, save_maps=False, **common)
+            t = _with_kinds(read_predictions(sub / "predictions.csv"), rows)
+            results["robustness"][p.name] = {
+                "kind": p.kind,
+                "level": p.level,
+                "subsets": _subset_results(t, protocol, threshold, wanted, deep_sources),
+                "errors": len(st["errors"]),
+            }
+    return write_report(out, config, table, results, figures=figures)

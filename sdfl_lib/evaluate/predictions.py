@@ -1,0 +1,144 @@
+"""The streamed per-image table `predictions.csv`: one row per image, written as results come,
+read back (tolerating a last line cut by an interruption) to resume and to compute metrics."""
+
+from __future__ import annotations
+
+import csv
+import os
+import queue
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from sdfl_lib.metrics import PixelCounts
+
+COLUMNS = (
+    "row", "image", "mask", "source", "label", "pixel", "score", "height", "width", "mask_event",
+    "mask_size", "tp", "fp", "fn", "tn", "best_threshold", "best_tp", "best_fp", "best_fn",
+    "hist_pos", "hist_neg", "map",
+)  # fmt: skip
+
+
+def make_row(
+    meta: dict,
+    score: float,
+    size: tuple,
+    counts: PixelCounts | None,
+    event: str,
+    mask_size: str,
+    map_path: str,
+) -> dict:
+    """One predictions row; `counts` None means no pixel ground truth (label-only, mask skipped)."""
+    row = {k: meta[k] for k in ("row", "image", "mask", "source", "label")}
+    row.update(
+        score=f"{score:.6g}",
+        height=size[0],
+        width=size[1],
+        mask_event=event,
+        mask_size=mask_size,
+        map=map_path,
+        pixel=int(counts is not None),
+    )
+    if counts is None:
+        row.update(
+            {k: 0 for k in ("tp", "fp", "fn", "tn", "best_tp", "best_fp", "best_fn")},
+            best_threshold="",
+            hist_pos="",
+            hist_neg="",
+        )
+    else:
+        c = counts.__dict__
+        row.update({k: c[k] for k in ("tp", "fp", "fn", "tn", "best_tp", "best_fp", "best_fn")})
+        row.update(
+            best_threshold=f"{counts.best_threshold:g}",
+            hist_pos=" ".join(map(str, counts.hist_pos.tolist())),
+            hist_neg=" ".join(map(str, counts.hist_neg.tolist())),
+        )
+    return row
+
+
+def repair(path: Path) -> None:
+    """Cuts a last line left incomplete by an interrupted write."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with open(path, "rb+") as f:
+        data = f.read()
+        if not data.endswith(b"\n"):
+            f.truncate(data.rfind(b"\n") + 1)
+
+
+def read_predictions(path: str | os.PathLike) -> pd.DataFrame:
+    """The table with histograms as int arrays (an all-zero array where there is no pixel row)."""
+    path = Path(path)
+    repair(path)
+    df = pd.read_csv(
+        path,
+        dtype={
+            "mask_event": str,
+            "mask_size": str,
+            "source": str,
+            "mask": str,
+            "map": str,
+            "hist_pos": str,
+            "hist_neg": str,
+        },
+        keep_default_na=False,
+    )
+    df["pixel"] = df["pixel"].astype(int).astype(bool)
+    df["score"] = df["score"].astype(float)
+    for col in ("hist_pos", "hist_neg"):
+        df[col] = [np.array(s.split(), dtype=np.int64) if s else None for s in df[col]]
+    width = next((len(h) for h in df["hist_pos"] if h is not None), 0)
+    for col in ("hist_pos", "hist_neg"):
+        df[col] = [h if h is not None else np.zeros(width, np.int64) for h in df[col]]
+    return df
+
+
+class Writer:
+    """A thread that appends rows to predictions.csv and writes map PNGs, so that file output
+    overlaps the model's forward. `put` blocks when `depth` items wait (bounded memory)."""
+
+    def __init__(self, csv_path: Path, maps_dir: Path | None, depth: int = 64) -> None:
+        self.csv_path, self.maps_dir = csv_path, maps_dir
+        new = not csv_path.is_file() or csv_path.stat().st_size == 0
+        self._file = open(csv_path, "a", newline="")
+        self._csv = csv.DictWriter(self._file, fieldnames=COLUMNS)
+        if new:
+            self._csv.writeheader()
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def put(self, row: dict, png: np.ndarray | None = None) -> None:
+        if self._error:
+            raise RuntimeError(f"writing predictions failed: {self._error}") from self._error
+        self._queue.put((row, png))
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                break
+            row, png = job
+            try:
+                if png is not None and self.maps_dir is not None:
+                    target = self.maps_dir / row["map"]
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    if not cv2.imwrite(str(target), png):
+                        raise OSError(f"cannot write {target}")
+                self._csv.writerow(row)
+                if self._queue.empty():
+                    self._file.flush()
+            except BaseException as err:  # surfaced to the main thread by put/close
+                self._error = err
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        self._file.close()
+        if self._error:
+            raise RuntimeError(f"writing predictions failed: {self._error}") from self._error

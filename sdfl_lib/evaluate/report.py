@@ -1,0 +1,170 @@
+"""The evaluation report: metrics.json, a metrics table per subset (CSV and report.md), the mask
+size mismatches and unreadable files, and the paper's Table III side by side where subsets match."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+# SPEC.md §1, Table III: (model, trained on) -> test set -> (pixel F1, image F1, combined F1, AUC).
+TABLE_III = {
+    ("mvssnet", "S"): {"S": (.60, .68, .64, .79), "D": (.24, .51, .33, .53), "both": (.42, .62, .50, .68)},
+    ("mvssnet", "D"): {"S": (.45, .00, .01, .50), "D": (.90, .93, .91, .98), "both": (.67, .62, .64, .71)},
+    ("mvssnet", "S+D"): {"S": (.59, .64, .62, .78), "D": (.90, .94, .92, .97), "both": (.75, .81, .78, .87)},
+    ("upernet", "S"): {"S": (.60, .62, .61, .83), "D": (.30, .29, .29, .55), "both": (.45, .47, .46, .72)},
+    ("upernet", "D"): {"S": (.44, .27, .33, .43), "D": (.92, .95, .94, .99), "both": (.68, .69, .68, .78)},
+    ("upernet", "S+D"): {"S": (.59, .65, .62, .85), "D": (.87, .93, .90, .98), "both": (.72, .81, .76, .91)},
+    ("ours", "S"): {"S": (.60, .68, .64, .85), "D": (.27, .29, .28, .47), "both": (.44, .51, .47, .70)},
+    ("ours", "D"): {"S": (.45, .12, .19, .45), "D": (.92, .95, .94, .99), "both": (.68, .66, .67, .81)},
+    ("ours", "S+D"): {"S": (.59, .66, .63, .84), "D": (.91, .94, .93, .99), "both": (.75, .82, .78, .92)},
+}  # fmt: skip
+TABLE_III_KEYS = ("paper/pixel_f1", "paper/image_f1", "paper/combined_f1", "paper/auc")
+SUBSET_TO_TEST = {"shallowfakes": "S", "deepfakes": "D", "both": "both"}
+
+
+def table3_comparison(subsets: dict, model_name: str) -> list[dict]:
+    """Rows (subset, who, trained on, the four numbers) for subsets matching a Table III column:
+    ours, then the paper's rows for the same model (all rows for another model)."""
+    rows = []
+    paper = {k: v for k, v in TABLE_III.items() if k[0] == model_name} or TABLE_III
+    for subset, test in SUBSET_TO_TEST.items():
+        if subset not in subsets or "paper/pixel_f1" not in subsets[subset]:
+            continue
+        m = subsets[subset]
+        rows.append(
+            {
+                "subset": subset,
+                "who": f"this run ({model_name})",
+                "trained_on": "",
+                **{k: m.get(k) for k in TABLE_III_KEYS},
+            }
+        )
+        for (model, trained), cols in paper.items():
+            rows.append(
+                {
+                    "subset": subset,
+                    "who": f"paper ({model})",
+                    "trained_on": trained,
+                    **dict(zip(TABLE_III_KEYS, cols[test], strict=True)),
+                }
+            )
+    return rows
+
+
+def _fmt(v) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "undefined"
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def _md_table(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    cols = list(rows[0])
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _mismatches(table: pd.DataFrame, policy: str) -> dict:
+    rows = table[table["mask_event"] != ""]
+    return {
+        "policy": policy,
+        "count": int(len(rows)),
+        "images": [
+            {
+                "image": r.image,
+                "mask": r.mask,
+                "image_size": f"{r.height}x{r.width}",
+                "mask_size": r.mask_size,
+                "handled": r.mask_event,
+            }
+            for r in rows.itertuples()
+        ],
+    }
+
+
+def write_report(
+    out: Path, config: dict, table: pd.DataFrame, results: dict, figures: bool = True
+) -> dict:
+    """Writes metrics.json, metrics_table.csv, report.md (and figures/); returns the metrics."""
+    subsets = results["subsets"]
+    name = config["model"]["spec"].get("name", "model")
+    label_only = table[(table["label"] == 1) & ~table["pixel"] & (table["mask_event"] == "")]
+    metrics = {
+        "protocol": config["protocol"],
+        "threshold": config["threshold"],
+        "image_size": config["image_size"],
+        "model": config["model"]["spec"],
+        "subsets": subsets,
+        "mask_size_mismatch": _mismatches(table, config["mask_policy"]),
+        "label_only": {"count": int(len(label_only)), "images": label_only["image"].tolist()},
+        "errors": {"count": len(results["errors"]), "images": results["errors"]},
+        "table3": table3_comparison(subsets, name),
+        "timing": results["timing"],
+    }
+    if "robustness" in results:
+        metrics["robustness"] = results["robustness"]
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
+    flat = pd.DataFrame(
+        [{"subset": s, **{k: v for k, v in m.items() if k != "notes"}} for s, m in subsets.items()]
+    )
+    flat.to_csv(out / "metrics_table.csv", index=False)
+    fig_paths = []
+    if figures:
+        from sdfl_lib.evaluate.figures import write_figures
+
+        fig_paths = write_figures(out, table, metrics, config)
+    (out / "report.md").write_text(_markdown(metrics, config, fig_paths))
+    return metrics
+
+
+def _markdown(metrics: dict, config: dict, fig_paths: list[Path]) -> str:
+    parts = [
+        f"# Evaluation of {metrics['model'].get('name')} on {config['manifest']}\n",
+        f"Protocol(s): {metrics['protocol']}; threshold {metrics['threshold']}; input "
+        f"{metrics['image_size']}x{metrics['image_size']}; mask policy "
+        f"{metrics['mask_size_mismatch']['policy']}. Keys name their protocol: `paper/...` "
+        "(SPEC.md §1: pixel F1 over all images) and `standard/...` (SPEC.md §2: pixel metrics "
+        "over tampered images).\n",
+    ]
+    for subset, m in metrics["subsets"].items():
+        parts.append(f"## Subset: {subset}\n")
+        parts.append(_md_table([{"metric": k, "value": v} for k, v in m.items() if k != "notes"]))
+        parts += [f"- note: {n}\n" for n in m["notes"]]
+    mm = metrics["mask_size_mismatch"]
+    parts.append(f"## Masks of another size than their image: {mm['count']}\n")
+    parts.append(_md_table(mm["images"]) or "None.\n")
+    parts.append(
+        f"\nLabel-only fakes (image-level metrics only): {metrics['label_only']['count']}\n"
+    )
+    parts.append(f"\n## Unreadable files: {metrics['errors']['count']}\n")
+    parts.append(_md_table(metrics["errors"]["images"]))
+    if metrics["table3"]:
+        parts.append("\n## Side by side with the paper's Table III (paper protocol)\n")
+        parts.append(_md_table(metrics["table3"]))
+    if "robustness" in metrics:
+        parts.append("\n## Robustness (subset: both)\n")
+        rows = [
+            {
+                "perturbation": k,
+                **{
+                    m: v["subsets"].get("both", {}).get(m)
+                    for m in (
+                        "paper/pixel_f1",
+                        "paper/auc",
+                        "standard/pixel_f1@best",
+                        "standard/image_auc",
+                    )
+                },
+            }
+            for k, v in metrics["robustness"].items()
+        ]
+        parts.append(_md_table(rows))
+    if fig_paths:
+        parts.append("\n## Figures\n")
+        parts += [f"![{p.stem}](figures/{p.name})\n" for p in fig_paths]
+    return "\n".join(parts)
