@@ -1,0 +1,156 @@
+"""MVSS-Net baseline: the authors' checkpoint layout loads and reproduces their outputs."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from sdfl_lib.models import build_model, extract_intermediates, load_checkpoint
+from sdfl_lib.models import mvssnet as mvss_module
+from sdfl_lib.models.base import get_constructor
+from sdfl_lib.models.encoder import PretrainedWeightsUnavailable
+from sdfl_lib.models.mvssnet import MVSSNet, dilated_resnet50, mvssnet
+from sdfl_lib.models.sobel import SobelFilter
+
+
+@pytest.fixture(scope="module")
+def reference(synth_weights):
+    """The model at image_size=128 with the synthetic authors' weights, in eval mode."""
+    manifest = synth_weights.load_manifest("mvssnet")
+    model = build_model("mvssnet", image_size=128)
+    report = load_checkpoint(model, synth_weights.synth_state_dict(manifest))
+    return model.eval(), manifest, report
+
+
+def test_reproduces_authors_outputs(reference, synth_weights, shared):
+    model, manifest, report = reference
+    expected = np.load(shared / "reference" / "outputs_mvssnet.npz")
+    with torch.no_grad():
+        out = model(synth_weights.reference_input())
+    assert out.edge_logit.shape == (2, 1, 32, 32)
+    assert out.mask_logit.shape == (2, 1, 128, 128)
+    assert np.abs(out.edge_logit.numpy() - expected["first"]).max() <= 1e-4
+    assert np.abs(out.mask_logit.numpy() - expected["second"]).max() <= 1e-4
+    # The loaded tensors are the manifest's, so the comparison above exercised real weights.
+    key = "head.conv_p1.0.weight"
+    entry = manifest[key]
+    loaded = synth_weights.synth_tensor(key, tuple(entry["shape"]), entry["dtype"])
+    assert torch.equal(model.state_dict()[key], loaded)
+    assert torch.allclose(model.constrain_conv.kernel.sum(-1), torch.ones(1, 3))
+
+
+def test_every_manifest_key_is_consumed(reference):
+    model, manifest, report = reference
+    assert report.layout == "authors" and report.variant == "mvssnet"
+    assert report.consumed == set(manifest)
+    assert set(report.loaded) == set(model.state_dict())
+    assert set(report.ignored) == {
+        "model.fc.weight", "model.fc.bias",
+        "noise_extractor.model.fc.weight", "noise_extractor.model.fc.bias",
+    }
+
+
+def test_image_logit_is_the_mask_maximum(reference):
+    model, *_ = reference
+    with torch.no_grad():
+        out = model(torch.rand(2, 3, 45, 70, generator=torch.Generator().manual_seed(0)))
+    assert out.image_logit.shape == (2, 1)
+    assert out.mask_logit.shape == (2, 1, 45, 70)
+    assert out.edge_logit.shape == (2, 1, 12, 18)
+    assert torch.equal(out.image_logit, out.mask_logit.flatten(1).amax(1, keepdim=True))
+    assert torch.allclose(out.image_score, out.mask_prob.flatten(1).amax(1))
+
+
+def test_intermediates_name_the_parts(reference):
+    model, *_ = reference
+    parts = extract_intermediates(model, torch.rand(1, 3, 64, 96))
+    assert parts["noise_residual"].shape == (1, 3, 64, 96)
+    assert [parts[f"rgb.C{i}"].shape[1] for i in (2, 3, 4, 5)] == [256, 512, 1024, 2048]
+    assert parts["rgb.C5"].shape[-2:] == (4, 6)  # output stride 16
+    assert parts["noise.C5"].shape == parts["rgb.C5"].shape
+    assert parts["head_logit"].shape == (1, 1, 4, 6)
+    assert parts["mask_logit"].shape == (1, 1, 64, 96)
+
+
+def test_spec_and_registry(reference):
+    model, *_ = reference
+    assert model.sdfl_spec == {
+        "name": "mvssnet", "image_size": 128, "backbone": "resnet50", "pretrained": False
+    }
+    assert get_constructor("mvssnet") is mvssnet
+
+
+def test_bad_inputs_fail_clearly(reference):
+    model, *_ = reference
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        model(torch.rand(1, 1, 32, 32))
+    with pytest.raises(TypeError, match="float"):
+        model(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="image_size"):
+        MVSSNet(image_size=0)
+
+
+def test_backbone_layout():
+    net = dilated_resnet50()
+    assert [b.conv2.dilation for b in net.layer4] == [(1, 1), (2, 2), (4, 4)]
+    assert net.layer4[0].downsample[0].stride == (1, 1)
+    assert isinstance(net.fc, torch.nn.Identity)
+    sobel = SobelFilter(4, "y")
+    assert not sobel[0].weight.requires_grad
+    assert sobel[0].weight[0, 3].tolist() == [[1, 2, 1], [0, 0, 0], [-1, -2, -1]]
+
+
+def test_ablations_and_timm_backbone():
+    plain = MVSSNet(sobel=False, noise_branch=False, backbone="resnet18")
+    keys = plain.state_dict().keys()
+    assert not any(k.startswith(("sobel_", "noise_extractor.", "constrain_conv.")) for k in keys)
+    assert plain.head.conv_p1[0].in_channels == 512  # sized from resnet18's C5
+    with torch.no_grad():
+        out = plain.eval()(torch.rand(1, 3, 40, 52))
+    assert out.mask_logit.shape == (1, 1, 40, 52)
+    assert out.edge_logit.shape == (1, 1, 10, 13)
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_pretrained_from_local_server_then_cache(tmp_path, monkeypatch):
+    served = tmp_path / "served"
+    served.mkdir()
+    name = mvss_module.IMAGENET_RESNET50_URL.rsplit("/", 1)[-1]
+    imagenet = dilated_resnet50().state_dict()
+    imagenet["fc.weight"], imagenet["fc.bias"] = torch.zeros(1000, 2048), torch.zeros(1000)
+    torch.save(imagenet, served / name)
+    handler = functools.partial(_Quiet, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("SDFL_CACHE", str(tmp_path / "cache"))
+    try:
+        monkeypatch.setattr(
+            mvss_module, "IMAGENET_RESNET50_URL", f"http://127.0.0.1:{server.server_port}/{name}"
+        )
+        model = MVSSNet(pretrained=True)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (tmp_path / "cache" / "pretrained" / name).is_file()
+    for stream in (model.model, model.noise_extractor.model):
+        assert torch.equal(stream.conv1.weight, imagenet["conv1.weight"])
+    # The server is gone now: the cached file is used.
+    cached = mvss_module._imagenet_resnet50_state_dict()
+    assert torch.equal(cached["layer4.2.conv3.weight"], imagenet["layer4.2.conv3.weight"])
+
+
+def test_pretrained_offline_names_file_and_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("SDFL_CACHE", str(tmp_path))
+    monkeypatch.setattr(mvss_module, "IMAGENET_RESNET50_URL", "http://127.0.0.1:9/resnet50-19c8e357.pth")
+    with pytest.raises(PretrainedWeightsUnavailable, match=r"resnet50-19c8e357\.pth.*pretrained"):
+        MVSSNet(pretrained=True, noise_branch=False)
+    assert not any((tmp_path / "pretrained").iterdir())
