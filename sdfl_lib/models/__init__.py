@@ -1,0 +1,69 @@
+"""The paper's models and the baseline: `build_model(name, ...)` and everything around it.
+
+model = build_model("ours", image_size=512)          # or "upernet", "mvssnet", "ela", "noise"
+out = model(x)                                      # x: (B, 3, H, W) float in [0, 1]
+out.image_score, out.mask_prob                      # (B,), (B, 1, H, W)
+load_checkpoint(model, "1.pth")                     # the authors' published weights
+torch.save(make_checkpoint(model, epoch=3), "last.pt"); load_model("last.pt")
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from sdfl_lib.models.base import ModelOutput, get_constructor, list_models, register_model
+from sdfl_lib.models.checkpoint import (
+    CheckpointError,
+    LoadReport,
+    detect_variant,
+    load_checkpoint,
+    load_model,
+    make_checkpoint,
+    read_checkpoint,
+)
+from sdfl_lib.models.encoder import PretrainedWeightsUnavailable, build_encoder, pretrained_dir
+from sdfl_lib.models.summary import extract_intermediates, summarize
+
+__all__ = [
+    "CheckpointError",
+    "LoadReport",
+    "ModelOutput",
+    "PretrainedWeightsUnavailable",
+    "build_encoder",
+    "build_model",
+    "detect_variant",
+    "extract_intermediates",
+    "list_models",
+    "load_checkpoint",
+    "load_model",
+    "make_checkpoint",
+    "pretrained_dir",
+    "read_checkpoint",
+    "register_model",
+    "summarize",
+]
+
+
+def build_model(
+    name: str,
+    image_size: int = 512,
+    backbone: str = "resnet50",
+    pretrained: bool = False,
+    **kw: Any,
+) -> nn.Module:
+    """Build a registered model by name (see `list_models()`); unknown names fail listing the
+    valid ones. The result carries `sdfl_spec`, the arguments that rebuild it."""
+    model = get_constructor(name)(
+        image_size=image_size, backbone=backbone, pretrained=pretrained, **kw
+    )
+    if not isinstance(getattr(model, "sdfl_spec", None), dict):
+        model.sdfl_spec = {
+            "name": name,
+            "image_size": image_size,
+            "backbone": backbone,
+            "pretrained": pretrained,
+            **kw,
+        }
+    return model

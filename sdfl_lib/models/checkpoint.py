@@ -1,0 +1,273 @@
+"""Checkpoints: the authors' published state dicts and this project's own files, both ways."""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+FORMAT = "sdfl"
+FORMAT_VERSION = 1
+# Bookkeeping buffers of the synchronized batch norm the original code trained with; the values
+# that matter (running_mean/var) are saved beside them.
+_SYNC_BN_EXTRAS = ("._tmp_running_mean", "._tmp_running_var", "._running_iter")
+_PREFIXES = ("module.", "_orig_mod.")  # DataParallel/DDP and torch.compile wrappers
+_SHOW = 12  # keys named in an error message before "... and N more"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not fit the model."""
+
+
+@dataclass
+class LoadReport:
+    """What `load_checkpoint` did with every key of the file.
+
+    layout: "sdfl" (this project's file), "authors" (the original code's names) or "native"
+    (a raw state_dict of this project's model). variant: the model the keys belong to.
+    loaded: the file's keys that were placed in the model. ignored: file key -> why it was not.
+    missing/unexpected: only non-empty with strict=False.
+    """
+
+    layout: str
+    variant: str | None
+    loaded: list[str] = field(default_factory=list)
+    ignored: dict[str, str] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+
+    @property
+    def consumed(self) -> set[str]:
+        """Every key of the file that was either placed or knowingly set aside."""
+        return set(self.loaded) | set(self.ignored)
+
+
+def _name_keys(keys: list[str]) -> str:
+    keys = sorted(keys)
+    more = f" ... and {len(keys) - _SHOW} more" if len(keys) > _SHOW else ""
+    return ", ".join(keys[:_SHOW]) + more
+
+
+def read_checkpoint(src: str | Path | Mapping, map_location: Any = "cpu") -> Mapping:
+    """The object in a checkpoint file (read with weights_only=True), or `src` if already loaded."""
+    if isinstance(src, Mapping):
+        return src
+    path = Path(src)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint file not found: {path}")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "weights only" in str(err).lower() or "weights_only" in str(err):
+            raise CheckpointError(
+                f"{path} holds Python objects other than tensors and plain containers, so it is "
+                f"not loaded (weights_only=True refuses arbitrary code). Re-save its state_dict."
+            ) from err
+        raise CheckpointError(
+            f"{path} is not a PyTorch checkpoint (cannot unpickle: {err})"
+        ) from err
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+        raise CheckpointError(
+            f"{path} is not a readable PyTorch checkpoint (truncated or another kind of file; "
+            f"{path.stat().st_size} bytes): {err}"
+        ) from err
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(
+            f"{path} holds a {type(obj).__name__}, not a state_dict or checkpoint"
+        )
+    return obj
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return (
+        isinstance(obj, Mapping)
+        and bool(obj)
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    )
+
+
+def strip_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Keys without the `module.` (DataParallel/DDP) and `_orig_mod.` (torch.compile) prefixes."""
+    out = {}
+    for key, value in state.items():
+        while key.startswith(_PREFIXES):
+            key = key.split(".", 1)[1]
+        out[key] = value
+    return out
+
+
+def detect_variant(keys: Any) -> tuple[str | None, str | None]:
+    """(layout, variant) a set of state_dict keys looks like, from their signatures; (None, None)
+    when it is none of the known ones."""
+    keys = set(keys)
+
+    def has(prefix: str) -> bool:
+        return any(k.startswith(prefix) for k in keys)
+
+    if has("rgb_encoder.") and has("ppm."):
+        return "native", "ours" if "bayar.kernel" in keys else "upernet"
+    if has("decoder.ppm_conv.") and has("encoder."):
+        return "authors", "ours" if has(
+            "noise_encoder."
+        ) or "bayar_conv.kernel" in keys else "upernet"
+    if "constrain_conv.kernel" in keys or has("erb_db_") or has("noise_extractor."):
+        return "authors", "mvssnet"
+    return None, None
+
+
+def _model_name(model: nn.Module) -> str | None:
+    return getattr(model, "sdfl_spec", {}).get("name")
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    while isinstance(getattr(model, "module", None), nn.Module) or hasattr(model, "_orig_mod"):
+        model = getattr(model, "module", None) or model._orig_mod
+    return model
+
+
+def _state_of(obj: Mapping) -> tuple[str | None, dict | None, dict[str, torch.Tensor]]:
+    """(format, spec, state_dict) of a loaded checkpoint object."""
+    if obj.get("format") == FORMAT:
+        if not _is_state_dict(obj.get("state_dict")) or not isinstance(obj.get("spec"), Mapping):
+            raise CheckpointError("an sdfl checkpoint without a valid 'spec' and 'state_dict'")
+        return FORMAT, dict(obj["spec"]), dict(obj["state_dict"])
+    if _is_state_dict(obj):
+        return None, None, dict(obj)
+    for key in ("state_dict", "model", "model_state_dict", "net"):
+        if _is_state_dict(obj.get(key)):
+            return None, None, dict(obj[key])
+    raise CheckpointError(
+        f"no state_dict found in the checkpoint (top-level keys: {_name_keys([str(k) for k in obj])})"
+    )
+
+
+def load_checkpoint(
+    model: nn.Module,
+    path_or_state_dict: str | Path | Mapping,
+    strict: bool = True,
+    map_location: Any = "cpu",
+) -> LoadReport:
+    """Load the authors' published checkpoint (raw state_dict, with or without `module.`) or this
+    project's own file into `model`; every key is placed or the load fails naming the keys.
+
+    Authors' keys are renamed by the model class's `convert_authors_state_dict(sd) -> sd` (a model
+    without one is taken to use the authors' names); synchronized-BN bookkeeping buffers and keys
+    the converter drops (layers the original never used) are listed in `LoadReport.ignored`. A
+    checkpoint of another variant fails saying which one it looks like. With strict=False, missing
+    and unexpected keys are reported instead of failing (e.g. fine-tuning another head).
+    """
+    target = _unwrap(model)
+    fmt, spec, state = _state_of(read_checkpoint(path_or_state_dict, map_location))
+    name = _model_name(target)
+    state = strip_prefixes(state)
+    if fmt == FORMAT:
+        if name is not None and spec.get("name") != name:
+            raise CheckpointError(
+                f"this checkpoint is a {spec.get('name')!r} model (spec {spec}), but the model is "
+                f"{name!r}; rebuild it with load_model(...) or build_model({spec.get('name')!r})"
+            )
+        layout, variant = "sdfl", spec.get("name")
+    else:
+        layout, variant = detect_variant(state)
+        if variant is not None and name is not None and variant != name:
+            raise CheckpointError(
+                f"this checkpoint looks like a {variant!r} checkpoint ({layout} key names), but "
+                f"the model is {name!r}; build it with build_model({variant!r})"
+            )
+        layout = layout or "native"
+    report = LoadReport(layout=layout, variant=variant)
+    for key in list(state):
+        if key.endswith(_SYNC_BN_EXTRAS):
+            report.ignored[key] = "synchronized batch-norm bookkeeping (running stats are kept)"
+            del state[key]
+    own = target.state_dict()
+    origin = {k: k for k in state}  # model key -> the file's key it came from
+    convert = getattr(target, "convert_authors_state_dict", None)
+    if layout == "authors" and convert is not None:
+        origin = {}
+        for key, value in state.items():
+            renamed = list(convert({key: value}))
+            if not renamed:
+                report.ignored[key] = "not used by the forward pass of the original code"
+            origin.update((r, key) for r in renamed)
+        state = convert(state)
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(origin.get(k, k) for k in set(state) - set(own))
+    shapes = [
+        f"{origin.get(k, k)}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in sorted(set(own) & set(state))
+        if state[k].shape != own[k].shape
+    ]
+    if shapes:
+        raise CheckpointError(
+            f"{len(shapes)} tensors have other shapes than the model's (another backbone or "
+            f"configuration?): {'; '.join(shapes[:_SHOW])}"
+        )
+    if strict and (missing or unexpected):
+        parts = []
+        if unexpected:
+            parts.append(f"{len(unexpected)} keys could not be placed: {_name_keys(unexpected)}")
+        if missing:
+            parts.append(f"{len(missing)} model keys are not in the file: {_name_keys(missing)}")
+        what = name or type(target).__name__
+        raise CheckpointError(f"checkpoint does not fit the {what!r} model: " + "; ".join(parts))
+    report.missing, report.unexpected = missing, unexpected
+    placed = {k: v for k, v in state.items() if k in own}
+    with torch.no_grad():
+        target.load_state_dict(placed, strict=False)
+    report.loaded = sorted(origin.get(k, k) for k in placed)
+    return report
+
+
+def make_checkpoint(model: nn.Module, **extra: Any) -> dict[str, Any]:
+    """This project's checkpoint: {"format": "sdfl", "spec": model.sdfl_spec, "state_dict", **extra}
+    (tensors on the CPU); `load_model` rebuilds the model from it."""
+    target = _unwrap(model)
+    spec = getattr(target, "sdfl_spec", None)
+    if not isinstance(spec, Mapping) or "name" not in spec:
+        raise CheckpointError("the model has no sdfl_spec; build it with build_model(...)")
+    state = {k: v.detach().cpu() for k, v in target.state_dict().items()}
+    return {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "spec": dict(spec),
+        "state_dict": state,
+        **extra,
+    }
+
+
+def load_model(
+    path_or_dict: str | Path | Mapping,
+    map_location: Any = "cpu",
+    model: str | None = None,
+    **build_kw: Any,
+) -> nn.Module:
+    """Rebuild a model from this project's checkpoint (its spec), or from an authors' checkpoint
+    (variant from `model=` or recognised from the keys; `build_kw` go to `build_model`); loaded,
+    on `map_location`, in eval mode."""
+    from sdfl_lib.models import build_model
+
+    obj = read_checkpoint(path_or_dict, map_location)
+    fmt, spec, state = _state_of(obj)
+    if fmt == FORMAT:
+        spec = {**spec, "pretrained": False, **build_kw}  # the file holds the weights
+        if model is not None and model != spec["name"]:
+            raise CheckpointError(f"this checkpoint is a {spec['name']!r} model, not {model!r}")
+        net = build_model(**spec)
+    else:
+        name = model or detect_variant(strip_prefixes(state))[1]
+        if name is None:
+            raise CheckpointError(
+                "cannot tell which model this state_dict belongs to; pass model=NAME"
+            )
+        net = build_model(name, **build_kw)
+    load_checkpoint(net, obj, map_location=map_location)
+    if isinstance(map_location, (str, torch.device)):
+        net = net.to(map_location)
+    return net.eval()
