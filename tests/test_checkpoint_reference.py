@@ -55,7 +55,9 @@ def test_any_size_and_intermediates(loaded):
     assert inner["image_logit"].shape == (1, 1)
     assert inner["noise_residual"].shape == (1, 3, 100, 75)
     padded = (128, 96)  # 100x75 padded to multiples of 32
-    for i, (name, ch) in enumerate(zip(("C2", "C3", "C4", "C5"), (256, 512, 1024, 2048))):
+    for i, (name, ch) in enumerate(
+        zip(("C2", "C3", "C4", "C5"), (256, 512, 1024, 2048), strict=True)
+    ):
         stride = 4 * 2**i
         for stream in ("rgb", "noise", "fused"):
             assert inner[f"{stream}.{name}"].shape == (
