@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from sdfl_lib.models import build_model, extract_intermediates, load_checkpoint
+from sdfl_lib.models import (
+    build_model,
+    extract_intermediates,
+    load_checkpoint,
+    load_model,
+    make_checkpoint,
+)
 from sdfl_lib.models import mvssnet as mvss_module
 from sdfl_lib.models.base import get_constructor
 from sdfl_lib.models.encoder import PretrainedWeightsUnavailable
@@ -154,3 +160,28 @@ def test_pretrained_offline_names_file_and_folder(tmp_path, monkeypatch):
     with pytest.raises(PretrainedWeightsUnavailable, match=r"resnet50-19c8e357\.pth.*pretrained"):
         MVSSNet(pretrained=True, noise_branch=False)
     assert not any((tmp_path / "pretrained").iterdir())
+
+
+def test_trains_end_to_end_with_frozen_sobel():
+    torch.manual_seed(0)
+    model = MVSSNet(backbone="resnet18").train()
+    out = model(torch.rand(2, 3, 64, 64))
+    loss = out.mask_logit.sigmoid().mean() + out.edge_logit.sigmoid().mean() + out.image_logit.mean()
+    loss.backward()
+    grads = {n: p.grad for n, p in model.named_parameters()}
+    for name in ("erb_db_1.conv1.weight", "erb_trans_3.conv3.bias", "sobel_x4.1.weight",
+                 "head.pam.alpha", "head.out.1.weight", "constrain_conv.kernel",
+                 "noise_extractor.model.body.conv1.weight"):
+        assert grads[name] is not None and torch.isfinite(grads[name]).all(), name
+    assert grads["sobel_x1.0.weight"] is None  # the Sobel kernels stay fixed
+
+
+def test_own_checkpoint_round_trip(tmp_path):
+    model = build_model("mvssnet", image_size=64, backbone="resnet18", sobel=False).eval()
+    path = tmp_path / "mvss.pt"
+    torch.save(make_checkpoint(model, epoch=1), path)
+    again = load_model(path)
+    assert again.sdfl_spec == model.sdfl_spec and not again.sobel
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(again(x).mask_logit, model(x).mask_logit)
