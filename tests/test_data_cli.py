@@ -35,3 +35,21 @@ def test_prepare_validate_split_convert_explore(shared_data, tmp_path, capsys):
     assert main(["data", "explore", str(manifest), "--out-dir", str(tmp_path / "fig"),
                  "--examples", "2"]) == 0
     assert (tmp_path / "fig" / "counts.png").is_file()
+
+
+def test_bad_input_gives_a_message_and_exit_code(tmp_path, capsys):
+    assert main(["data", "prepare", "casia1", "--root", str(tmp_path / "none"),
+                 "--out", str(tmp_path / "m.csv")]) == 1
+    assert "data set folder not found" in capsys.readouterr().err
+    assert main(["data", "validate", str(tmp_path / "none.csv")]) == 1
+    assert "manifest not found" in capsys.readouterr().err
+    assert main(["data", "download", "no-such-set", "--to", str(tmp_path / "dl")]) == 1
+    assert "no-such-set" in capsys.readouterr().err
+
+
+def test_synth_then_validate(tmp_path, capsys):
+    assert main(["data", "synth", "--out", str(tmp_path / "syn"), "--n", "4", "--seed", "0",
+                 "--size", "64"]) == 0
+    manifest = tmp_path / "syn" / "manifest.csv"
+    assert len(read_manifest(manifest)) == 4
+    assert main(["data", "validate", str(manifest)]) == 0

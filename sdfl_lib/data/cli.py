@@ -6,9 +6,35 @@ Only argument parsing lives here; each handler calls the library function of the
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+
+
+def _clear_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Bad input ends with its message on stderr and exit code 1, not a traceback."""
+
+    @functools.wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        from sdfl_lib.data.io import ImageReadError
+        from sdfl_lib.data.manifest import ManifestError
+
+        expected: tuple[type[BaseException], ...] = (
+            ManifestError, ImageReadError, FileNotFoundError, ValueError,
+        )
+        if handler is _download:
+            from sdfl_lib.data.download import DownloadError
+
+            expected += (DownloadError,)
+        try:
+            return handler(args)
+        except expected as err:
+            print(f"sdfl data {args.data_command}: error: {err}", file=sys.stderr)
+            return 1
+
+    return run
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -142,7 +168,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--compression", help="ffpp: c0, c23 or c40 (default c23)")
     p.add_argument("--limit", type=int, help="ffpp: at most this many videos per method")
     p.add_argument("--edge-width", type=int, help="band width of generated edge maps")
-    p.set_defaults(func=_prepare)
+    p.set_defaults(func=_clear_errors(_prepare))
 
     p = sub.add_parser("split", help="seeded, stratified train/val/test manifests")
     p.add_argument("manifest")
@@ -159,14 +185,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--stratify", choices=("label", "label+source"), default="label+source",
         help="groups split separately (default label+source)",
     )
-    p.set_defaults(func=_split)
+    p.set_defaults(func=_clear_errors(_split))
 
     p = sub.add_parser("validate", help="check every row of a manifest; non-zero exit on errors")
     p.add_argument("manifest")
     p.add_argument("--json", help="write the report here")
     p.add_argument("--mask-policy", choices=("resize", "skip", "fail"), default="resize")
     p.add_argument("--max-pixels", type=int, help="decompression-bomb limit (PIL's by default)")
-    p.set_defaults(func=_validate)
+    p.set_defaults(func=_clear_errors(_validate))
 
     p = sub.add_parser("convert", help="CSV manifest <-> authors' paths_*.txt, prefix rewriting")
     p.add_argument("input", help=".csv manifest or authors' .txt list")
@@ -178,25 +204,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--source", default="", help="source name for rows read from a .txt list")
     p.add_argument("--absolute", action="store_true", help="CSV output: keep absolute paths")
     p.add_argument("--relative", action="store_true", help=".txt output: relative paths")
-    p.set_defaults(func=_convert)
+    p.set_defaults(func=_clear_errors(_convert))
 
     p = sub.add_parser("explore", help="figures of a manifest: counts, sizes, mask areas, examples")
     p.add_argument("manifest")
     p.add_argument("--out-dir", required=True)
     p.add_argument("--examples", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=_explore)
+    p.set_defaults(func=_clear_errors(_explore))
 
     p = sub.add_parser("download", help="download and extract a data set")
     p.add_argument("name")
     p.add_argument("--to", required=True, help="target folder")
     p.add_argument("--url", help="another address for the archive")
     p.add_argument("--sha256", help="expected SHA-256 of the archive")
-    p.set_defaults(func=_download)
+    p.set_defaults(func=_clear_errors(_download))
 
     p = sub.add_parser("synth", help="synthetic forgeries for offline runs")
     p.add_argument("--out", required=True)
     p.add_argument("--n", type=int, required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, help="image side in pixels")
-    p.set_defaults(func=_synth)
+    p.set_defaults(func=_clear_errors(_synth))
