@@ -14,6 +14,7 @@ _EXPORTS = {
     "write_manifest": "manifest",
     "read_authors_list": "manifest",
     "write_authors_list": "manifest",
+    "replace_prefix": "manifest",
     "load_image": "io",
     "load_mask": "io",
     "ImageReadError": "io",
