@@ -1,0 +1,279 @@
+"""`make gpu-check`: everything only a GPU can show, in one go, printed as figures.
+
+Sections: the CUDA extension's build; kernel vs exact PyTorch path (forward and backward, every
+dtype); kernel speed; the model benchmark; a few AMP training steps of `ours` with the paper's
+loss; evaluation throughput. A missing piece prints "skipped: reason"; the exit status is 1 when
+a check that ran failed. Without CUDA it runs the CPU-side checks (compile only) and exits 0
+unless one of those failed. Needs only torch and the project (`PYTHONPATH=. python3 -m ...`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import time
+import traceback
+from collections.abc import Callable
+
+import torch
+
+from sdfl_lib.cuda import prroi_pool2d, prroi_pool_whole
+
+
+class Skipped(Exception):
+    """A section cannot run here; the message says why."""
+
+
+class Checks:
+    """Runs sections, prints their figures, and remembers which checks failed."""
+
+    def __init__(self) -> None:
+        self.failed: list[str] = []
+
+    def section(self, title: str, fn: Callable[[], None]) -> None:
+        print(f"\n== {title}", flush=True)
+        try:
+            fn()
+        except Skipped as exc:
+            print(f"  skipped: {exc}")
+        except Exception as exc:  # a crash in one section must not hide the others
+            traceback.print_exc()
+            self.check(title, False, f"crashed: {type(exc).__name__}: {exc}")
+
+    def check(self, name: str, ok: bool, detail: str) -> None:
+        print(f"  [{'ok' if ok else 'FAIL'}] {name}: {detail}", flush=True)
+        if not ok:
+            self.failed.append(name)
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _time(fn: Callable[[], object], iters: int, warmup: int = 2) -> float:
+    """Seconds per call (after warm-up), synchronising the device."""
+    for _ in range(warmup):
+        fn()
+    _sync()
+    start = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    _sync()
+    return (time.perf_counter() - start) / iters
+
+
+def _random_rois(n: int, h: int, w: int, k: int, scale: float, device: str) -> torch.Tensor:
+    """ROIs in input coordinates (1/scale of the map), some past the border, one of zero size."""
+    gen = torch.Generator().manual_seed(0)
+    b = torch.randint(0, n, (k, 1), generator=gen).double()
+    xy0 = torch.rand(k, 2, generator=gen, dtype=torch.float64) * torch.tensor([w, h]) * 1.1 - 1.0
+    wh = torch.rand(k, 2, generator=gen, dtype=torch.float64) * torch.tensor([w, h]) * 0.7 + 0.2
+    rois = torch.cat([b, xy0, xy0 + wh], 1)
+    rois[:, 1:] /= scale
+    rois[0, 3] = rois[0, 1]
+    return rois.to(device)
+
+
+# --- sections ---------------------------------------------------------------------------------
+
+
+def environment() -> None:
+    from sdfl_lib.cuda.extension import find_cuda_home
+
+    print(f"  torch {torch.__version__} (CUDA {torch.version.cuda}), CUDA toolkit: {find_cuda_home()}")
+    if torch.cuda.is_available():
+        p = torch.cuda.get_device_properties(0)
+        print(f"  device: {p.name}, {p.total_memory / 2**30:.1f} GiB, sm_{p.major}{p.minor}, "
+              f"bf16 {'yes' if torch.cuda.is_bf16_supported() else 'no'}")
+    else:
+        print("  no CUDA device: this check needs a GPU; running the CPU-side checks only")
+
+
+def build_extension(checks: Checks) -> None:
+    from sdfl_lib.cuda import extension
+
+    if torch.version.cuda is None:
+        raise Skipped(f"this PyTorch ({torch.__version__}) has no CUDA support")
+    if extension.find_cuda_home() is None:
+        raise Skipped("no CUDA toolkit (nvcc) installed")
+    arch = None if torch.cuda.is_available() else "9.0"
+    start = time.perf_counter()
+    try:
+        ops = extension.load_extension(arch_list=arch)
+    except extension.ExtensionUnavailable as exc:
+        checks.check("extension build", False, str(exc))
+        return
+    took = time.perf_counter() - start
+    built = extension.build_seconds.get(arch or extension._arch_list(None) or "", took)
+    checks.check("extension build", True, f"{took:.1f} s this call (build step {built:.1f} s; "
+                 f"a cached build takes ~0 s), {ops.library}")
+
+
+def kernel_accuracy(checks: Checks) -> None:
+    if not torch.cuda.is_available():
+        raise Skipped("needs a CUDA device")
+    n, c, h, w, k, ph, pw, scale = 4, 32, 24, 28, 300, 7, 7, 0.5
+    gen = torch.Generator().manual_seed(1)
+    f64 = torch.randn(n, c, h, w, generator=gen, dtype=torch.float64).cuda()
+    rois = _random_rois(n, h, w, k, scale, "cuda")
+    g64 = torch.randn(k, c, ph, pw, generator=gen, dtype=torch.float64).cuda()
+    ref_in = f64.clone().requires_grad_(True)
+    ref = prroi_pool2d(ref_in, rois, ph, pw, scale, backend="torch")
+    (ref_grad,) = torch.autograd.grad(ref, ref_in, g64)
+    tols = {torch.float64: 1e-9, torch.float32: 1e-4, torch.float16: 2e-2, torch.bfloat16: 1e-1}
+    for dtype, tol in tols.items():
+        x = f64.to(dtype).requires_grad_(True)
+        out = prroi_pool2d(x, rois, ph, pw, scale, backend="cuda")
+        (grad,) = torch.autograd.grad(out, x, g64.to(dtype))
+        d_out = (out.double() - ref).abs().max().item()
+        d_grad = (grad.double() - ref_grad).abs().max().item()
+        checks.check(f"kernel vs exact {str(dtype)[6:]}", d_out < tol and d_grad < tol and out.dtype == dtype,
+                     f"max|d| forward {d_out:.2e}, backward {d_grad:.2e} (tolerance {tol:g})")
+    whole_rois = torch.tensor([[b, 0.0, 0.0, w, h] for b in range(n)], device="cuda", dtype=torch.float64)
+    for bins in (1, 2, 3, 6):
+        d = (prroi_pool2d(f64.float(), whole_rois, bins, bins, 1.0, backend="cuda")
+             - prroi_pool_whole(f64.float(), bins)).abs().max().item()
+        checks.check(f"whole-map separable vs kernel, {bins}x{bins}", d < 1e-4, f"max|d| {d:.2e}")
+    fd = f64[:1, :2, :8, :9].clone().requires_grad_(True)
+    small = torch.tensor([[0, -0.5, 0.3, 6.2, 7.9], [0, 2.0, 1.5, 9.5, 4.0]], dtype=torch.float64, device="cuda")
+    ok = torch.autograd.gradcheck(lambda x: prroi_pool2d(x, small, 2, 3, 1.0, backend="cuda"), (fd,))
+    checks.check("gradcheck of the kernel (float64)", bool(ok), "passed" if ok else "failed")
+
+
+def kernel_speed(checks: Checks) -> None:
+    if not torch.cuda.is_available():
+        raise Skipped("needs a CUDA device")
+    n, c, h, w, k, ph, pw, scale = 8, 256, 64, 64, 512, 7, 7, 0.25
+    f = torch.randn(n, c, h, w, device="cuda", requires_grad=True)
+    rois = _random_rois(n, h, w, k, scale, "cuda").float()
+    for backend in ("cuda", "torch"):
+        fwd = _time(lambda b=backend: prroi_pool2d(f.detach(), rois, ph, pw, scale, backend=b), 10)
+        both = _time(lambda b=backend: prroi_pool2d(f, rois, ph, pw, scale, backend=b).sum().backward(), 10)
+        print(f"  ROIs {k} x {c} ch on {n}x{h}x{w}, {ph}x{pw} bins, fp32, {backend:5s}: "
+              f"forward {fwd * 1e3:.2f} ms, forward+backward {both * 1e3:.2f} ms")
+    c5 = torch.randn(16, 2048, 16, 16, device="cuda")
+    whole = torch.tensor([[b, 0.0, 0.0, 16, 16] for b in range(16)], device="cuda")
+    sep = _time(lambda: [prroi_pool_whole(c5, s) for s in (1, 2, 3, 6)], 20)
+    ker = _time(lambda: [prroi_pool2d(c5, whole, s, s, 1.0, backend="cuda") for s in (1, 2, 3, 6)], 20)
+    print(f"  PPM pooling (16x2048x16x16, bins 1/2/3/6): separable map {sep * 1e3:.3f} ms, kernel {ker * 1e3:.3f} ms")
+
+
+def model_bench(checks: Checks, batches: list[int]) -> None:
+    if not torch.cuda.is_available():
+        raise Skipped("needs a CUDA device")
+    try:
+        bench = importlib.import_module("sdfl_lib.bench.model")
+    except ImportError as exc:
+        raise Skipped(f"sdfl_lib.bench.model not available ({exc})") from exc
+    runs = [["--dtype", "fp32"], ["--dtype", "bf16", "--channels-last"], ["--dtype", "fp16", "--channels-last"]]
+    for batch in batches:
+        for extra in runs:
+            argv = ["--model", "ours", "--size", "512", "--batch", str(batch), *extra]
+            print(f"  $ python -m sdfl_lib.bench model {' '.join(argv)}", flush=True)
+            rc = bench.main(argv)
+            checks.check(f"bench model batch {batch} {' '.join(extra)}", rc in (0, None), f"exit {rc}")
+            torch.cuda.empty_cache()
+
+
+def _fixed_batch(batch: int, size: int) -> dict:
+    gen = torch.Generator().manual_seed(0)
+    image = torch.rand(batch, 3, size, size, generator=gen)
+    label = (torch.arange(batch) % 2).float()
+    mask = torch.zeros(batch, 1, size, size)
+    for i in range(batch):
+        if label[i]:
+            y, x = torch.randint(0, size // 2, (2,), generator=gen).tolist()
+            mask[i, :, y : y + size // 3, x : x + size // 4] = 1
+            # A visible manipulation: the region is brightened, so there is something to learn.
+            image[i, :, y : y + size // 3, x : x + size // 4] = image[i, :, y : y + size // 3, x : x + size // 4] * 0.5 + 0.5
+    return {"image": image.cuda(), "label": label.cuda(), "mask": mask.cuda(), "edge": torch.zeros_like(mask).cuda(),
+            "has_mask": torch.ones(batch, dtype=torch.bool).cuda()}
+
+
+def amp_training(checks: Checks, steps: int, batch: int) -> None:
+    if not torch.cuda.is_available():
+        raise Skipped("needs a CUDA device")
+    try:
+        from sdfl_lib.models import build_model
+        from sdfl_lib.train.loss import PaperLoss
+    except ImportError as exc:
+        raise Skipped(f"model or loss not available ({exc})") from exc
+    data = _fixed_batch(batch, 512)
+    for name, dtype in (("bf16", torch.bfloat16), ("fp16+GradScaler", torch.float16)):
+        if dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+            print(f"  {name}: skipped: device has no bf16")
+            continue
+        torch.manual_seed(0)
+        model = build_model("ours", image_size=512).cuda().to(memory_format=torch.channels_last).train()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+        scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+        loss_fn = PaperLoss()
+        losses = []
+        torch.cuda.reset_peak_memory_stats()
+        start = time.perf_counter()
+        for _ in range(steps):
+            opt.zero_grad(set_to_none=True)
+            with torch.autocast("cuda", dtype=dtype):
+                out = model(data["image"].contiguous(memory_format=torch.channels_last))
+            loss = loss_fn(out, data).total
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            losses.append(float(loss))
+        _sync()
+        per_step = (time.perf_counter() - start) / steps
+        finite = all(map(lambda v: v == v and abs(v) != float("inf"), losses))
+        first, last = losses[0], min(losses[-2:])
+        checks.check(f"AMP {name} training, batch {batch} at 512", finite and last < first,
+                     f"loss {first:.4f} -> {losses[-1]:.4f} in {steps} steps ({per_step:.3f} s/step, "
+                     f"{batch / per_step:.1f} img/s incl. warm-up, peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB)")
+        del model, opt
+        torch.cuda.empty_cache()
+
+
+def eval_throughput(checks: Checks, batch: int) -> None:
+    if not torch.cuda.is_available():
+        raise Skipped("needs a CUDA device")
+    try:
+        from sdfl_lib.models import build_model
+    except ImportError as exc:
+        raise Skipped(f"models not available ({exc})") from exc
+    model = build_model("ours", image_size=512).cuda().eval().to(memory_format=torch.channels_last)
+    x = torch.rand(batch, 3, 512, 512, device="cuda").contiguous(memory_format=torch.channels_last)
+    for name, dtype in (("fp32", None), ("bf16", torch.bfloat16), ("fp16", torch.float16)):
+        def step(dt=dtype) -> None:
+            with torch.inference_mode(), torch.autocast("cuda", dtype=dt or torch.float32, enabled=dt is not None):
+                out = model(x)
+                _ = (out.mask_prob, out.image_score)  # what an evaluation computes
+        torch.cuda.reset_peak_memory_stats()
+        sec = _time(step, 5)
+        print(f"  eval ours 512, batch {batch}, {name}, channels_last: {batch / sec:.1f} img/s, "
+              f"peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every section; exit status 1 if a check that ran failed."""
+    parser = argparse.ArgumentParser(prog="python -m sdfl_lib.bench gpu-check", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller model runs (batch 8, 4 steps)")
+    parser.add_argument("--skip-models", action="store_true", help="only the Precise RoI Pooling checks")
+    args = parser.parse_args(argv)
+    checks = Checks()
+    checks.section("environment", environment)
+    checks.section("Precise RoI Pooling: CUDA extension build", lambda: build_extension(checks))
+    checks.section("Precise RoI Pooling: kernel vs exact path", lambda: kernel_accuracy(checks))
+    checks.section("Precise RoI Pooling: speed", lambda: kernel_speed(checks))
+    if not args.skip_models:
+        batches = [8] if args.quick else [8, 32]
+        checks.section("model benchmark (sdfl_lib.bench.model)", lambda: model_bench(checks, batches))
+        checks.section("AMP training steps, paper loss", lambda: amp_training(checks, 4 if args.quick else 8, 8))
+        checks.section("evaluation throughput", lambda: eval_throughput(checks, 16))
+    print()
+    if checks.failed:
+        print(f"gpu-check: {len(checks.failed)} check(s) failed: {', '.join(checks.failed)}")
+        return 1
+    if not torch.cuda.is_available():
+        print("gpu-check: no CUDA device here; the GPU checks need one (CPU-side checks passed)")
+    else:
+        print("gpu-check: all checks that ran passed")
+    return 0
