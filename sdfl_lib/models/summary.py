@@ -23,6 +23,13 @@ def extract_intermediates(model: nn.Module, x: torch.Tensor) -> dict[str, torch.
         model.train(was_training)
 
 
+def _flops_of(module: nn.Module, key: str, counts: dict[str, int]) -> int:
+    # A container that is never called itself (a ModuleList) is the sum of its children.
+    if key in counts:
+        return counts[key]
+    return sum(_flops_of(child, f"{key}.{name}", counts) for name, child in module.named_children())
+
+
 def summarize(model: nn.Module, image_size: int | None = None, batch: int = 1) -> pd.DataFrame:
     """Parameters and forward FLOPs per top-level part at `image_size` (default: the model's own).
 
@@ -49,7 +56,7 @@ def summarize(model: nn.Module, image_size: int | None = None, batch: int = 1) -
                 "part": name,
                 "type": type(part).__name__,
                 "params": params,
-                "flops": counts.get(f"{root}.{name}", 0),
+                "flops": _flops_of(part, f"{root}.{name}", counts),
             }
         )
     rows.append(
