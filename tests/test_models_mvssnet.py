@@ -18,9 +18,9 @@ from sdfl_lib.models import (
     make_checkpoint,
 )
 from sdfl_lib.models import mvssnet as mvss_module
-from sdfl_lib.models.base import get_constructor
+from sdfl_lib.models.base import ModelOutput, get_constructor
 from sdfl_lib.models.encoder import PretrainedWeightsUnavailable
-from sdfl_lib.models.mvssnet import MVSSNet, dilated_resnet50, mvssnet
+from sdfl_lib.models.mvssnet import DilatedResNet50, MVSSNet, mvssnet
 from sdfl_lib.models.sobel import SobelFilter
 
 
@@ -61,26 +61,22 @@ def test_every_manifest_key_is_consumed(reference):
     }
 
 
-def test_image_logit_is_the_mask_maximum(reference):
+def test_any_size_and_intermediates(reference):
+    """Any H, W comes back at its own size; the image logit is the mask maximum; parts are named."""
     model, *_ = reference
-    with torch.no_grad():
-        out = model(torch.rand(2, 3, 45, 70, generator=torch.Generator().manual_seed(0)))
+    x = torch.rand(2, 3, 45, 70, generator=torch.Generator().manual_seed(0))
+    parts = extract_intermediates(model, x)
+    out = ModelOutput(parts["image_logit"], parts["mask_logit"], parts["edge_logit"])
     assert out.image_logit.shape == (2, 1)
     assert out.mask_logit.shape == (2, 1, 45, 70)
     assert out.edge_logit.shape == (2, 1, 12, 18)
     assert torch.equal(out.image_logit, out.mask_logit.flatten(1).amax(1, keepdim=True))
     assert torch.allclose(out.image_score, out.mask_prob.flatten(1).amax(1))
-
-
-def test_intermediates_name_the_parts(reference):
-    model, *_ = reference
-    parts = extract_intermediates(model, torch.rand(1, 3, 64, 96))
-    assert parts["noise_residual"].shape == (1, 3, 64, 96)
+    assert parts["noise_residual"].shape == (2, 3, 45, 70)
     assert [parts[f"rgb.C{i}"].shape[1] for i in (2, 3, 4, 5)] == [256, 512, 1024, 2048]
-    assert parts["rgb.C5"].shape[-2:] == (4, 6)  # output stride 16
+    assert parts["rgb.C5"].shape[-2:] == (4, 6)  # padded to 64x96, output stride 16
     assert parts["noise.C5"].shape == parts["rgb.C5"].shape
-    assert parts["head_logit"].shape == (1, 1, 4, 6)
-    assert parts["mask_logit"].shape == (1, 1, 64, 96)
+    assert parts["head_logit"].shape == (2, 1, 4, 6)
 
 
 def test_spec_and_registry(reference):
@@ -102,7 +98,7 @@ def test_bad_inputs_fail_clearly(reference):
 
 
 def test_backbone_layout():
-    net = dilated_resnet50()
+    net = DilatedResNet50()
     assert [b.conv2.dilation for b in net.layer4] == [(1, 1), (2, 2), (4, 4)]
     assert net.layer4[0].downsample[0].stride == (1, 1)
     assert isinstance(net.fc, torch.nn.Identity)
@@ -111,15 +107,23 @@ def test_backbone_layout():
     assert sobel[0].weight[0, 3].tolist() == [[1, 2, 1], [0, 0, 0], [-1, -2, -1]]
 
 
-def test_ablations_and_timm_backbone():
-    plain = MVSSNet(sobel=False, noise_branch=False, backbone="resnet18")
+def test_ablations_timm_backbone_and_round_trip(tmp_path):
+    plain = build_model("mvssnet", image_size=64, backbone="resnet18", sobel=False, noise_branch=False)
     keys = plain.state_dict().keys()
     assert not any(k.startswith(("sobel_", "noise_extractor.", "constrain_conv.")) for k in keys)
     assert plain.head.conv_p1[0].in_channels == 512  # sized from resnet18's C5
+    x = torch.rand(1, 3, 40, 52)
     with torch.no_grad():
-        out = plain.eval()(torch.rand(1, 3, 40, 52))
+        out = plain.eval()(x)
     assert out.mask_logit.shape == (1, 1, 40, 52)
     assert out.edge_logit.shape == (1, 1, 10, 13)
+    # This project's own checkpoint rebuilds the same configuration and outputs.
+    path = tmp_path / "mvss.pt"
+    torch.save(make_checkpoint(plain, epoch=1), path)
+    again = load_model(path)
+    assert again.sdfl_spec == plain.sdfl_spec and not again.sobel and not again.noise_branch
+    with torch.no_grad():
+        assert torch.equal(again(x).mask_logit, out.mask_logit)
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
@@ -131,7 +135,7 @@ def test_pretrained_from_local_server_then_cache(tmp_path, monkeypatch):
     served = tmp_path / "served"
     served.mkdir()
     name = mvss_module.IMAGENET_RESNET50_URL.rsplit("/", 1)[-1]
-    imagenet = dilated_resnet50().state_dict()
+    imagenet = DilatedResNet50().state_dict()
     imagenet["fc.weight"], imagenet["fc.bias"] = torch.zeros(1000, 2048), torch.zeros(1000)
     torch.save(imagenet, served / name)
     handler = functools.partial(_Quiet, directory=str(served))
@@ -175,13 +179,3 @@ def test_trains_end_to_end_with_frozen_sobel():
         assert grads[name] is not None and torch.isfinite(grads[name]).all(), name
     assert grads["sobel_x1.0.weight"] is None  # the Sobel kernels stay fixed
 
-
-def test_own_checkpoint_round_trip(tmp_path):
-    model = build_model("mvssnet", image_size=64, backbone="resnet18", sobel=False).eval()
-    path = tmp_path / "mvss.pt"
-    torch.save(make_checkpoint(model, epoch=1), path)
-    again = load_model(path)
-    assert again.sdfl_spec == model.sdfl_spec and not again.sobel
-    x = torch.rand(1, 3, 64, 64)
-    with torch.no_grad():
-        assert torch.equal(again(x).mask_logit, model(x).mask_logit)

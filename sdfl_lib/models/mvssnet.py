@@ -1,4 +1,4 @@
-"""MVSS-Net, the paper's baseline: edge-supervised RGB branch, BayarConv noise branch, dual attention."""
+"""MVSS-Net, the paper's baseline: Sobel/ERB edge branch, BayarConv noise branch, dual attention."""
 
 from __future__ import annotations
 
@@ -22,30 +22,38 @@ from sdfl_lib.models.sobel import SobelFilter, sobel_attention
 IMAGENET_RESNET50_URL = "https://download.pytorch.org/models/resnet50-19c8e357.pth"
 
 
-def dilated_resnet50() -> torchvision.models.ResNet:
-    """torchvision ResNet-50 (7x7 stem) with layer4 undecimated: output stride 16.
+class DilatedResNet50(torchvision.models.ResNet):
+    """torchvision ResNet-50 (7x7 stem) with layer4 undecimated (output stride 16) -> [C2..C5].
 
     layer4 uses the DeepLabv3 multi-grid dilations 1, 2, 4 in its three blocks, as MVSS-Net
-    does (torchvision's own dilation option would give 1, 2, 2). The classifier is dropped.
+    does (torchvision's own dilation option alone would give 1, 2, 2). The classifier is
+    dropped; `forward` returns the four stage outputs (256/512/1024/2048 channels, strides
+    4/8/16/16). Parameter names are torchvision's, as in the authors' checkpoints.
     """
-    net = torchvision.models.resnet50(weights=None, replace_stride_with_dilation=[False, False, True])
-    last = net.layer4[2].conv2
-    last.dilation, last.padding = (4, 4), (4, 4)
-    net.fc = nn.Identity()
-    return net
 
+    out_channels = (256, 512, 1024, 2048)
 
-def _resnet_levels(net: torchvision.models.ResNet, x: torch.Tensor) -> list[torch.Tensor]:
-    x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
-    levels = []
-    for layer in (net.layer1, net.layer2, net.layer3, net.layer4):
-        x = layer(x)
-        levels.append(x)
-    return levels
+    def __init__(self) -> None:
+        super().__init__(
+            torchvision.models.resnet.Bottleneck,
+            [3, 4, 6, 3],
+            replace_stride_with_dilation=[False, False, True],
+        )
+        last = self.layer4[2].conv2
+        last.dilation, last.padding = (4, 4), (4, 4)
+        self.fc = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        levels = []
+        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
+            x = layer(x)
+            levels.append(x)
+        return levels
 
 
 def _imagenet_resnet50_state_dict() -> dict[str, torch.Tensor]:
-    """The ImageNet ResNet-50 weights from `pretrained_dir()`, downloaded when missing and online."""
+    """ImageNet ResNet-50 weights from `pretrained_dir()`, downloaded when missing and online."""
     path = fetch_weights(IMAGENET_RESNET50_URL.rsplit("/", 1)[-1], IMAGENET_RESNET50_URL)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -64,6 +72,9 @@ class _NoiseExtractor(nn.Module):
         super().__init__()
         self.model = backbone
 
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.model(x)
+
 
 class MVSSNet(nn.Module):
     """MVSS-Net: multi-view multi-scale supervised manipulation localization.
@@ -74,8 +85,8 @@ class MVSSNet(nn.Module):
     it as its baseline (`mvssnet`). Parts, with the authors' attribute names so their
     checkpoints load by name:
 
-    - RGB stream `model`: ResNet-50 (7x7 stem, layer4 dilated 1/2/4, output stride 16) giving
-      C2..C5 (256/512/1024/2048 channels at strides 4/8/16/16).
+    - RGB stream `model` (`DilatedResNet50`): ResNet-50 (7x7 stem, layer4 dilated 1/2/4,
+      output stride 16) giving C2..C5 (256/512/1024/2048 channels at strides 4/8/16/16).
     - Edge-supervised branch: each level is gated by its Sobel layer (`sobel_x{i}`,
       `sobel_y{i}`: sigmoid of the Sobel gradient magnitude times the features), reduced to one
       channel by an ERB (`erb_db_{i}`); the coarser levels are bilinearly upsampled
@@ -92,8 +103,9 @@ class MVSSNet(nn.Module):
 
     Input: float (B, 3, H, W) RGB in [0, 1] without mean/std normalisation, as the authors feed
     it. Any H, W: the batch is padded on the bottom/right to a multiple of 32 (mirrored, see
-    `pad_to_multiple`) and the outputs are cropped back. Output: `ModelOutput(image_logit (B, 1), mask_logit (B, 1, H, W), edge_logit
-    (B, 1, ceil(H/4), ceil(W/4)))`.
+    `pad_to_multiple`) and the outputs are cropped back. Output: `ModelOutput` with
+    `image_logit` (B, 1), `mask_logit` (B, 1, H, W) and `edge_logit` (B, 1, ceil(H/4), ceil(W/4)).
+    Batch norm is plain `BatchNorm2d` (eps 1e-5), as in the authors' MVSS-Net.
 
     Args:
         image_size: nominal square input size for training and evaluation (default 512); kept
@@ -141,24 +153,19 @@ class MVSSNet(nn.Module):
         head_in = channels[-1]
         if noise_branch:
             self.noise_extractor = _NoiseExtractor(self._make_backbone(backbone, pretrained)[0])
-            self.constrain_conv = BayarConv2d(in_channels=1, out_channels=3, kernel_size=5, padding=2)
+            self.constrain_conv = BayarConv2d(1, 3, kernel_size=5, padding=2)
             head_in *= 2
         self.head = DualAttentionHead(head_in, num_classes=1)
 
     @staticmethod
     def _make_backbone(name: str, pretrained: bool) -> tuple[nn.Module, list[int]]:
         if name == "resnet50":
-            net = dilated_resnet50()
+            net = DilatedResNet50()
             if pretrained:
                 net.load_state_dict(_imagenet_resnet50_state_dict())
-            return net, [256, 512, 1024, 2048]
+            return net, list(net.out_channels)
         encoder = TimmEncoder(name, pretrained=pretrained)
         return encoder, list(encoder.out_channels)
-
-    def _levels(self, net: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
-        if isinstance(net, torchvision.models.ResNet):
-            return _resnet_levels(net, x)
-        return net(x)
 
     @staticmethod
     def convert_authors_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -171,7 +178,8 @@ class MVSSNet(nn.Module):
         reduced = []
         for i, (feat, erb) in enumerate(zip(levels, dbs, strict=True), start=1):
             if self.sobel:
-                feat = sobel_attention(feat, getattr(self, f"sobel_x{i}"), getattr(self, f"sobel_y{i}"))
+                sobel_x, sobel_y = getattr(self, f"sobel_x{i}"), getattr(self, f"sobel_y{i}")
+                feat = sobel_attention(feat, sobel_x, sobel_y)
             reduced.append(erb(feat))
         size = reduced[0].shape[-2:]
         edge = reduced[0]
@@ -189,12 +197,12 @@ class MVSSNet(nn.Module):
         h, w = x.shape[-2:]
         x = pad_to_multiple(x)
 
-        levels = self._levels(self.model, x)
+        levels = self.model(x)
         edge = self._edge_branch(levels)
         top = levels[-1]
         if self.noise_branch:
             residual = self.constrain_conv(rgb_to_grey(x))
-            noise_levels = self._levels(self.noise_extractor.model, residual)
+            noise_levels = self.noise_extractor(residual)
             top = torch.cat([top, noise_levels[-1]], dim=1)
         head = self.head(top)
         mask = F.interpolate(head, size=x.shape[-2:], mode="bilinear", align_corners=True)
@@ -219,7 +227,9 @@ class MVSSNet(nn.Module):
         cropped to the input), `noise.C2..C5`, `head_logit` (stride 16), and the three outputs."""
         keep: dict[str, torch.Tensor] = {}
         out = self._run(x, keep)
-        keep.update(image_logit=out.image_logit, mask_logit=out.mask_logit, edge_logit=out.edge_logit)
+        keep.update(
+            image_logit=out.image_logit, mask_logit=out.mask_logit, edge_logit=out.edge_logit
+        )
         return keep
 
 
