@@ -95,6 +95,28 @@ def test_whole_map_dtypes_and_channels_last():
         assert prroi_pool_whole(f64.float(), 3).shape == (2, 8, 3, 3)
 
 
+def test_whole_map_cache_survives_inference_mode():
+    """Weights first cached under inference_mode (evaluation) still serve a later training step."""
+    f = torch.randn(1, 2, 5, 13, requires_grad=True)
+    with torch.inference_mode():
+        prroi_pool_whole(f.detach(), 5)
+    prroi_pool_whole(f, 5).sum().backward()
+    assert f.grad is not None and torch.isfinite(f.grad).all()
+
+
+def test_whole_map_conventions():
+    """Pixel centres at 0..L-1, ROI [0, L]: the interpolant is 1 on [0, L-1], decays to 0 at L."""
+    from sdfl_lib.cuda.exact import whole_map_matrix
+
+    for length in (1, 4, 16):
+        w = whole_map_matrix(length, 1, torch.float64, "cpu")
+        assert abs(w.sum().item() - (length - 0.5) / length) < 1e-12
+    # A constant map in 3x3 bins of 2 pixels: the last bin [4, 6] holds 1.5 of 2 units of mass.
+    out = prroi_pool_whole(torch.ones(1, 1, 6, 6, dtype=torch.float64), 3)[0, 0]
+    assert torch.allclose(out[:2, :2], torch.ones(2, 2, dtype=torch.float64))
+    assert out[0, 2].item() == pytest.approx(0.75) and out[2, 2].item() == pytest.approx(0.75**2)
+
+
 def test_float32_general_path_matches_float64():
     gen = torch.Generator().manual_seed(3)
     f = torch.randn(2, 3, 9, 11, generator=gen, dtype=torch.float64)
@@ -250,9 +272,23 @@ def test_cuda_extension_compiles():
     arch = None if torch.cuda.is_available() else "9.0"
     ops = ext_mod.load_extension(arch_list=arch)
     assert Path(ops.library).is_file()
-    assert torch.ops.sdfl_prroi.forward is ops.forward or ops.forward is not None
-    # The registered schema is what the autograd wrapper calls.
-    assert "spatial_scale" in str(torch.ops.sdfl_prroi.forward.default._schema)
+    # The registered schemas are what the autograd wrapper calls.
+    assert str(ops.forward.default._schema).startswith("sdfl_prroi::forward(Tensor features, Tensor rois")
+    assert str(ops.backward.default._schema).startswith("sdfl_prroi::backward(Tensor grad_out, Tensor rois")
+
+
+def test_missing_toolkit_is_reported(monkeypatch):
+    monkeypatch.setattr(ext_mod, "_loaded", {})
+    monkeypatch.setattr(ext_mod, "find_cuda_home", lambda: None)
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    with pytest.raises(ext_mod.ToolMissing, match="no CUDA toolkit"):
+        ext_mod.load_extension(arch_list="9.0")
+    with pytest.raises(ext_mod.ToolMissing, match="no CUDA toolkit"):  # remembered, not retried
+        ext_mod.load_extension(arch_list="9.0")
+    if not torch.cuda.is_available():
+        monkeypatch.delenv("TORCH_CUDA_ARCH_LIST", raising=False)
+        with pytest.raises(ext_mod.ToolMissing, match="no CUDA device to build for"):
+            ext_mod.load_extension()
 
 
 @pytest.mark.gpu

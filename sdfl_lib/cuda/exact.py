@@ -40,9 +40,11 @@ def axis_weights(start: torch.Tensor, end: torch.Tensor, bins: int, length: int)
 @functools.lru_cache(maxsize=64)
 def _whole_map_weights(length: int, bins: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     # Computed in float64 and rounded once, so every dtype gets the most exact matrix it can hold.
-    start = torch.zeros(1, dtype=torch.float64)
-    end = torch.full((1,), float(length), dtype=torch.float64)
-    return axis_weights(start, end, bins, length)[0].to(dtype=dtype, device=device)
+    # Made outside inference mode: a cached inference tensor could not be saved for a later backward.
+    with torch.inference_mode(False), torch.no_grad():
+        start = torch.zeros(1, dtype=torch.float64)
+        end = torch.full((1,), float(length), dtype=torch.float64)
+        return axis_weights(start, end, bins, length)[0].to(dtype=dtype, device=device)
 
 
 def whole_map_matrix(length: int, bins: int, dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:

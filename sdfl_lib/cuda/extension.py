@@ -24,6 +24,10 @@ class ExtensionUnavailable(RuntimeError):
     """The CUDA extension cannot be built or loaded here; the message says why."""
 
 
+class ToolMissing(ExtensionUnavailable):
+    """No CUDA build of PyTorch, no CUDA toolkit, or no ninja: nothing to build with here."""
+
+
 class PrRoIOps(NamedTuple):
     """The loaded kernels: `forward(features, rois, ph, pw, scale)`, `backward(grad, rois, n, h, w, scale)`."""
 
@@ -115,17 +119,21 @@ def _build(arch_list: str, verbose: bool) -> PrRoIOps:
     from torch.utils import cpp_extension
 
     if torch.version.cuda is None:
-        raise ExtensionUnavailable(f"this PyTorch ({torch.__version__}) is a CPU-only build")
+        raise ToolMissing(f"this PyTorch ({torch.__version__}) is a CPU-only build")
     cuda_home = find_cuda_home()
     if cuda_home is None:
-        raise ExtensionUnavailable("no CUDA toolkit (nvcc and headers) found; set CUDA_HOME")
+        raise ToolMissing("no CUDA toolkit (nvcc and headers) found; set CUDA_HOME")
     if not _ensure_ninja_on_path():
-        raise ExtensionUnavailable("ninja is not installed (pip install ninja)")
+        raise ToolMissing("ninja is not installed (pip install ninja)")
     # PyTorch reads CUDA_HOME once at import; point it at the toolkit that has the headers.
     cpp_extension.CUDA_HOME = cuda_home
     os.environ.setdefault("CUDA_HOME", cuda_home)
     build_dir = build_directory(arch_list)
     build_dir.mkdir(parents=True, exist_ok=True)
+    if not (build_dir / f"{EXTENSION_NAME}.so").is_file():
+        # First use: the compile takes a minute or more, say so rather than hang silently.
+        print(f"sdfl: building the Precise RoI Pooling CUDA kernels for sm_{arch_list} in {build_dir} "
+              "(first use only)...", file=sys.stderr, flush=True)
     start = time.perf_counter()
     try:
         with _env("TORCH_CUDA_ARCH_LIST", arch_list):
@@ -160,7 +168,7 @@ def load_extension(arch_list: str | None = None, verbose: bool = False) -> PrRoI
     """
     arch = _arch_list(arch_list)
     if arch is None:
-        raise ExtensionUnavailable("no CUDA device to build for; pass arch_list (e.g. '9.0') to compile only")
+        raise ToolMissing("no CUDA device to build for; pass arch_list (e.g. '9.0') to compile only")
     cached = _loaded.get(arch)
     if cached is None and _loaded:
         # The ops of an earlier build are registered already; a second library cannot be.

@@ -22,13 +22,17 @@ namespace {
 
 constexpr int kThreads = 256;
 
+// One output element per iteration; the grid is capped, so threads stride over the rest.
+#define GRID_STRIDE_LOOP(idx, total)                                                         \
+  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < (total); \
+       idx += static_cast<int64_t>(blockDim.x) * gridDim.x)
+
 template <typename scalar_t, typename acc_t>
 __global__ void prroi_forward_kernel(const scalar_t* __restrict__ features,
                                      const acc_t* __restrict__ rois, scalar_t* __restrict__ out,
                                      int64_t total, int C, int H, int W, int PH, int PW,
                                      acc_t scale) {
-  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
-       idx += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+  GRID_STRIDE_LOOP(idx, total) {
     out[idx] = static_cast<scalar_t>(
         sdfl_prroi::forward_element<scalar_t, acc_t>(idx, features, rois, C, H, W, PH, PW, scale));
   }
@@ -46,8 +50,7 @@ __global__ void prroi_backward_kernel(const scalar_t* __restrict__ grad_out,
                                       const acc_t* __restrict__ rois, acc_t* __restrict__ grad_in,
                                       int64_t total, int C, int H, int W, int PH, int PW,
                                       acc_t scale) {
-  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
-       idx += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+  GRID_STRIDE_LOOP(idx, total) {
     sdfl_prroi::backward_element<acc_t>(idx, static_cast<acc_t>(grad_out[idx]), rois, grad_in, C,
                                         H, W, PH, PW, scale, AtomicAdd());
   }
