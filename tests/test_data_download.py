@@ -202,6 +202,11 @@ def test_manual_data_set_says_where_from_and_where_to(tmp_path):
     assert "sdfl data prepare ffpp" in message
 
 
+def test_manual_data_set_unpacked_by_hand_is_accepted(tmp_path):
+    (tmp_path / "ffpp" / "original_sequences" / "youtube").mkdir(parents=True)
+    assert dl.download("ffpp", tmp_path / "ffpp") == tmp_path / "ffpp"
+
+
 def test_manual_file_put_by_hand_is_verified_and_extracted(tmp_path):
     to = tmp_path / "coverage"
     to.mkdir()

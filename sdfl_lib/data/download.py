@@ -42,7 +42,8 @@ class RemoteFile:
     """One file of a data set: where it comes from and where it goes.
 
     `url` is a Google Drive, Dropbox or HTTP(S) address, or None when the file must be fetched
-    by hand (then `manual` says how). Archives are extracted into `to/subdir`.
+    by hand (then `manual` says how). Archives are extracted into `to/subdir`. `unpacked` is a
+    glob (relative to `to`) that finds the content when a user unpacked it there by hand.
     """
 
     filename: str
@@ -50,6 +51,7 @@ class RemoteFile:
     sha256: str | None = None
     subdir: str = ""
     manual: str = ""
+    unpacked: str = ""
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ DATASETS: dict[str, DatasetInfo] = {
                     manual="the CASIA v1.0 images (Au/ and Sp/, about 91 MB) from the Google Drive "
                     "or OneDrive copy linked in https://github.com/namtpham/casia1groundtruth "
                     "(README); pass its direct link with --url, or save the archive as CASIA1.zip",
+                    unpacked="**/Au/Au_*",
                 ),
                 RemoteFile(
                     "CASIA 1.0 groundtruth.zip",
@@ -159,6 +162,7 @@ DATASETS: dict[str, DatasetInfo] = {
                     manual="the repository https://github.com/wenbihan/coverage (its image/ and "
                     "mask/ folders; 'Code > Download ZIP' gives coverage-master.zip: save it as "
                     "COVERAGE.zip, or unpack it there yourself)",
+                    unpacked="**/mask/*forged.tif",
                 ),
             ),
             "https://github.com/wenbihan/coverage",
@@ -175,6 +179,7 @@ DATASETS: dict[str, DatasetInfo] = {
                     "NC2016_Test0613.zip",
                     manual="NC2016_Test0613 after registering for the NIST Open Media Forensics "
                     "Challenge data (https://mfc.nist.gov/ , data license agreement)",
+                    unpacked="**/NC2016-manipulation-ref.csv",
                 ),
             ),
             "https://www.nist.gov/itl/iad/mig/open-media-forensics-challenge",
@@ -203,7 +208,8 @@ DATASETS: dict[str, DatasetInfo] = {
             "FaceForensics++ videos (c23)",
             (
                 RemoteFile(
-                    "faceforensics",
+                    "original_sequences/",
+                    unpacked="**/original_sequences",
                     manual="the videos with the official download script, which the "
                     "FaceForensics++ authors send after their request form "
                     "(https://github.com/ondyari/FaceForensics#access): original_sequences/ and "
@@ -225,6 +231,7 @@ DATASETS: dict[str, DatasetInfo] = {
                     manual="the Kaggle data set birdy654/cifake-real-and-ai-generated-synthetic-"
                     "images (needs a Kaggle account: `kaggle datasets download -d birdy654/"
                     "cifake-real-and-ai-generated-synthetic-images`), saved as cifake.zip",
+                    unpacked="**/FAKE",
                 ),
             ),
             "https://www.kaggle.com/datasets/birdy654/cifake-real-and-ai-generated-synthetic-images",
@@ -345,11 +352,14 @@ def _fetch(url: str, dest: Path, timeout: float) -> None:
 
 
 def _manual_message(info: DatasetInfo, item: RemoteFile, to: Path, why: str = "") -> str:
-    where = item.manual or (f"{item.url}" + (f" (see {info.homepage})" if info.homepage else ""))
+    if why:
+        get = f"download {item.url} by hand" + (f" (home page {info.homepage})" if info.homepage else "")
+    else:
+        get = f"it must be downloaded by hand: get {item.manual}"
     return (
-        f"{why}{info.name} ({info.title}): download {where} by hand and put {item.filename!r} in "
-        f"{to} (or extract it there yourself), then run `sdfl data download {info.name} --to {to}` "
-        f"again to verify and extract it, or go on with `sdfl data prepare {info.name} --root "
+        f"{why}{info.name} ({info.title}): {get}. Put {item.filename!r} in {to}: an archive is "
+        f"verified and extracted by `sdfl data download {info.name} --to {to}`, a folder you "
+        f"unpacked yourself is used as it is; then run `sdfl data prepare {info.name} --root "
         f"{to}`. Cite: {info.citation}"
     )
 
@@ -370,7 +380,7 @@ def _select_override(info: DatasetInfo, url: str | None, sha256: str | None) -> 
     i = targets[0]
     files[i] = RemoteFile(
         files[i].filename, url or files[i].url, sha256 or files[i].sha256, files[i].subdir,
-        files[i].manual,
+        files[i].manual, files[i].unpacked,
     )
     return files
 
@@ -401,6 +411,9 @@ def download(
         dest = to / item.filename
         if _done_marker(to, item).exists():
             print(f"{item.filename}: already extracted in {to}")
+            continue
+        if not dest.exists() and item.unpacked and next(iter(to.glob(item.unpacked)), None):
+            print(f"{item.filename}: found its content in {to} (unpacked by hand)")
             continue
         if not dest.exists():
             if item.url is None:
