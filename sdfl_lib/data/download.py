@@ -336,7 +336,8 @@ def _fetch(url: str, dest: Path, timeout: float) -> None:
         import gdown
 
         # gdown keeps its own resumable partial file beside `dest`.
-        result = gdown.download(id=drive, output=str(dest), quiet=False, resume=True)
+        result = gdown.download(id=drive, output=str(dest), quiet=False, resume=True,
+                               timeout=timeout)
         if not result or not dest.is_file():
             raise DownloadError(f"Google Drive refused {url} (quota or permission)")
         return
