@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from sdfl_lib.models import build_model, extract_intermediates, load_checkpoint
+from sdfl_lib.models import (
+    build_model,
+    extract_intermediates,
+    load_checkpoint,
+    optimize_for_inference,
+)
 
 VARIANTS = ("ours", "upernet")
 
@@ -76,3 +81,16 @@ def test_any_size_and_intermediates(loaded):
         out = model(x)
     torch.testing.assert_close(out.mask_logit, inner["mask_logit"])
     torch.testing.assert_close(out.image_logit, inner["image_logit"])
+
+
+def test_inference_copy_matches(loaded):
+    """Folding the (non-trivial) batch norms into the convolutions keeps the outputs."""
+    model = loaded["upernet"][0]
+    fast = optimize_for_inference(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    x = torch.rand(1, 3, 64, 64)
+    with torch.inference_mode():
+        ref, out = model(x), fast(x)
+    torch.testing.assert_close(out.mask_logit, ref.mask_logit, atol=1e-4, rtol=0)
+    torch.testing.assert_close(out.image_logit, ref.image_logit, atol=1e-4, rtol=0)

@@ -177,3 +177,16 @@ def test_timm_pretrained_from_local_file(cache, monkeypatch):
 def test_unknown_backbone_is_named():
     with pytest.raises(ValueError, match="Unknown backbone 'resnet51'"):
         build_encoder("resnet51")
+
+
+def test_bench_model_prints_figures(capsys):
+    from sdfl_lib.bench.model import main
+
+    assert (
+        main("--model upernet --backbone resnet18 --size 64 --batch 1 --iters 1 --warmup 0".split())
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "model upernet (resnet18), 64x64, batch 1, fp32" in out
+    assert "CPU native bf16:" in out
+    assert "inference:" in out and "training:" in out and "img/s" in out and "MiB" in out

@@ -24,6 +24,7 @@ from sdfl_lib.models.checkpoint import (
     read_checkpoint,
 )
 from sdfl_lib.models.encoder import PretrainedWeightsUnavailable, build_encoder, pretrained_dir
+from sdfl_lib.models.inference import fold_batchnorm, optimize_for_inference
 from sdfl_lib.models.summary import extract_intermediates, summarize
 
 __all__ = [
@@ -35,10 +36,12 @@ __all__ = [
     "build_model",
     "detect_variant",
     "extract_intermediates",
+    "fold_batchnorm",
     "list_models",
     "load_checkpoint",
     "load_model",
     "make_checkpoint",
+    "optimize_for_inference",
     "pretrained_dir",
     "read_checkpoint",
     "register_model",

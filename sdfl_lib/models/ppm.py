@@ -65,7 +65,10 @@ class PPM(nn.Module):
         size = c5.shape[-2:]
         outs = [c5]
         for scale, branch in zip(self.scales, self.branches, strict=True):
-            pooled = prroi_pool_whole(c5, scale)
+            # The pooling matrices are cached across calls; one first made under inference_mode
+            # would be an inference tensor and break a later training step, so never make it so.
+            with torch.inference_mode(False):
+                pooled = prroi_pool_whole(c5, scale)
             up = F.interpolate(pooled, size=size, mode="bilinear", align_corners=False)
             outs.append(branch(up))
             if keep is not None:
