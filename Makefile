@@ -10,6 +10,12 @@ PARAMS ?= params/demo.yaml
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
+	@# .rar archives (Columbia) need an extraction tool; install it where we may (root + apt).
+	@command -v unar >/dev/null || command -v bsdtar >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    { apt-get install -y -qq unar >/dev/null 2>&1 || \
+	      { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq unar >/dev/null 2>&1; }; } ; } || \
+	  echo "note: no unar/bsdtar found: .rar extraction will ask you to install unar"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -e ".[test]"

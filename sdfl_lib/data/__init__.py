@@ -29,6 +29,7 @@ _EXPORTS = {
     "synthesize": "synth",
     "ManipulationDataset": "dataset",
     "balanced_sampler": "dataset",
+    "worker_init": "dataset",
 }
 
 __all__ = sorted(_EXPORTS)
