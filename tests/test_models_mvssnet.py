@@ -77,6 +77,8 @@ def test_any_size_and_intermediates(reference):
     assert parts["rgb.C5"].shape[-2:] == (4, 6)  # padded to 64x96, output stride 16
     assert parts["noise.C5"].shape == parts["rgb.C5"].shape
     assert parts["head_logit"].shape == (2, 1, 4, 6)
+    assert parts["sobel.C2"].shape == (2, 1, 16, 24) and parts["sobel.C5"].shape == (2, 1, 4, 6)
+    assert ((parts["sobel.C3"] >= 0.5) & (parts["sobel.C3"] <= 1)).all()
 
 
 def test_spec_and_registry(reference):
@@ -108,7 +110,9 @@ def test_backbone_layout():
 
 
 def test_ablations_timm_backbone_and_round_trip(tmp_path):
-    plain = build_model("mvssnet", image_size=64, backbone="resnet18", sobel=False, noise_branch=False)
+    plain = build_model(
+        "mvssnet", image_size=64, backbone="resnet18", sobel=False, noise_branch=False
+    )
     keys = plain.state_dict().keys()
     assert not any(k.startswith(("sobel_", "noise_extractor.", "constrain_conv.")) for k in keys)
     assert plain.head.conv_p1[0].in_channels == 512  # sized from resnet18's C5
@@ -160,7 +164,8 @@ def test_pretrained_from_local_server_then_cache(tmp_path, monkeypatch):
 
 def test_pretrained_offline_names_file_and_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("SDFL_CACHE", str(tmp_path))
-    monkeypatch.setattr(mvss_module, "IMAGENET_RESNET50_URL", "http://127.0.0.1:9/resnet50-19c8e357.pth")
+    url = "http://127.0.0.1:9/resnet50-19c8e357.pth"  # the discard port: nothing listens
+    monkeypatch.setattr(mvss_module, "IMAGENET_RESNET50_URL", url)
     with pytest.raises(PretrainedWeightsUnavailable, match=r"resnet50-19c8e357\.pth.*pretrained"):
         MVSSNet(pretrained=True, noise_branch=False)
     assert not any((tmp_path / "pretrained").iterdir())
@@ -170,7 +175,7 @@ def test_trains_end_to_end_with_frozen_sobel():
     torch.manual_seed(0)
     model = MVSSNet(backbone="resnet18").train()
     out = model(torch.rand(2, 3, 64, 64))
-    loss = out.mask_logit.sigmoid().mean() + out.edge_logit.sigmoid().mean() + out.image_logit.mean()
+    loss = out.mask_prob.mean() + out.edge_logit.sigmoid().mean() + out.image_logit.mean()
     loss.backward()
     grads = {n: p.grad for n, p in model.named_parameters()}
     for name in ("erb_db_1.conv1.weight", "erb_trans_3.conv3.bias", "sobel_x4.1.weight",

@@ -1,4 +1,4 @@
-"""Dual attention head (DANet, Fu et al., CVPR 2019) as MVSS-Net uses it on the fused C5 features."""
+"""Dual attention head (DANet, Fu et al., CVPR 2019), as MVSS-Net uses it on the fused C5."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from sdfl_lib.models.dual_attention import DualAttentionHead
 from sdfl_lib.models.encoder import PretrainedWeightsUnavailable, TimmEncoder, fetch_weights
 from sdfl_lib.models.erb import ERB
 from sdfl_lib.models.ours import pad_to_multiple
-from sdfl_lib.models.sobel import SobelFilter, sobel_attention
+from sdfl_lib.models.sobel import SobelFilter, sobel_gate
 
 # The ImageNet ResNet-50 that MVSS-Net starts from (torchvision's original release).
 IMAGENET_RESNET50_URL = "https://download.pytorch.org/models/resnet50-19c8e357.pth"
@@ -173,13 +173,17 @@ class MVSSNet(nn.Module):
         drop = ("model.fc.", "noise_extractor.model.fc.")
         return {k: v for k, v in state_dict.items() if not k.startswith(drop)}
 
-    def _edge_branch(self, levels: list[torch.Tensor]) -> torch.Tensor:
+    def _edge_branch(
+        self, levels: list[torch.Tensor], keep: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
         dbs = (self.erb_db_1, self.erb_db_2, self.erb_db_3, self.erb_db_4)
         reduced = []
         for i, (feat, erb) in enumerate(zip(levels, dbs, strict=True), start=1):
             if self.sobel:
-                sobel_x, sobel_y = getattr(self, f"sobel_x{i}"), getattr(self, f"sobel_y{i}")
-                feat = sobel_attention(feat, sobel_x, sobel_y)
+                gate = sobel_gate(feat, getattr(self, f"sobel_x{i}"), getattr(self, f"sobel_y{i}"))
+                feat = gate * feat
+                if keep is not None:
+                    keep[f"sobel.C{i + 1}"] = gate
             reduced.append(erb(feat))
         size = reduced[0].shape[-2:]
         edge = reduced[0]
@@ -198,7 +202,7 @@ class MVSSNet(nn.Module):
         x = pad_to_multiple(x)
 
         levels = self.model(x)
-        edge = self._edge_branch(levels)
+        edge = self._edge_branch(levels, keep)
         top = levels[-1]
         if self.noise_branch:
             residual = self.constrain_conv(rgb_to_grey(x))
@@ -223,8 +227,9 @@ class MVSSNet(nn.Module):
 
     @torch.no_grad()
     def intermediates(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Named inner tensors for visualisation: `rgb.C2..C5`, `noise_residual` (BayarConv output,
-        cropped to the input), `noise.C2..C5`, `head_logit` (stride 16), and the three outputs."""
+        """Named inner tensors for visualisation: `rgb.C2..C5`, `sobel.C2..C5` (the Sobel layers'
+        attention maps), `noise_residual` (BayarConv output, cropped to the input),
+        `noise.C2..C5`, `head_logit` (dual-attention output, stride 16) and the three outputs."""
         keep: dict[str, torch.Tensor] = {}
         out = self._run(x, keep)
         keep.update(

@@ -29,8 +29,10 @@ class SobelFilter(nn.Sequential):
         super().__init__(conv, nn.BatchNorm2d(1))
 
 
-def sobel_attention(x: torch.Tensor, sobel_x: SobelFilter, sobel_y: SobelFilter) -> torch.Tensor:
-    """Gate `x` by sigmoid of its Sobel gradient magnitude, sqrt(gx^2 + gy^2) (one map per image)."""
+def sobel_gate(x: torch.Tensor, sobel_x: SobelFilter, sobel_y: SobelFilter) -> torch.Tensor:
+    """The Sobel layer's attention map sigmoid(sqrt(gx^2 + gy^2)), (B, 1, H, W) in [0.5, 1);
+    MVSS-Net multiplies the features by it."""
     gx = sobel_x(x)
     gy = sobel_y(x)
-    return torch.sigmoid(torch.sqrt(gx * gx + gy * gy)) * x
+    return torch.sigmoid(torch.sqrt(gx * gx + gy * gy))
+
