@@ -48,8 +48,9 @@ def _run(args: argparse.Namespace) -> int:
         print("training config keys (name, type, default, meaning):")
         print(describe())
         return 0
-    if not args.config and not args.resume:
-        print("sdfl train: give --config FILE (or --resume RUN_DIR)", file=sys.stderr)
+    if not (args.config or args.resume or args.overrides):
+        print("sdfl train: give --config FILE and/or key=value items (or --resume RUN_DIR);"
+              " --help-config lists the keys", file=sys.stderr)
         return 2
     if args.nproc > 1 and "RANK" not in os.environ:
         argv = sys.argv[1:] if sys.argv[1:2] == ["train"] else ["train", *_args_to_argv(args)]
@@ -57,7 +58,8 @@ def _run(args: argparse.Namespace) -> int:
     from sdfl_lib.train.engine import NonFiniteLossError, fit
 
     try:
-        result = fit(args.config, resume=args.resume, overrides=args.overrides)
+        result = fit(args.config or ({} if not args.resume else None), resume=args.resume,
+                     overrides=args.overrides)
     except NonFiniteLossError as err:
         print(f"sdfl train: {err}", file=sys.stderr)
         return 1

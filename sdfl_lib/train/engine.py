@@ -21,7 +21,7 @@ from sdfl_lib.train import distributed as D
 from sdfl_lib.train.build import build_datasets, build_optimizer, build_scheduler, build_train_model
 from sdfl_lib.train.config import TrainConfig
 from sdfl_lib.train.loss import PaperLoss, sample_losses
-from sdfl_lib.train.sampler import SeededItems, StepBatchSampler, dataset_labels, shard_indices
+from sdfl_lib.train.sampler import SeededItems, StepBatchSampler, epoch_orders, shard_indices
 from sdfl_lib.train.signals import StopSignals
 from sdfl_lib.train.state import atomic_torch_save, rng_state, set_rng_state, write_metrics_csv
 
@@ -97,8 +97,14 @@ def fit(
     try:
         return _Run(config, env, resume is not None, train_dataset, val_dataset).run()
     finally:
-        torch.use_deterministic_algorithms(deterministic_before)
+        _set_deterministic(deterministic_before)
         D.shutdown(env)
+
+
+def _set_deterministic(flag: bool) -> None:
+    # Switching imports torch's compiler stack (seconds), so only switch when it changes.
+    if torch.are_deterministic_algorithms_enabled() != flag:
+        torch.use_deterministic_algorithms(flag)
 
 
 def _overrides_dict(overrides: list[str] | dict | None) -> dict:
@@ -126,13 +132,16 @@ class _Run:
         self.scheduler = build_scheduler(config, self.optimizer)
         self.scaler = torch.amp.GradScaler(self.env.device.type, enabled=config.precision == "fp16")
         self.sampler = StepBatchSampler(
-            dataset_labels(train_ds), config.batch_size, env.world_size, env.rank,
-            config.grad_accum, config.seed, config.balance_classes, config.limit_train_batches,
+            epoch_orders(train_ds, config.seed, config.balance_classes), len(train_ds),
+            config.batch_size, env.world_size, env.rank, config.grad_accum, config.seed,
+            config.limit_train_batches,
         )
-        pin = env.device.type == "cuda"
+        from sdfl_lib.data.dataset import worker_init
+
         self.loader = DataLoader(
             SeededItems(train_ds), batch_sampler=self.sampler, num_workers=config.workers,
-            pin_memory=pin, persistent_workers=config.workers > 0,
+            pin_memory=env.device.type == "cuda", persistent_workers=config.workers > 0,
+            worker_init_fn=worker_init,
         )
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.best, self.best_epoch, self.bad_epochs = math.inf, 0, 0
@@ -170,7 +179,7 @@ class _Run:
             import os
 
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(det)
+        _set_deterministic(det)
         torch.backends.cudnn.deterministic = det
         torch.backends.cudnn.benchmark = not det
 
@@ -179,7 +188,9 @@ class _Run:
         raw = build_train_model(cfg).to(env.device)
         if cfg.channels_last:
             raw = raw.to(memory_format=torch.channels_last)
-        if env.distributed and cfg.sync_bn:
+        if env.distributed:
+            self._freeze_unused(raw)
+        if env.distributed and cfg.sync_bn and not cfg.freeze_bn:
             if env.device.type == "cuda":
                 raw = torch.nn.SyncBatchNorm.convert_sync_batchnorm(raw)
             elif env.is_main:
@@ -191,6 +202,27 @@ class _Run:
         if env.distributed:
             ids = [env.device.index] if env.device.type == "cuda" else None
             self.ddp = DistributedDataParallel(self.net, device_ids=ids)
+
+    def _freeze_unused(self, model: torch.nn.Module) -> None:
+        """Stop tracking parameters the forward pass never uses (the paper's UPerNet builds FPN
+        outputs for P3..P5 that no head reads), so DDP needs no per-step unused-parameter search."""
+        was_training = model.training
+        model.eval()  # no running-statistics updates from the probe
+        size = self.cfg.image_size
+        out = model(torch.zeros(2, 3, size, size, device=self.env.device))
+        probe = out.image_logit.float().sum() + out.mask_logit.float().sum()
+        if out.edge_logit is not None:
+            probe = probe + out.edge_logit.float().sum()
+        probe.backward()
+        unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+        for name, param in model.named_parameters():
+            param.grad = None
+            if name in unused:
+                param.requires_grad_(False)
+        model.train(was_training)
+        if unused and self.env.is_main:
+            tqdm.write(f"note: {len(unused)} parameter tensors take no part in the loss (e.g."
+                       f" {unused[0]}); they are left out of gradient synchronisation")
 
     def _train_mode(self) -> None:
         self.net.train()
@@ -383,8 +415,10 @@ class _Run:
             return None
         env, cfg = self.env, self.cfg
         shard = Subset(self.val_ds, shard_indices(len(self.val_ds), env.world_size, env.rank))
+        from sdfl_lib.data.dataset import worker_init
+
         loader = DataLoader(shard, batch_size=self.micro, num_workers=cfg.workers,
-                            pin_memory=env.device.type == "cuda")
+                            pin_memory=env.device.type == "cuda", worker_init_fn=worker_init)
         limit = cfg.limit_val_batches or None
         totals = torch.zeros(5, dtype=torch.float64, device=env.device)
         self.net.eval()

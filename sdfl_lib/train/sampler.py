@@ -3,28 +3,36 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
 
-def epoch_order(labels: Sequence[int] | np.ndarray, seed: int, epoch: int, balance: bool) -> np.ndarray:
-    """The global sample order of one epoch: a permutation, or a class-balanced draw.
+def epoch_orders(dataset: Dataset, seed: int, balance: bool) -> Callable[[int], list[int]]:
+    """epoch -> the global sample order of that epoch, depending only on (seed, epoch).
 
-    Balanced (the paper's re-sampling): N draws with replacement, each class with probability 1/K,
-    uniform within the class. Depends only on (seed, epoch), never on the world size.
+    Balanced: the data package's class re-balancing sampler drawn as one replica (the paper's
+    re-sampling, N draws with replacement); otherwise a permutation. Never depends on the world size.
     """
-    labels = np.asarray(labels).astype(np.int64)
-    rng = np.random.default_rng([seed, epoch, 0x5DF1])
-    n = len(labels)
-    classes, counts = np.unique(labels, return_counts=True)
-    if not balance or len(classes) < 2:
-        return rng.permutation(n)
-    weight_of = dict(zip(classes.tolist(), (1.0 / (len(classes) * counts)).tolist(), strict=True))
-    p = np.array([weight_of[c] for c in labels.tolist()])
-    return rng.choice(n, size=n, replace=True, p=p / p.sum())
+    if balance:
+        from sdfl_lib.data import balanced_sampler
+
+        sampler = balanced_sampler(dataset, seed=seed, num_replicas=1, rank=0)
+
+        def balanced(epoch: int) -> list[int]:
+            sampler.set_epoch(epoch)
+            return list(sampler)
+
+        return balanced
+    n = len(dataset)  # type: ignore[arg-type]
+
+    def permuted(epoch: int) -> list[int]:
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        return torch.randperm(n, generator=generator).tolist()
+
+    return permuted
 
 
 def item_seed(seed: int, epoch: int, position: int) -> int:
@@ -42,35 +50,34 @@ class StepBatchSampler(Sampler[list[tuple[int, int]]]):
 
     def __init__(
         self,
-        labels: Sequence[int] | np.ndarray,
+        orders: Callable[[int], Sequence[int]],
+        n: int,
         global_batch: int,
         world_size: int,
         rank: int,
         grad_accum: int,
         seed: int,
-        balance: bool,
         max_steps_per_epoch: int = 0,
     ):
-        self.labels = np.asarray(labels)
+        self.orders, self.n = orders, n
         self.global_batch = global_batch
         self.world_size = world_size
         self.rank = rank
         self.grad_accum = grad_accum
         self.micro = global_batch // (world_size * grad_accum)
         self.seed = seed
-        self.balance = balance
         self.max_steps_per_epoch = max_steps_per_epoch
         self.epoch = 0
         self.start_step = 0
         if self.steps_per_epoch() < 1:
             raise ValueError(
-                f"the training set has {len(self.labels)} images, fewer than one global batch"
+                f"the training set has {n} images, fewer than one global batch"
                 f" ({global_batch}): lower batch_size"
             )
 
     def steps_per_epoch(self) -> int:
         """Optimizer steps in one epoch (the last partial global batch is dropped)."""
-        steps = len(self.labels) // self.global_batch
+        steps = self.n // self.global_batch
         return min(steps, self.max_steps_per_epoch) if self.max_steps_per_epoch else steps
 
     def set_epoch(self, epoch: int, start_step: int = 0) -> None:
@@ -81,7 +88,7 @@ class StepBatchSampler(Sampler[list[tuple[int, int]]]):
         return (self.steps_per_epoch() - self.start_step) * self.grad_accum
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        order = epoch_order(self.labels, self.seed, self.epoch, self.balance)
+        order = self.orders(self.epoch)
         b, g = self.micro, self.global_batch
         for step in range(self.start_step, self.steps_per_epoch()):
             for a in range(self.grad_accum):
@@ -95,8 +102,8 @@ class StepBatchSampler(Sampler[list[tuple[int, int]]]):
 class SeededItems(Dataset):
     """Wraps a dataset so that item `(index, seed)` is drawn with all random generators seeded.
 
-    Seeds Python, NumPy and torch, and an albumentations pipeline found as `transform`/`augment` on
-    the dataset, so augmentation depends on (seed, epoch, position) only: not on the worker, the
+    Seeds Python, NumPy and torch, and the dataset's own augmentation generator (`set_seed`), so
+    augmentation depends on (seed, epoch, position) only: not on the worker, the
     number of workers, or where a run was resumed.
     """
 
@@ -112,26 +119,11 @@ class SeededItems(Dataset):
             random.seed(seed)
             np.random.seed(seed % 2**32)
             torch.manual_seed(seed)
-            for name in ("transform", "augment", "augmentation", "transforms"):
-                pipeline = getattr(self.dataset, name, None)
-                if hasattr(pipeline, "set_random_seed"):
-                    pipeline.set_random_seed(seed % 2**32)
+            if hasattr(self.dataset, "set_seed"):  # ManipulationDataset: its albumentations seed
+                self.dataset.set_seed(seed % 2**32)
         else:
             index = key
         return self.dataset[index]
-
-
-def dataset_labels(dataset: Dataset) -> np.ndarray:
-    """Image labels of a dataset, from its manifest when it has one, else by reading its items."""
-    for name in ("labels", "label"):
-        values = getattr(dataset, name, None)
-        if values is not None and not callable(values):
-            return np.asarray(values).astype(np.int64)
-    for name in ("manifest", "df", "frame", "table"):
-        frame = getattr(dataset, name, None)
-        if frame is not None and hasattr(frame, "columns") and "label" in frame.columns:
-            return frame["label"].to_numpy().astype(np.int64)
-    return np.array([int(dataset[i]["label"]) for i in range(len(dataset))], dtype=np.int64)  # type: ignore[arg-type]
 
 
 def shard_indices(n: int, world_size: int, rank: int) -> list[int]:

@@ -1,0 +1,204 @@
+"""fit(): run folder, accumulation == full batch, exact resume after SIGKILL/SIGTERM, non-finite loss.
+
+A tiny registered model (GroupNorm, so per-process batches normalise like the full batch) and an
+in-memory data set keep each test to seconds; tests with the real models (and two processes under torchrun) are in test_train_models.py.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from sdfl_lib.models.base import ModelOutput, register_model
+from sdfl_lib.train import NonFiniteLossError, TrainConfig, fit
+
+SIZE = 16
+
+
+class TinyNet(nn.Module):
+    """Conv + GroupNorm: mask logits per pixel, image logit from pooled features."""
+
+    nan_after = 0  # forward calls before the outputs turn NaN (0 = never); class-level for tests
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.GroupNorm(2, 8), nn.ReLU())
+        self.mask = nn.Conv2d(8, 1, 1)
+        self.image = nn.Linear(8, 1)
+        self.calls = 0
+
+    def forward(self, x):
+        f = self.body(x)
+        out = ModelOutput(self.image(f.mean((2, 3))), self.mask(f))
+        self.calls += 1
+        if TinyNet.nan_after and self.calls > TinyNet.nan_after:
+            out.image_logit = out.image_logit * float("nan")
+        return out
+
+
+@register_model
+def train_test_tiny(image_size=SIZE, backbone="none", pretrained=False, **kw):
+    model = TinyNet()
+    model.sdfl_spec = {"name": "train_test_tiny", "image_size": image_size, "backbone": backbone}
+    return model
+
+
+class ToyItems(Dataset):
+    """Agreed item dicts: rectangles spliced into noise; every 4th fake is label-only.
+
+    Random flips draw from torch's global generator, which `fit` seeds per item.
+    """
+
+    def __init__(self, n=24, seed=0, augment=True, delay=0.0, signal_at=-1):
+        g = torch.Generator().manual_seed(seed)
+        self.images = torch.rand(n, 3, SIZE, SIZE, generator=g)
+        self.labels = [i % 3 != 0 for i in range(n)]  # 2:1 fakes, so balancing matters
+        self.masks = torch.zeros(n, 1, SIZE, SIZE)
+        for i, fake in enumerate(self.labels):
+            if fake:
+                y, x = torch.randint(0, SIZE // 2, (2,), generator=g).tolist()
+                self.masks[i, :, y : y + SIZE // 3, x : x + SIZE // 3] = 1
+                self.images[i, 0] += self.masks[i, 0] * 0.5
+        self.augment, self.delay, self.signal_at, self.reads = augment, delay, signal_at, 0
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        self.reads += 1
+        if self.reads == self.signal_at:
+            os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(self.delay)
+        image, mask = self.images[i], self.masks[i]
+        if self.augment and torch.rand(()) < 0.5:
+            image, mask = image.flip(-1), mask.flip(-1)
+        label_only = self.labels[i] and i % 4 == 1
+        return {"image": image, "mask": mask if not label_only else torch.zeros_like(mask),
+                "edge": torch.zeros_like(mask), "label": torch.tensor(float(self.labels[i])),
+                "has_mask": not label_only, "index": i, "image_path": f"toy/{i}.png", "source": "toy"}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one thread avoids contention on a shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_config(out_dir, **kw) -> TrainConfig:
+    base = dict(model="train_test_tiny", image_size=SIZE, batch_size=4, epochs=2, lr=1e-2,
+                workers=0, progress=False, out_dir=str(out_dir))
+    return TrainConfig(**{**base, **kw})
+
+
+def weights(run_dir) -> dict[str, torch.Tensor]:
+    return torch.load(Path(run_dir) / "last.pt", weights_only=True)["state_dict"]
+
+
+def test_fit_writes_the_run_folder(tmp_path):
+    result = fit(tiny_config(tmp_path / "run", epochs=3, scheduler="step", step_size=1),
+                 train_dataset=ToyItems(), val_dataset=ToyItems(n=10, seed=1, augment=False))
+    run = tmp_path / "run"
+    assert result.status == "completed" and result.epochs == 3 and result.global_step == 18
+    assert TrainConfig.load(run / "config.yaml").lr == 1e-2
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    for key in ("train_loss", "train_clf", "train_seg", "val_loss", "val_clf", "val_seg", "lr",
+                "time_s", "images_per_s"):
+        assert float(rows[-1][key]) >= 0, key
+    assert [float(r["lr"]) for r in rows] == pytest.approx([1e-2, 1e-3, 1e-4])
+    assert any(p.name.startswith("events") for p in (run / "tb").iterdir())
+    best = torch.load(run / "best.pt", weights_only=True)
+    assert best["format"] == "sdfl" and best["epoch"] == result.best_epoch
+    assert best["metrics"]["val_loss"] == pytest.approx(result.best_loss)
+    assert best["config"]["model"] == "train_test_tiny"
+    state = torch.load(run / "state.pt", weights_only=True)
+    assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (3, 0, 18)
+    assert {"model", "optimizer", "scheduler", "scaler", "rng", "bad_epochs"} <= set(state)
+    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        fit(tiny_config(run), train_dataset=ToyItems())
+
+
+def test_gradient_accumulation_matches_the_full_batch(tmp_path):
+    one = fit(tiny_config(tmp_path / "one", epochs=1, limit_train_batches=3),
+              train_dataset=ToyItems(), val_dataset=ToyItems(n=6, seed=1, augment=False))
+    fit(tiny_config(tmp_path / "accum", epochs=1, limit_train_batches=3, grad_accum=4),
+        train_dataset=ToyItems(), val_dataset=ToyItems(n=6, seed=1, augment=False))
+    a, b = weights(tmp_path / "accum"), weights(tmp_path / "one")
+    start = train_test_tiny().state_dict()
+    assert any((b[k] - start[k]).abs().max() > 1e-3 for k in b)  # the runs did move
+    for key in b:
+        torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=0)
+    rows = list(csv.DictReader(open(tmp_path / "accum" / "metrics.csv")))
+    assert float(rows[0]["train_loss"]) == pytest.approx(one.metrics[0]["train_loss"], abs=1e-6)
+
+
+def run_for_kill(out_dir: str) -> None:
+    """Entry of the subprocess that the next test kills (slow items so it can be caught)."""
+    fit(tiny_config(out_dir, checkpoint_every_steps=1, workers=1, deterministic=True),
+        train_dataset=ToyItems(delay=0.02))
+
+
+def test_sigkill_mid_epoch_then_resume_is_bitwise_identical(tmp_path):
+    run = tmp_path / "killed"
+    code = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); " \
+           f"import {Path(__file__).stem} as t; t.run_for_kill({str(run)!r})"
+    proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            state = run / "state.pt"
+            if state.exists() and torch.load(state, weights_only=True)["global_step"] >= 2:
+                break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    killed_at = torch.load(run / "state.pt", weights_only=True)
+    assert killed_at["epoch"] == 0 and 0 < killed_at["step_in_epoch"] < 6, "not killed mid-epoch"
+    resumed = fit(resume=run, overrides=["workers=0"], train_dataset=ToyItems())
+    full = fit(tiny_config(tmp_path / "full", deterministic=True), train_dataset=ToyItems())
+    assert resumed.global_step == full.global_step == 12
+    a, b = weights(run), weights(tmp_path / "full")
+    assert all(torch.equal(a[k], b[k]) for k in b)
+    assert [r["train_loss"] for r in resumed.metrics] == [r["train_loss"] for r in full.metrics]
+
+
+def test_sigterm_saves_state_and_stops_cleanly_then_resumes(tmp_path, capsys):
+    run = tmp_path / "term"
+    stopped = fit(tiny_config(run), train_dataset=ToyItems(signal_at=4 * 4 + 2))
+    assert stopped.status == "interrupted" and stopped.signal == signal.SIGTERM
+    state = torch.load(run / "state.pt", weights_only=True)
+    assert (state["epoch"], state["step_in_epoch"]) == (0, 5)  # the step in progress was finished
+    assert "sdfl train --resume" in capsys.readouterr().out
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+    fit(resume=run, train_dataset=ToyItems())
+    fit(tiny_config(tmp_path / "full"), train_dataset=ToyItems())
+    a, b = weights(run), weights(tmp_path / "full")
+    assert all(torch.equal(a[k], b[k]) for k in b)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setattr(TinyNet, "nan_after", 6 * 2 + 3)  # NaN in the third epoch
+    run = tmp_path / "nan"
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at epoch 3, step 4.*last good state"):
+        fit(tiny_config(run, epochs=4), train_dataset=ToyItems())
+    state = torch.load(run / "state.pt", weights_only=True)
+    assert state["epoch"] == 2
+    last = weights(run)
+    assert all(torch.isfinite(v).all() for v in last.values())
+    assert all(torch.equal(last[k], state["model"][k]) for k in last)
