@@ -67,6 +67,10 @@ def test_timm_backbone_adapts_channels_and_trains(small_ours):
     out = model(x)
     assert out.image_logit.shape == (2, 1) and out.mask_logit.shape == (2, 1, 70, 40)
     (out.image_logit.sum() + out.mask_logit.mean()).backward()
+    with pytest.raises(TypeError, match="float batch in"):
+        model(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        model(torch.zeros(1, 1, 32, 32))
     assert model.bayar.kernel.grad is not None
     assert model.noise_encoder.body.conv1.weight.grad is not None
     assert model.fpn.output[0][0].weight.grad is not None

@@ -111,6 +111,10 @@ class TwoStreamUPerNet(nn.Module):
     def _run(self, x: torch.Tensor, keep: dict[str, torch.Tensor] | None = None) -> ModelOutput:
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected a float batch (B, 3, H, W), got shape {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise TypeError(
+                f"expected a float batch in [0, 1], got dtype {x.dtype} (divide by 255)"
+            )
         h, w = x.shape[-2:]
         xp = pad_to_multiple(x)
         levels = self.rgb_encoder(xp)
