@@ -81,3 +81,13 @@ def test_nproc_restarts_under_torchrun():
     cmd = _torchrun_command(["train", "--config", "x.yaml", "--nproc", "2", "lr=1e-3"], 2)
     assert cmd[1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m"]
     assert cmd[6:] == ["sdfl_lib.cli", "train", "--config", "x.yaml", "lr=1e-3"]
+
+
+def test_cli_help_config_and_bad_keys(capsys):
+    from sdfl_lib.cli import main
+
+    assert main(["train", "--help-config"]) == 0
+    assert "lambda_seg" in capsys.readouterr().out
+    assert main(["train", "nonsense=1"]) == 2
+    assert "unknown config key 'nonsense'" in capsys.readouterr().err
+    assert main(["train"]) == 2

@@ -202,3 +202,36 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
     last = weights(run)
     assert all(torch.isfinite(v).all() for v in last.values())
     assert all(torch.equal(last[k], state["model"][k]) for k in last)
+
+
+def test_plateau_schedule_and_early_stopping_follow_the_monitored_loss(tmp_path, monkeypatch):
+    from sdfl_lib.train import engine
+
+    flat = {"val_loss": 0.5, "val_clf": 0.5, "val_seg": 0.5}
+    monkeypatch.setattr(engine._Run, "_validate", lambda self: dict(flat))
+    result = fit(tiny_config(tmp_path / "run", epochs=6, plateau_patience=0, early_stop_patience=2),
+                 train_dataset=ToyItems(), val_dataset=ToyItems(n=4))
+    assert result.status == "early_stopped" and result.epochs == 3 and result.best_epoch == 1
+    assert [r["lr"] for r in result.metrics] == pytest.approx([1e-2, 1e-2, 1e-3])
+    assert [r["best"] for r in result.metrics] == [True, False, False]
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_and_channels_last_run(tmp_path, precision):
+    result = fit(tiny_config(tmp_path / precision, epochs=1, precision=precision, channels_last=True),
+                 train_dataset=ToyItems())
+    assert result.status == "completed" and result.global_step == 6
+    state = torch.load(tmp_path / precision / "state.pt", weights_only=True)
+    assert state["scaler"] if precision == "fp16" else True  # GradScaler state kept for resume
+    assert all(torch.isfinite(v).all() for v in weights(tmp_path / precision).values())
+
+
+def test_bad_setups_fail_clearly(tmp_path):
+    with pytest.raises(ValueError, match="divisible by world_size x grad_accum = 1 x 3 = 3"):
+        fit(tiny_config(tmp_path / "a", grad_accum=3), train_dataset=ToyItems())
+    with pytest.raises(ValueError, match="fewer than one global batch"):
+        fit(tiny_config(tmp_path / "b", batch_size=32), train_dataset=ToyItems())
+    with pytest.raises(FileNotFoundError, match="cannot resume"):
+        fit(resume=tmp_path / "missing", overrides=["model=train_test_tiny"], train_dataset=ToyItems())
+    with pytest.raises(ValueError, match="train_manifest is empty"):
+        fit(tiny_config(tmp_path / "c"))

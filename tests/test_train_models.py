@@ -9,21 +9,13 @@ import sys
 
 import pytest
 import torch
+from test_train_engine import one_thread  # noqa: F401  (autouse fixture: one thread)
 
 from sdfl_lib.data import synthesize
 from sdfl_lib.models import build_model, load_model
 from sdfl_lib.train import TrainConfig, fit
 
 SMALL = {"ppm_channels": 16, "fpn_channels": 16}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small convolutions: one thread avoids contention on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -29,10 +29,16 @@ class TrainConfig:
 
     The learning rate is the one for the *global* batch: `batch_size` images per optimizer step,
     summed over all processes and accumulation steps. Each process loads
-    `batch_size / world_size / grad_accum` images per forward pass, so the same config gives the
-    same optimisation on 1 CPU, 1 GPU or 4 GPUs. The paper: `batch_size=32`, `lr=1e-4`, Adam,
-    plateau x0.1 after 5 epochs, early stop after 10, 50 epochs, 512x512 (4 V100s with 8 each;
-    on one GPU use `grad_accum` if 32 images do not fit).
+    `batch_size / world_size / grad_accum` images per forward pass (it must divide evenly), and the
+    loss is normalised by the global batch, so the same config gives the same optimisation on one
+    CPU, one GPU or 4 GPUs. To reproduce the paper: `batch_size=32 lr=1e-4` (Adam, plateau x0.1
+    after 5 epochs, early stop after 10, 50 epochs, 512x512), e.g. 4 GPUs with 8 each, or one GPU
+    with `grad_accum=4` if 32 images do not fit.
+
+    Batch norm: the one thing that still sees the per-process batch. Under DDP on GPUs `sync_bn`
+    (default on, as the original code) normalises over all GPUs' images; PyTorch has no
+    SyncBatchNorm on CPU, where each process normalises its own images. `freeze_bn` uses the
+    running statistics instead, which makes any split of the batch exactly equivalent.
     """
 
     # model

@@ -82,6 +82,9 @@ def fit(
     """
     if config is None and resume is None:
         raise ValueError("give a config (TrainConfig, dict or YAML path) or a run folder to resume")
+    if resume is not None and not (Path(resume) / "state.pt").is_file():
+        raise FileNotFoundError(f"cannot resume: {Path(resume) / 'state.pt'} does not exist"
+                                " (give the run folder of an earlier run)")
     if config is None:
         config = Path(resume) / "config.yaml"  # type: ignore[arg-type]
     if isinstance(config, TrainConfig):
