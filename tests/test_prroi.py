@@ -312,3 +312,18 @@ def test_cuda_kernel_matches_exact_path(dtype, tol):
     if dtype == torch.float64:
         fd = f64.cuda().requires_grad_(True)
         assert torch.autograd.gradcheck(lambda x: prroi_pool2d(x, rois[:6].cuda(), 2, 2, 0.5, backend="cuda"), (fd,))
+
+
+@pytest.mark.slow
+def test_gpu_check_model_sections_run_on_cpu(capsys):
+    """The GPU check's model sections, run tiny on the CPU so that they cannot rot unseen."""
+    pytest.importorskip("sdfl_lib.train.loss")
+    from sdfl_lib.bench import gpu_check
+
+    checks = gpu_check.Checks()
+    small = {"size": 64, "device": "cpu", "backbone": "resnet18"}
+    gpu_check.amp_training(checks, steps=2, batch=2, dtypes=("bf16",), **small)
+    gpu_check.eval_throughput(checks, batch=1, iters=1, dtypes=("fp32",), **small)
+    out = capsys.readouterr().out
+    assert "AMP bf16 training, batch 2 at 64" in out and "loss " in out
+    assert out.count("eval ours 64") == 1
