@@ -132,6 +132,9 @@ def test_own_format_round_trip(upernet, tmp_path):
     ours.sdfl_spec = {"name": "ours"}
     with pytest.raises(CheckpointError, match="is a 'upernet' model"):
         load_checkpoint(ours, path)
+    ours.sdfl_spec = {"name": "upernet", "backbone": "resnet18"}
+    with pytest.raises(CheckpointError, match="backbone 'resnet50', the model 'resnet18'"):
+        load_checkpoint(ours, path)
     # A raw state_dict of our own model loads as well.
     report = load_checkpoint(rebuilt, upernet.state_dict())
     assert report.layout == "native" and not report.ignored

@@ -172,6 +172,12 @@ def load_checkpoint(
                 f"this checkpoint is a {spec.get('name')!r} model (spec {spec}), but the model is "
                 f"{name!r}; rebuild it with load_model(...) or build_model({spec.get('name')!r})"
             )
+        own_backbone = getattr(target, "sdfl_spec", {}).get("backbone")
+        if own_backbone is not None and spec.get("backbone", own_backbone) != own_backbone:
+            raise CheckpointError(
+                f"this checkpoint has backbone {spec.get('backbone')!r}, the model "
+                f"{own_backbone!r}; rebuild it with load_model(...)"
+            )
         layout, variant = "sdfl", spec.get("name")
     else:
         layout, variant = detect_variant(state)
