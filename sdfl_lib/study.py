@@ -106,14 +106,30 @@ def load_params(params_path: Path | str) -> dict[str, Any]:
     return params
 
 
+def declared_parameters(path: Path) -> set[str]:
+    """Names assigned in the notebook's cell tagged `parameters` (parsed, not pattern-matched)."""
+    import ast
+
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        raise StudyError(f"{path.name}: needs exactly one cell tagged 'parameters', found {len(cells)}")
+    try:
+        tree = ast.parse(cells[0].source)
+    except SyntaxError as err:
+        raise StudyError(f"{path.name}: parameters cell does not parse: {err}") from None
+    return {t.id for node in tree.body if isinstance(node, ast.Assign)
+            for t in node.targets if isinstance(t, ast.Name)}
+
+
 def notebook_parameters(
     params: dict[str, Any], notebooks: list[Notebook], source: str = "parameters"
 ) -> dict[str, dict[str, Any]]:
     """Split the YAML into the values each notebook receives; unknown keys fail, naming the file."""
-    import papermill
-
     sections = {nb.section for nb in notebooks}
-    declared = {nb.section: set(papermill.inspect_notebook(str(nb.path))) for nb in notebooks}
+    declared = {nb.section: declared_parameters(nb.path) for nb in notebooks}
     common = {k: v for k, v in params.items() if k not in sections and k not in _RUNNER_KEYS}
     for key in common:
         if not any(key in names for names in declared.values()):

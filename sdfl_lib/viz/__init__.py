@@ -1,4 +1,5 @@
-"""Plotting helpers the study's notebooks call; every function draws and returns its figure."""
+"""Plotting helpers the study's notebooks call; each draws one figure and returns it (Jupyter's
+inline backend shows it at the end of the cell)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import matplotlib as mpl
 
 from sdfl_lib.viz.charts import bar_table, loss_curves, scatter_labelled
 from sdfl_lib.viz.maps import module_io, photo_tensor, show_filters, show_maps
+from sdfl_lib.viz.results import headline, headline_row, metrics_table, show_pngs
 
 __all__ = [
-    "bar_table", "loss_curves", "module_io", "photo_tensor", "scatter_labelled", "setup",
-    "show_filters", "show_maps",
+    "bar_table", "headline", "headline_row", "loss_curves", "metrics_table", "module_io",
+    "photo_tensor", "scatter_labelled", "setup", "show_filters", "show_maps", "show_pngs",
 ]
 
 

@@ -25,7 +25,6 @@ def loss_curves(metrics: pd.DataFrame, x: str = "epoch") -> Figure:
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    plt.show()
     return fig
 
 
@@ -43,7 +42,6 @@ def bar_table(table: pd.DataFrame, columns: Sequence[str], label: str | None = N
         ax.invert_yaxis()
         ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    plt.show()
     return fig
 
 
@@ -67,5 +65,4 @@ def scatter_labelled(table: pd.DataFrame, x: str, y: str, size: str | None = Non
     if size:
         ax.set_title(f"marker size: {size}", fontsize=8)
     fig.tight_layout()
-    plt.show()
     return fig

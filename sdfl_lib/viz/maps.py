@@ -52,7 +52,6 @@ def show_maps(maps: Mapping[str, torch.Tensor], cols: int = 4, size: float = 2.6
         ax.imshow(img, cmap=None if img.ndim == 3 else "magma")
         ax.set_title(f"{name}\n{shape}", fontsize=8)
     fig.tight_layout()
-    plt.show()
     return fig
 
 
@@ -71,7 +70,6 @@ def show_filters(weight: torch.Tensor, title: str = "filters") -> Figure:
                      f"rest sums to {k.sum() - k[k.shape[0] // 2, k.shape[1] // 2]:.2f}", fontsize=7)
         ax.axis("off")
     fig.tight_layout()
-    plt.show()
     return fig
 
 

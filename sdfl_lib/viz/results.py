@@ -1,0 +1,64 @@
+"""Evaluation results in the notebooks: the headline numbers, tables per subset, saved figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+# The numbers a reader looks for first, each named by its protocol (SPEC.md §1, §2).
+HEADLINE = (
+    "standard/pixel_f1@0.5", "standard/pixel_f1@best", "standard/image_f1@0.5", "standard/image_auc",
+    "paper/pixel_f1", "paper/image_f1", "paper/combined_f1", "paper/auc",
+)
+
+
+def _subset(metrics: dict, subset: str) -> dict:
+    subsets = metrics.get("subsets", {})
+    if subset not in subsets:
+        raise KeyError(f"no subset {subset!r} in these metrics (have {', '.join(subsets)})")
+    return subsets[subset]
+
+
+def headline_row(metrics: dict, subset: str = "both") -> dict[str, float | None]:
+    """The headline metrics of one subset (None where a metric is undefined)."""
+    m = _subset(metrics, subset)
+    return {"images": m.get("count/images"), **{k: m.get(k) for k in HEADLINE}}
+
+
+def headline(metrics: dict, subset: str = "both") -> str:
+    """One line per protocol with the main numbers of `subset`, each labelled with its protocol."""
+    m = _subset(metrics, subset)
+
+    def f(key: str) -> str:
+        v = m.get(key)
+        return "undefined" if v is None else f"{v:.3f}"
+
+    name = (metrics.get("model") or {}).get("name", "model")
+    return (
+        f"{name} on {subset!r} ({m.get('count/tampered')} tampered / {m.get('count/authentic')} authentic):\n"
+        f"  standard protocol: pixel F1@0.5 = {f('standard/pixel_f1@0.5')} (tampered images), "
+        f"pixel F1@best = {f('standard/pixel_f1@best')}, image F1@0.5 = {f('standard/image_f1@0.5')}, "
+        f"image AUC = {f('standard/image_auc')}\n"
+        f"  paper protocol:    pixel F1 = {f('paper/pixel_f1')} (all images), image F1 = {f('paper/image_f1')}, "
+        f"combined F1 = {f('paper/combined_f1')}, AUC = {f('paper/auc')}"
+    )
+
+
+def metrics_table(metrics: dict, columns: tuple[str, ...] = HEADLINE) -> pd.DataFrame:
+    """Subsets as rows, the chosen metrics (both protocols by default) as columns, rounded."""
+    rows = {s: {"images": m.get("count/images"), **{c: m.get(c) for c in columns}}
+            for s, m in metrics.get("subsets", {}).items()}
+    return pd.DataFrame(rows).T.astype(float).round(3)
+
+
+def show_pngs(folder: str | Path, pattern: str = "*.png") -> list[Path]:
+    """Display every saved figure in `folder` (sorted), each under its file name."""
+    from IPython.display import Image, Markdown, display
+
+    paths = sorted(Path(folder).glob(pattern))
+    if not paths:
+        raise FileNotFoundError(f"no {pattern} figures in {folder}")
+    for p in paths:
+        display(Markdown(f"**{p.stem.replace('_', ' ')}**"), Image(filename=str(p)))
+    return paths

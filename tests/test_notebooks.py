@@ -1,0 +1,92 @@
+"""The study's notebooks: committed without outputs, one parameters cell, short; params files agree
+with them; and the whole study runs at smoke size with every notebook drawing its figures."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from sdfl_lib import study
+from sdfl_lib.paths import REPO_ROOT
+
+NOTEBOOKS = study.find_notebooks()
+PARAMS = sorted((REPO_ROOT / "params").glob("*.yaml"))
+MAX_CODE_LINES = 40
+# Figures each executed notebook must at least draw at smoke size.
+MIN_FIGURES = {"01_data": 4, "02_modules": 5, "03_train": 1, "04_evaluate": 3, "05_optimization": 3}
+
+
+def _code_lines(cell) -> int:
+    return sum(1 for ln in cell.source.splitlines() if ln.strip() and not ln.strip().startswith("#"))
+
+
+def test_the_five_notebooks_exist() -> None:
+    assert [nb.stem for nb in NOTEBOOKS] == list(MIN_FIGURES)
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda nb: nb.stem)
+def test_committed_notebook_is_clean(nb: study.Notebook) -> None:
+    node = nbformat.read(str(nb.path), as_version=4)
+    nbformat.validate(node)
+    code = [c for c in node.cells if c.cell_type == "code"]
+    dirty = [i for i, c in enumerate(code) if c.outputs or c.execution_count is not None]
+    assert not dirty, f"{nb.path.name}: code cells {dirty} hold outputs; strip them before committing"
+    tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"{nb.path.name}: needs exactly one cell tagged 'parameters'"
+    # Parameters are plain assignments of literals, so papermill and the YAML can set every one.
+    for stmt in ast.parse(tagged[0].source).body:
+        assert isinstance(stmt, ast.Assign), f"{nb.path.name}: parameters cell holds {ast.dump(stmt)[:60]}"
+        ast.literal_eval(stmt.value)
+    lines = sum(_code_lines(c) for c in code if c is not tagged[0])
+    assert lines <= MAX_CODE_LINES, f"{nb.path.name}: {lines} lines of code (at most {MAX_CODE_LINES})"
+    for c in code:
+        ast.parse(c.source)
+        # Work passes between notebooks through the run folder only: no hard-coded run paths.
+        assert not re.search(r"['\"]runs/", c.source) or c is tagged[0], f"{nb.path.name}: path into runs/"
+
+
+@pytest.mark.parametrize("params", PARAMS, ids=lambda p: p.name)
+def test_params_files_match_the_notebooks(params: Path) -> None:
+    values = study.notebook_parameters(study.load_params(params), NOTEBOOKS, source=params.name)
+    assert set(values) == {nb.section for nb in NOTEBOOKS}
+    train = yaml.safe_load(params.read_text()).get("train")
+    if train:
+        from sdfl_lib.train.config import TrainConfig
+
+        TrainConfig.from_dict(train)  # the train section is a valid training config on its own
+
+
+def test_environment_yml_matches_pyproject() -> None:
+    import tomllib
+
+    deps = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    env = yaml.safe_load((REPO_ROOT / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    missing = sorted(set(deps) - set(pip))
+    assert not missing, f"environment.yml lacks {missing} (keep it the same set as pyproject.toml)"
+
+
+def _figures(path: Path) -> int:
+    node = nbformat.read(str(path), as_version=4)
+    return sum("image/png" in o.get("data", {}) for c in node.cells for o in c.get("outputs", []))
+
+
+@pytest.mark.slow
+def test_smoke_study_runs_every_notebook(tmp_path: Path) -> None:
+    result = study.run_study(
+        REPO_ROOT / "params" / "smoke.yaml", reports_dir=tmp_path / "reports", run_root=tmp_path / "runs",
+    )
+    assert [p.stem for p in result.executed] == list(MIN_FIGURES)
+    for path in result.executed:
+        assert _figures(path) >= MIN_FIGURES[path.stem], f"{path.name}: {_figures(path)} figures"
+        html = (tmp_path / "reports" / f"{path.stem}.html").read_text()
+        assert html.count("data:image/png;base64") >= MIN_FIGURES[path.stem]
+    run = result.run_dir
+    for f in ("data/train.csv", "data/val.csv", "data/test.csv", "train/metrics.csv",
+              "train/best.pt", "eval/model/metrics.json"):
+        assert (run / f).is_file(), f"missing hand-over file {f}"
