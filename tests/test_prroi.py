@@ -74,12 +74,14 @@ def test_definition_by_quadrature():
 
 def test_whole_map_equals_general_path():
     gen = torch.Generator().manual_seed(0)
-    f = torch.randn(3, 4, 5, 7, generator=gen, dtype=torch.float64)
-    rois = torch.tensor([[b, 0.0, 0.0, 7.0, 5.0] for b in range(3)], dtype=torch.float64)
-    for bins in (1, 2, 3, 6):
-        np.testing.assert_allclose(
-            prroi_pool_whole(f, bins).numpy(), prroi_pool2d(f, rois, bins, bins, 1.0).numpy(), atol=1e-12
-        )
+    for h, w in ((5, 7), (40, 33)):  # a small map (one GEMM) and a large one (separable matmuls)
+        f = torch.randn(3, 4, h, w, generator=gen, dtype=torch.float64)
+        rois = torch.tensor([[b, 0.0, 0.0, w, h] for b in range(3)], dtype=torch.float64)
+        for bins in (1, 2, 3, 6):
+            expected = prroi_pool2d(f, rois, bins, bins, 1.0).numpy()
+            np.testing.assert_allclose(prroi_pool_whole(f, bins).numpy(), expected, atol=1e-12)
+            f_cl = f.contiguous(memory_format=torch.channels_last)
+            np.testing.assert_allclose(prroi_pool_whole(f_cl, bins).numpy(), expected, atol=1e-12)
 
 
 def test_whole_map_dtypes_and_channels_last():
