@@ -194,3 +194,12 @@ def test_bench_model_prints_figures(capsys):
     assert "model upernet (resnet18), 64x64, batch 1, fp32" in out
     assert "CPU native bf16:" in out
     assert "inference:" in out and "training:" in out and "img/s" in out and "MiB" in out
+
+
+def test_bench_skips_low_precision_the_cpu_lacks(monkeypatch):
+    from sdfl_lib.bench import model as bench
+
+    monkeypatch.setattr(bench, "cpu_native", lambda dtype="bf16": False)
+    r = bench.bench_model("ours", size=64, batch=1, dtype="bf16", device="cpu")
+    assert r["skipped"] and r["fp32_gflops"] > 0 and r["bf16_gflops"] > 0
+    assert "not native on this CPU" in bench.format_result(r)

@@ -19,13 +19,40 @@ from tqdm.auto import tqdm
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def cpu_native_bf16() -> bool:
-    """Whether the CPU has bf16 arithmetic (AVX512-BF16 or AMX); without it bf16 is emulated."""
+# /proc/cpuinfo flags that give a CPU native arithmetic in each low-precision type.
+_NATIVE_FLAGS = {"bf16": ("avx512_bf16", "amx_bf16"), "fp16": ("avx512_fp16", "amx_fp16")}
+
+
+def cpu_native(dtype: str = "bf16") -> bool:
+    """Whether the CPU computes in `dtype` ("bf16"/"fp16") natively (AVX512-BF16/FP16 or AMX)."""
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        flags = set(Path("/proc/cpuinfo").read_text().split())
     except OSError:
         return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return any(f in flags for f in _NATIVE_FLAGS.get(dtype, ()))
+
+
+def conv_probe(
+    dtype: str, device: str | torch.device = "cpu", repeats: int = 2
+) -> dict[str, float]:
+    """GFLOP/s of one 3x3 conv (128 -> 128 channels, 32x32) in fp32 and under `dtype` autocast:
+    a seconds-long check of what a low-precision type gives before a model run that may take
+    hours (on CPUs without native bf16, oneDNN falls back to a reference kernel)."""
+    dev = torch.device(device)
+    conv = nn.Conv2d(128, 128, 3, padding=1).to(dev).eval()
+    x = torch.rand(1, 128, 32, 32, device=dev)
+    flops = 2 * 128 * 128 * 9 * 32 * 32
+    out = {}
+    for name in ("fp32", dtype):
+        with (
+            torch.inference_mode(),
+            torch.autocast(dev.type, dtype=DTYPES[name], enabled=name != "fp32"),
+        ):
+            conv(x)
+            n = repeats * 5 if name == "fp32" else repeats  # fp32 is fast: average more
+            sec = _timed(lambda: conv(x), n, dev, "probe", False)  # noqa: B023
+        out[f"{name}_gflops"] = flops / sec / 1e9
+    return out
 
 
 def device_description(device: torch.device) -> str:
@@ -87,13 +114,15 @@ def bench_model(
     train: bool = True,
     fold_bn: bool = True,
     progress: bool = True,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Measure one model: inference and training images/s and peak memory on `device`.
 
     Inference runs in eval mode under `torch.inference_mode`, on `optimize_for_inference`'s copy
-    (batch norm folded into the convolutions) unless `fold_bn` is False; training is forward, the paper's
-    loss, backward and an Adam step. `dtype` "bf16"/"fp16" use autocast (fp16 training with a
-    GradScaler). Returns a dict of the settings and figures (memory in MiB; on the CPU it is the
+    (batch norm folded into the convolutions) unless `fold_bn` is False; training is forward,
+    the paper's loss, backward and an Adam step. `dtype` "bf16"/"fp16" use autocast (fp16 training with a
+    GradScaler); on a CPU without native arithmetic in that type only `conv_probe` runs, unless
+    `force`. Returns a dict of the settings and figures (memory in MiB; on the CPU it is the
     process's peak resident set, so the training figure includes everything before it).
     """
     from sdfl_lib.models import build_model, optimize_for_inference
@@ -103,14 +132,6 @@ def bench_model(
     dev = torch.device(device)
     amp = dtype != "fp32"
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    torch.manual_seed(0)
-    model = build_model(model_name, image_size=size, backbone=backbone).to(dev, memory_format=fmt)
-    x = torch.rand(batch, 3, size, size, device=dev).contiguous(memory_format=fmt)
-    autocast = (
-        (lambda: torch.autocast(dev.type, dtype=DTYPES[dtype])) if amp else contextlib.nullcontext
-    )
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(dev)
     result: dict[str, Any] = {
         "model": model_name,
         "backbone": backbone,
@@ -123,7 +144,19 @@ def bench_model(
         "fold_bn": fold_bn,
     }
     if dev.type == "cpu":
-        result["cpu_native_bf16"] = cpu_native_bf16()
+        result["cpu_native_bf16"] = cpu_native("bf16")
+        if amp and not cpu_native(dtype) and not force:
+            # Whole-model figures would take hours; say what the type gives on one conv instead.
+            result.update(conv_probe(dtype, dev), skipped=True)
+            return result
+    torch.manual_seed(0)
+    model = build_model(model_name, image_size=size, backbone=backbone).to(dev, memory_format=fmt)
+    x = torch.rand(batch, 3, size, size, device=dev).contiguous(memory_format=fmt)
+    autocast = (
+        (lambda: torch.autocast(dev.type, dtype=DTYPES[dtype])) if amp else contextlib.nullcontext
+    )
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
 
     model.eval()
     fast = optimize_for_inference(model, channels_last) if fold_bn else model
@@ -174,6 +207,15 @@ def format_result(r: dict[str, Any]) -> str:
     if "cpu_native_bf16" in r:
         native = "yes" if r["cpu_native_bf16"] else "no (no AVX512-BF16/AMX: bf16 is emulated)"
         lines.append(f"CPU native bf16: {native}")
+    if r.get("skipped"):
+        dt = r["dtype"]
+        lines.append(
+            f"{dt} is not native on this CPU: one 3x3 conv runs at {r[f'{dt}_gflops']:.2f} GFLOP/s "
+            f"under {dt} autocast vs {r['fp32_gflops']:.1f} GFLOP/s in fp32 "
+            f"({r['fp32_gflops'] / r[f'{dt}_gflops']:.0f}x slower); the model run is skipped "
+            f"(--force runs it anyway)."
+        )
+        return "\n".join(lines)
     mem = "peak RSS" if "cpu_native_bf16" in r else "peak allocated"
     lines.append(
         f"inference: {r['inference_img_s']:.3f} img/s, {mem} {r['inference_peak_mb']:.0f} MiB"
@@ -199,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--no-train", action="store_true", help="measure inference only")
     parser.add_argument(
+        "--force", action="store_true", help="run bf16/fp16 on a CPU without native support"
+    )
+    parser.add_argument(
         "--no-fold", action="store_true", help="infer with the model as built (BN not folded)"
     )
     args = parser.parse_args(argv)
@@ -214,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         warmup=args.warmup,
         train=not args.no_train,
         fold_bn=not args.no_fold,
+        force=args.force,
     )
     print(format_result(result))
     return 0
