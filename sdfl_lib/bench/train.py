@@ -51,7 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compile", action="store_true")
     p.add_argument("--grad-accum", type=int, default=1)
     p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = its default)")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from sdfl_lib.train import TrainConfig, fit
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
 
 from sdfl_lib.train.config import TrainConfig
+from sdfl_lib.train.distributed import DistEnv
 
 
 def build_train_model(config: TrainConfig) -> nn.Module:
@@ -68,3 +71,49 @@ def build_datasets(config: TrainConfig):
     if config.val_manifest:
         val = ManipulationDataset(config.val_manifest, image_size=config.image_size, augment=False)
     return train, val
+
+
+def unused_parameters(model: nn.Module, image_size: int, device: torch.device) -> list[str]:
+    """Names of parameters that get no gradient from the outputs (one probe forward/backward,
+    eval mode so no running statistics change)."""
+    was_training = model.training
+    model.eval()
+    out = model(torch.zeros(2, 3, image_size, image_size, device=device))
+    probe = out.image_logit.float().sum() + out.mask_logit.float().sum()
+    if out.edge_logit is not None:
+        probe = probe + out.edge_logit.float().sum()
+    probe.backward()
+    unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    return unused
+
+
+def wrap_model(raw: nn.Module, config: TrainConfig, env: DistEnv):
+    """(raw module, module to call, DDP wrapper or None): device, memory format, SyncBatchNorm,
+    torch.compile and DDP as the config and the process group ask."""
+    raw = raw.to(env.device)
+    if config.channels_last:
+        raw = raw.to(memory_format=torch.channels_last)
+    if env.distributed:
+        # The paper's UPerNet builds FPN outputs (P3, P4) that no head reads; leaving them out of
+        # gradient synchronisation spares DDP a per-step search for unused parameters.
+        unused = unused_parameters(raw, config.image_size, env.device)
+        for name, param in raw.named_parameters():
+            if name in unused:
+                param.requires_grad_(False)
+        if unused and env.is_main:
+            tqdm.write(f"note: {len(unused)} parameter tensors take no part in the loss (e.g."
+                       f" {unused[0]}); they are left out of gradient synchronisation")
+        if config.sync_bn and not config.freeze_bn:
+            if env.device.type == "cuda":
+                raw = torch.nn.SyncBatchNorm.convert_sync_batchnorm(raw)
+            elif env.is_main:
+                tqdm.write("note: SyncBatchNorm needs GPUs; on CPU each process normalises its own"
+                           " images in batch norm")
+    net = torch.compile(raw) if config.compile else raw
+    ddp = None
+    if env.distributed:
+        ids = [env.device.index] if env.device.type == "cuda" else None
+        ddp = DistributedDataParallel(net, device_ids=ids)
+    return raw, net, ddp

@@ -7,25 +7,34 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from sdfl_lib.train import distributed as D
-from sdfl_lib.train.build import build_datasets, build_optimizer, build_scheduler, build_train_model
+from sdfl_lib.train.build import (
+    build_datasets,
+    build_optimizer,
+    build_scheduler,
+    build_train_model,
+    wrap_model,
+)
 from sdfl_lib.train.config import TrainConfig
-from sdfl_lib.train.loss import PaperLoss, sample_losses
-from sdfl_lib.train.sampler import SeededItems, StepBatchSampler, epoch_orders, shard_indices
+from sdfl_lib.train.loss import PaperLoss
+from sdfl_lib.train.sampler import SeededItems, StepBatchSampler, epoch_orders
 from sdfl_lib.train.signals import StopSignals
-from sdfl_lib.train.state import atomic_torch_save, rng_state, set_rng_state, write_metrics_csv
-
-STATE_FORMAT = "sdfl-train-state"
+from sdfl_lib.train.state import (
+    atomic_torch_save,
+    load_training_state,
+    rng_state,
+    save_training_state,
+    write_metrics_csv,
+)
+from sdfl_lib.train.validation import validation_loss
 
 
 class NonFiniteLossError(RuntimeError):
@@ -187,45 +196,7 @@ class _Run:
         torch.backends.cudnn.benchmark = not det
 
     def _build_model(self) -> None:
-        cfg, env = self.cfg, self.env
-        raw = build_train_model(cfg).to(env.device)
-        if cfg.channels_last:
-            raw = raw.to(memory_format=torch.channels_last)
-        if env.distributed:
-            self._freeze_unused(raw)
-        if env.distributed and cfg.sync_bn and not cfg.freeze_bn:
-            if env.device.type == "cuda":
-                raw = torch.nn.SyncBatchNorm.convert_sync_batchnorm(raw)
-            elif env.is_main:
-                tqdm.write("note: SyncBatchNorm needs GPUs; on CPU each process normalises its own"
-                           f" {self.micro} images per batch-norm layer")
-        self.raw = raw
-        self.net = torch.compile(raw) if cfg.compile else raw
-        self.ddp = None
-        if env.distributed:
-            ids = [env.device.index] if env.device.type == "cuda" else None
-            self.ddp = DistributedDataParallel(self.net, device_ids=ids)
-
-    def _freeze_unused(self, model: torch.nn.Module) -> None:
-        """Stop tracking parameters the forward pass never uses (the paper's UPerNet builds FPN
-        outputs for P3..P5 that no head reads), so DDP needs no per-step unused-parameter search."""
-        was_training = model.training
-        model.eval()  # no running-statistics updates from the probe
-        size = self.cfg.image_size
-        out = model(torch.zeros(2, 3, size, size, device=self.env.device))
-        probe = out.image_logit.float().sum() + out.mask_logit.float().sum()
-        if out.edge_logit is not None:
-            probe = probe + out.edge_logit.float().sum()
-        probe.backward()
-        unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
-        for name, param in model.named_parameters():
-            param.grad = None
-            if name in unused:
-                param.requires_grad_(False)
-        model.train(was_training)
-        if unused and self.env.is_main:
-            tqdm.write(f"note: {len(unused)} parameter tensors take no part in the loss (e.g."
-                       f" {unused[0]}); they are left out of gradient synchronisation")
+        self.raw, self.net, self.ddp = wrap_model(build_train_model(self.cfg), self.cfg, self.env)
 
     def _train_mode(self) -> None:
         self.net.train()
@@ -250,50 +221,10 @@ class _Run:
 
     # ---- state --------------------------------------------------------------------------------
     def _save_state(self) -> None:
-        rngs = D.gather_objects(rng_state(), self.env)
-        if not self.env.is_main:
-            return
-        atomic_torch_save(
-            {
-                "format": STATE_FORMAT, "version": 1, "config": self.cfg.to_dict(),
-                "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
-                "global_step": self.global_step, "world_size": self.env.world_size,
-                "model": self.raw.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict() if self.scheduler else None,
-                "scaler": self.scaler.state_dict(), "rng": rngs,
-                "best": self.best, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs,
-                "metrics": self.metrics, "epoch_acc": self.acc, "has_edge": self.has_edge,
-            },
-            self.run_dir / "state.pt",
-        )
+        save_training_state(self, D.gather_objects(rng_state(), self.env))
 
     def _load_state(self) -> None:
-        state = torch.load(self.run_dir / "state.pt", map_location="cpu", weights_only=True)
-        if state.get("format") != STATE_FORMAT:
-            raise ValueError(f"{self.run_dir / 'state.pt'} is not an sdfl training state")
-        old = state["config"]
-        if old.get("batch_size") != self.cfg.batch_size or old.get("seed") != self.cfg.seed:
-            raise ValueError(
-                "resume needs the same batch_size and seed as the interrupted run"
-                f" (was batch_size={old.get('batch_size')}, seed={old.get('seed')})"
-            )
-        self.raw.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.scheduler is not None and state["scheduler"] is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.epoch, self.step_in_epoch = state["epoch"], state["step_in_epoch"]
-        self.global_step = state["global_step"]
-        self.best, self.best_epoch = state["best"], state["best_epoch"]
-        self.bad_epochs, self.metrics = state["bad_epochs"], list(state["metrics"])
-        self.acc, self.has_edge = dict(state["epoch_acc"]), state["has_edge"]
-        rngs = state["rng"]
-        if len(rngs) == self.env.world_size:
-            set_rng_state(rngs[self.env.rank])
-        elif self.env.is_main:
-            tqdm.write(f"note: the state was saved with {len(rngs)} processes, now {self.env.world_size}:"
-                       " random generators restart from rank 0's state (data order is unaffected)")
-            set_rng_state(rngs[0])
+        load_training_state(self)
         if self.env.is_main:
             tqdm.write(f"resuming {self.run_dir} at epoch {self.epoch + 1}, step {self.step_in_epoch}"
                        f" (global step {self.global_step})")
@@ -343,12 +274,13 @@ class _Run:
         try:
             for step in range(self.step_in_epoch, n_steps):
                 micro = [next(batches) for _ in range(cfg.grad_accum)]
-                counts = torch.tensor(
-                    [float(sum(len(b["label"]) for b in micro)),
-                     float(sum(int(torch.as_tensor(b["has_mask"]).sum()) for b in micro))],
-                    device=env.device,
-                )
-                n_images, n_masks = D.all_reduce_sum(counts, env).tolist()
+                # Global counts normalise the loss, so that any split of the batch over ranks and
+                # accumulation steps gives the full-batch gradient (counted on the CPU: no sync).
+                counts = [float(sum(len(b["label"]) for b in micro)),
+                          float(sum(int(torch.as_tensor(b["has_mask"]).sum()) for b in micro))]
+                if env.distributed:
+                    counts = D.all_reduce_sum(torch.tensor(counts, device=env.device), env).tolist()
+                n_images, n_masks = counts
                 sums = torch.zeros(5, device=env.device)
                 for a, batch in enumerate(micro):
                     sync = self.ddp is None or a == cfg.grad_accum - 1
@@ -416,31 +348,12 @@ class _Run:
     def _validate(self) -> dict[str, float] | None:
         if self.val_ds is None:
             return None
-        env, cfg = self.env, self.cfg
-        shard = Subset(self.val_ds, shard_indices(len(self.val_ds), env.world_size, env.rank))
-        from sdfl_lib.data.dataset import worker_init
-
-        loader = DataLoader(shard, batch_size=self.micro, num_workers=cfg.workers,
-                            pin_memory=env.device.type == "cuda", worker_init_fn=worker_init)
-        limit = cfg.limit_val_batches or None
-        totals = torch.zeros(5, dtype=torch.float64, device=env.device)
-        self.net.eval()
-        with torch.no_grad():
-            for batch in tqdm(islice(loader, limit), total=min(len(loader), limit or len(loader)),
-                              desc="validation", leave=False, disable=not (env.is_main and cfg.progress)):
-                with self._autocast():
-                    out = self.net(self._images(batch))
-                s = sample_losses(out, batch).sums()
-                totals += torch.stack([s["n_images"], s["n_masks"], s["clf"], s["seg"],
-                                       s.get("edge", torch.zeros((), device=env.device))]).double()
+        result = validation_loss(self.net, self.val_ds, self.cfg, self.env, self.micro,
+                                 self.loss, self._autocast, self._images)
         self._train_mode()
-        n_images, n_masks, clf, seg, edge = D.all_reduce_sum(totals, env).tolist()
-        clf, seg = clf / max(n_images, 1.0), seg / max(n_masks, 1.0)
-        edge_mean = edge / max(n_masks, 1.0) if self.has_edge else None
-        out = {"val_loss": self.loss.combine(clf, seg, edge_mean), "val_clf": clf, "val_seg": seg}
-        if edge_mean is not None:
-            out["val_edge"] = edge_mean
-        return out
+        if not self.has_edge:
+            result.pop("val_edge", None)
+        return result
 
     def _end_epoch(self) -> bool:
         """Validate, step the schedule, write metrics and checkpoints; True to stop early."""
