@@ -235,3 +235,12 @@ def test_bad_setups_fail_clearly(tmp_path):
         fit(resume=tmp_path / "missing", overrides=["model=train_test_tiny"], train_dataset=ToyItems())
     with pytest.raises(ValueError, match="train_manifest is empty"):
         fit(tiny_config(tmp_path / "c"))
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "rmsprop", "sgd"])
+def test_each_optimizer_trains(tmp_path, optimizer):
+    result = fit(tiny_config(tmp_path / optimizer, epochs=1, limit_train_batches=2, optimizer=optimizer,
+                             weight_decay=1e-4, scheduler="cosine"), train_dataset=ToyItems())
+    start = train_test_tiny().state_dict()
+    moved = weights(tmp_path / optimizer)
+    assert result.global_step == 2 and any(not torch.equal(moved[k], start[k]) for k in start)
