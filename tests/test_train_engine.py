@@ -103,6 +103,12 @@ def tiny_config(out_dir, **kw) -> TrainConfig:
     return TrainConfig(**{**base, **kw})
 
 
+def initial_weights() -> dict[str, torch.Tensor]:
+    """The weights `fit` starts from with seed 0."""
+    torch.manual_seed(0)
+    return train_test_tiny().state_dict()
+
+
 def weights(run_dir) -> dict[str, torch.Tensor]:
     return torch.load(Path(run_dir) / "last.pt", weights_only=True)["state_dict"]
 
@@ -138,7 +144,7 @@ def test_gradient_accumulation_matches_the_full_batch(tmp_path):
     fit(tiny_config(tmp_path / "accum", epochs=1, limit_train_batches=3, grad_accum=4),
         train_dataset=ToyItems(), val_dataset=ToyItems(n=6, seed=1, augment=False))
     a, b = weights(tmp_path / "accum"), weights(tmp_path / "one")
-    start = train_test_tiny().state_dict()
+    start = initial_weights()
     assert any((b[k] - start[k]).abs().max() > 1e-3 for k in b)  # the runs did move
     for key in b:
         torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=0)
@@ -241,6 +247,6 @@ def test_bad_setups_fail_clearly(tmp_path):
 def test_each_optimizer_trains(tmp_path, optimizer):
     result = fit(tiny_config(tmp_path / optimizer, epochs=1, limit_train_batches=2, optimizer=optimizer,
                              weight_decay=1e-4, scheduler="cosine"), train_dataset=ToyItems())
-    start = train_test_tiny().state_dict()
+    start = initial_weights()
     moved = weights(tmp_path / optimizer)
     assert result.global_step == 2 and any(not torch.equal(moved[k], start[k]) for k in start)
