@@ -103,7 +103,7 @@ class Prediction:
 
     @property
     def decision(self) -> str:
-        """"tampered" when the image score is >= the threshold, else "authentic"."""
+        """ "tampered" when the image score is >= the threshold, else "authentic"."""
         return "tampered" if self.score >= self.threshold else "authentic"
 
     @property

@@ -100,12 +100,19 @@ def map_paths(images: list[str], sources: list[str]) -> list[str]:
         (Path(s or "unknown") / r.with_suffix(".png")).as_posix()
         for r, s in zip(rel, sources, strict=True)
     ]
-    seen = Counter(out)
+    images_per_name: dict[str, set] = {}
+    for o, r in zip(out, rel, strict=True):
+        images_per_name.setdefault(o, set()).add(r)
     out = [
-        (Path(s or "unknown") / r.with_name(r.name + ".png")).as_posix() if seen[o] > 1 else o
+        (Path(s or "unknown") / r.with_name(r.name + ".png")).as_posix()
+        if len(images_per_name[o]) > 1
+        else o
         for o, r, s in zip(out, rel, sources, strict=True)
     ]
-    dupes = [p for p, n in Counter(out).items() if n > 1]
-    if dupes:  # the same image listed twice under one source
-        raise ValueError(f"manifest lists the same image more than once: {dupes[:3]}")
+    # The same image listed more than once (e.g. under two masks): number the repeats.
+    seen = Counter()
+    for k, o in enumerate(out):
+        seen[o] += 1
+        if seen[o] > 1:
+            out[k] = f"{o[:-4]}.{seen[o]}.png"
     return out

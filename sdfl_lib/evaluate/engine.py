@@ -45,8 +45,9 @@ def _fingerprint(model: nn.Module) -> str:
 
 
 def _worker_init(_: int) -> None:
-    # Workers read and resize; one thread each leaves the cores to the forward pass.
-    cv2.setNumThreads(1)
+    # Workers read and resize; one thread each leaves the cores to the forward pass. (OpenCV's
+    # threads are switched off in the parent before the fork: reconfiguring its thread pool in
+    # a forked child deadlocks.)
     torch.set_num_threads(1)
 
 
@@ -110,6 +111,9 @@ def run_pass(
         worker_init_fn=_worker_init if workers else None,
     )
     writer = Writer(csv_path, out / "maps" if save_maps else None)
+    cv2_threads = cv2.getNumThreads()
+    if workers:
+        cv2.setNumThreads(0)
     start = time.perf_counter()
     bar = tqdm(
         total=len(todo),
@@ -142,6 +146,7 @@ def run_pass(
     finally:
         bar.close()
         writer.close()
+        cv2.setNumThreads(cv2_threads)
     stats["wall_s"] = time.perf_counter() - start
     return stats
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import matplotlib
 
 matplotlib.use("Agg")
@@ -23,7 +24,7 @@ CURVE_KEYS = ("paper/pixel_f1", "paper/auc", "standard/pixel_f1@best", "standard
 
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
 
@@ -99,9 +100,16 @@ def histogram_figure(table: pd.DataFrame, selections: dict, threshold: float, pa
     return _save(fig, path)
 
 
-def gallery_figure(
-    table: pd.DataFrame, out: Path, worst: bool, n: int = 6
-) -> Path | None:
+def _thumb(array: np.ndarray, size: tuple[int, int] | None = None, side: int = 192) -> np.ndarray:
+    """A small copy for a gallery: longest side `side`, or exactly `size` = (H, W) (nearest)."""
+    if size is None:
+        scale = side / max(array.shape[:2])
+        size = (max(1, round(array.shape[0] * scale)), max(1, round(array.shape[1] * scale)))
+        return cv2.resize(array, size[::-1], interpolation=cv2.INTER_AREA)
+    return cv2.resize(array, size[::-1], interpolation=cv2.INTER_NEAREST)
+
+
+def gallery_figure(table: pd.DataFrame, out: Path, worst: bool, n: int = 6) -> Path | None:
     """Tampered images with the best (or worst) pixel F1: image, truth overlay, prediction overlay."""
     from sdfl_lib.data import load_image, load_mask
 
@@ -112,15 +120,14 @@ def gallery_figure(
     t = t.sort_values("f1", ascending=worst, kind="stable").head(n)
     fig, axes = plt.subplots(len(t), 3, figsize=(9, 3 * len(t)), squeeze=False)
     for row, r in zip(axes, t.itertuples(), strict=True):
-        image = load_image(r.image)
-        mask = load_mask(r.mask, size=image.shape[:2], policy="resize")
-        prob = plt.imread(out / "maps" / r.map)
-        prob = prob[..., 0] if prob.ndim == 3 else prob
+        image = _thumb(load_image(r.image))
+        mask = _thumb(load_mask(r.mask, size=None), image.shape[:2])
+        prob = _thumb(cv2.imread(str(out / "maps" / r.map), cv2.IMREAD_GRAYSCALE), image.shape[:2])
         row[0].imshow(image)
         row[0].set_title(Path(r.image).name, fontsize=8)
         row[1].imshow(heat_overlay(image, mask.astype(np.float32)))
         row[1].set_title("ground truth", fontsize=8)
-        row[2].imshow(heat_overlay(image, prob.astype(np.float32)))
+        row[2].imshow(heat_overlay(image, prob.astype(np.float32) / 255))
         row[2].set_title(f"prediction, F1 {r.f1:.2f}", fontsize=8)
         for ax in row:
             ax.axis("off")

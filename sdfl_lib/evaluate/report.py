@@ -93,7 +93,7 @@ def write_report(
     """Writes metrics.json, metrics_table.csv, report.md (and figures/); returns the metrics."""
     subsets = results["subsets"]
     name = config["model"]["spec"].get("name", "model")
-    label_only = table[(table["label"] == 1) & ~table["pixel"] & (table["mask_event"] == "")]
+    label_only = table[(table["label"] == 1) & (table["mask"] == "")]
     metrics = {
         "protocol": config["protocol"],
         "threshold": config["threshold"],

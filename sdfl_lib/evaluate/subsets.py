@@ -65,7 +65,7 @@ def subset_metrics(table: pd.DataFrame, protocol: str = "both", threshold: float
         "count/images": int(len(table)),
         "count/authentic": int((table["label"] == 0).sum()),
         "count/tampered": int((table["label"] == 1).sum()),
-        "count/label_only": int(((table["label"] == 1) & ~pixel).sum()),
+        "count/label_only": int(((table["label"] == 1) & ~pixel & (table["mask"] == "")).sum()),
         "count/mask_resized": int((table["mask_event"] == "resized").sum()),
         "count/mask_skipped": int((table["mask_event"] == "skipped").sum()),
     }

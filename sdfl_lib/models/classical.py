@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import math
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.io import decode_jpeg, encode_jpeg
 
 from sdfl_lib.models.base import ModelOutput, register_model
 
@@ -56,6 +57,10 @@ class _Classical(nn.Module):
     def statistic(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _keep_settings(self, *values: float) -> None:
+        # Settings as a persistent buffer: a checkpoint of the method records what it ran with.
+        self.register_buffer("settings", torch.tensor(values, dtype=torch.float32))
+
     def forward(self, x: torch.Tensor) -> ModelOutput:
         with torch.no_grad():
             z = self.statistic(x.detach().float().cpu().clamp(0, 1))
@@ -74,12 +79,20 @@ class ErrorLevelAnalysis(_Classical):
     def __init__(self, quality: int = 90, window: int = 9, z_threshold: float = 3.0) -> None:
         super().__init__()
         self.quality, self.window, self.z_threshold = int(quality), int(window) | 1, z_threshold
+        self._keep_settings(self.quality, self.window, z_threshold)
 
     def statistic(self, x: torch.Tensor) -> torch.Tensor:
-        u8 = (x * 255).round().to(torch.uint8)
-        again = decode_jpeg(encode_jpeg(list(u8), quality=self.quality))
-        error = (u8.float() - torch.stack(again).float()).abs().mean(1, keepdim=True) / 255
-        return _robust_z(_local_mean(error, self.window), floor=1e-3)
+        u8 = (x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        again = np.stack([self._recompress(im) for im in u8])
+        error = np.abs(u8.astype(np.float32) - again).mean(3)[:, None] / 255
+        return _robust_z(_local_mean(torch.from_numpy(error), self.window), floor=1e-3)
+
+    def _recompress(self, image: np.ndarray) -> np.ndarray:
+        # The channel order does not matter for the error: encode the array as it is.
+        ok, buf = cv2.imencode(
+            ".jpg", np.ascontiguousarray(image), [cv2.IMWRITE_JPEG_QUALITY, self.quality]
+        )
+        return cv2.imdecode(buf, cv2.IMREAD_COLOR)
 
 
 class NoiseInconsistency(_Classical):
@@ -91,6 +104,7 @@ class NoiseInconsistency(_Classical):
     def __init__(self, window: int = 15, z_threshold: float = 3.0) -> None:
         super().__init__()
         self.window, self.z_threshold = int(window) | 1, z_threshold
+        self._keep_settings(self.window, z_threshold)
         self.register_buffer("kernel", _IMMERKAER[None, None].clone(), persistent=False)
 
     def statistic(self, x: torch.Tensor) -> torch.Tensor:
