@@ -8,6 +8,7 @@ first-iteration costs are left out. Peak memory: per GPU on CUDA, the process's 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import resource
 import tempfile
@@ -72,8 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         result = fit(config, train_dataset=RandomItems(args.batch * args.steps, args.size))
         wall = time.perf_counter() - t0
     measured = result.metrics[-1]
-    rank0 = not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
-    if not rank0:
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun: rank 0 reports (its own GPU)
         return 0
     if torch.cuda.is_available() and args.device != "cpu":
         memory = f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB per GPU"

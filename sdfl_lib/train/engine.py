@@ -243,21 +243,23 @@ class _Run:
             tqdm.write(f"training {cfg.model} ({cfg.backbone}) on {self.env.world_size} process(es),"
                        f" {self.env.device.type}; global batch {cfg.batch_size} = {self.env.world_size}"
                        f" x {cfg.grad_accum} x {self.micro}; lr {cfg.lr}; run folder {self.run_dir}")
-        with StopSignals() as stop:
-            while self.epoch < cfg.epochs:
-                ended = self._train_epoch(stop)
-                if ended == "interrupted":
-                    status, signum = "interrupted", stop.signum or 15
-                    break
-                early = self._end_epoch()
-                if ended == "max_steps":
-                    status = "max_steps"
-                    break
-                if early:
-                    status = "early_stopped"
-                    break
-        if self.writer is not None:
-            self.writer.close()
+        try:
+            with StopSignals() as stop:
+                while self.epoch < cfg.epochs:
+                    ended = self._train_epoch(stop)
+                    if ended == "interrupted":
+                        status, signum = "interrupted", stop.signum or 15
+                        break
+                    early = self._end_epoch()
+                    if ended == "max_steps":
+                        status = "max_steps"
+                        break
+                    if early:
+                        status = "early_stopped"
+                        break
+        finally:
+            if self.writer is not None:
+                self.writer.close()
         return RunResult(self.run_dir, status, self.epoch, self.global_step, self.best,
                          self.best_epoch, list(self.metrics), signum)
 
