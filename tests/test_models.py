@@ -187,11 +187,11 @@ def test_bench_model_prints_figures(capsys):
     from sdfl_lib.bench.model import main
 
     assert (
-        main("--model upernet --backbone resnet18 --size 64 --batch 1 --iters 1 --warmup 0".split())
+        main("--model upernet --backbone resnet18 --size 32 --batch 2 --iters 1 --warmup 0".split())
         == 0
     )
     out = capsys.readouterr().out
-    assert "model upernet (resnet18), 64x64, batch 1, fp32" in out
+    assert "model upernet (resnet18), 32x32, batch 2, fp32" in out
     assert "CPU native bf16:" in out
     assert "inference:" in out and "training:" in out and "img/s" in out and "MiB" in out
 
