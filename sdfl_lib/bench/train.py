@@ -39,6 +39,11 @@ class RandomItems(Dataset):
                 "image_path": f"random/{i}", "source": "random"}
 
 
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse options, train two short epochs, print images/s and peak memory."""
     p = argparse.ArgumentParser(prog="python -m sdfl_lib.bench train", description=__doc__)
@@ -69,9 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         if torch.cuda.is_available() and args.device != "cpu":
             torch.cuda.reset_peak_memory_stats()
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), _cpu_seconds()
         result = fit(config, train_dataset=RandomItems(args.batch * args.steps, args.size))
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, _cpu_seconds() - cpu0
     measured = result.metrics[-1]
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun: rank 0 reports (its own GPU)
         return 0
@@ -81,10 +86,18 @@ def main(argv: list[str] | None = None) -> int:
     else:
         memory = f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB"
         where = f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    share = ""
+    if where.startswith("CPU"):
+        # On a shared machine the process gets only part of its threads' cores; scale to estimate
+        # the speed on an idle one (an estimate: say so wherever it is quoted).
+        cores = cpu / max(wall, 1e-9)
+        idle = measured["images_per_s"] * torch.get_num_threads() / max(cores, 1e-9)
+        share = (f"\n  CPU share: {cores:.2f} cores busy for {torch.get_num_threads()} threads"
+                 f" (load average {os.getloadavg()[0]:.1f}); idle-machine estimate {idle:.3f} images/s")
     print(f"train {args.model} ({args.backbone}) {args.size}x{args.size}, batch {args.batch},"
           f" {args.precision}{', channels_last' if args.channels_last else ''}"
           f"{', compiled' if args.compile else ''} on {where}")
     print(f"  {measured['images_per_s']:.3f} images/s ({measured['time_s'] / args.steps:.2f} s per step,"
           f" second epoch of {args.steps} steps; first epoch {result.metrics[0]['images_per_s']:.3f}"
-          f" images/s); {memory}; wall {wall:.0f} s")
+          f" images/s); {memory}; wall {wall:.0f} s{share}")
     return 0
