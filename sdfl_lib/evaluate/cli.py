@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from pathlib import Path
 
 _SUMMARY_KEYS = (
@@ -116,6 +117,8 @@ def _predict(args: argparse.Namespace) -> int:
         print(f"error: no such file or folder: {src}", file=sys.stderr)
         return 1
     model = resolve_model(args.checkpoint, args.method, args.device)
+    # Output names drop the extension unless two inputs in one folder share a stem (a.jpg, a.png).
+    stems = Counter((f.parent, f.stem) for f in files)
     failed = 0
     for f in files:
         try:
@@ -126,7 +129,7 @@ def _predict(args: argparse.Namespace) -> int:
             continue
         rel = f.relative_to(src) if src.is_dir() else Path(f.name)
         out_dir = Path(args.out) / rel.parent
-        paths = result.save(out_dir, rel.stem)
+        paths = result.save(out_dir, rel.stem if stems[(f.parent, f.stem)] == 1 else rel.name)
         print(f"{f}: score {result.score:.4f} -> {result.decision} ({paths['json']})")
     if failed:
         print(f"{failed} of {len(files)} file(s) could not be read", file=sys.stderr)

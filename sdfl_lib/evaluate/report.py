@@ -145,6 +145,10 @@ def _markdown(metrics: dict, config: dict, fig_paths: list[Path]) -> str:
     parts.append(_md_table(metrics["errors"]["images"]))
     if metrics["table3"]:
         parts.append("\n## Side by side with the paper's Table III (paper protocol)\n")
+        parts.append(
+            "The paper's numbers are on its own test lists (SPEC.md §1); they compare with this "
+            "run only when this manifest is that list.\n"
+        )
         parts.append(_md_table(metrics["table3"]))
     if "robustness" in metrics:
         parts.append("\n## Robustness (subset: both)\n")
