@@ -34,6 +34,11 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
+# These two functions share their module's name: bound eagerly, so that a later
+# `import sdfl_lib.data.prepare` cannot shadow the function with the module.
+from sdfl_lib.data.download import download as download  # noqa: E402
+from sdfl_lib.data.prepare import prepare as prepare  # noqa: E402
+
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
