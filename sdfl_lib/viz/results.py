@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pandas as pd
@@ -52,13 +53,27 @@ def metrics_table(metrics: dict, columns: tuple[str, ...] = HEADLINE) -> pd.Data
     return pd.DataFrame(rows).T.astype(float).round(3)
 
 
-def show_pngs(folder: str | Path, pattern: str = "*.png") -> list[Path]:
-    """Display every saved figure in `folder` (sorted), each under its file name."""
+def _small_png(path: Path, max_width: int, colors: int) -> bytes:
+    """The figure at most `max_width` wide with a palette of `colors`, so reports stay small."""
+    from PIL import Image
+
+    img = Image.open(path).convert("RGB")
+    if img.width > max_width:
+        img = img.resize((max_width, round(img.height * max_width / img.width)), Image.LANCZOS)
+    buf = io.BytesIO()
+    img.quantize(colors=colors, method=Image.Quantize.MEDIANCUT).save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def show_pngs(
+    folder: str | Path, pattern: str = "*.png", max_width: int = 900, colors: int = 128
+) -> list[Path]:
+    """Display every saved figure in `folder` (sorted) under its file name, shrunk for the report."""
     from IPython.display import Image, Markdown, display
 
     paths = sorted(Path(folder).glob(pattern))
     if not paths:
         raise FileNotFoundError(f"no {pattern} figures in {folder}")
     for p in paths:
-        display(Markdown(f"**{p.stem.replace('_', ' ')}**"), Image(filename=str(p)))
+        display(Markdown(f"**{p.stem.replace('_', ' ')}**"), Image(data=_small_png(p, max_width, colors)))
     return paths
