@@ -189,3 +189,19 @@ def test_robustness_levels_curves_and_kind_column(tmp_path):
     for kind in ("jpeg", "resize", "blur"):
         assert (tmp_path / "ev" / "figures" / f"robustness_{kind}.png").is_file()
     assert "Robustness" in (tmp_path / "ev" / "report.md").read_text()
+
+
+def test_workers_started_by_a_fork_server_as_in_a_notebook(tmp_path, monkeypatch):
+    # Inside a Jupyter kernel the loaders start workers from a fork server; everything they get
+    # (dataset, collate, worker init) must survive pickling.
+    from sdfl_lib.data.dataset import worker_start_method
+
+    monkeypatch.setenv("SDFL_WORKER_START", "forkserver")
+    assert worker_start_method(2) == "forkserver" and worker_start_method(0) is None
+    manifest = _toy_set(tmp_path / "data", n=4)
+    result = evaluate(RedChannel(), manifest, tmp_path / "e", workers=2, figures=False,
+                      progress=False)  # fmt: skip
+    assert result["subsets"]["both"]["paper/pixel_f1"] == 1
+    monkeypatch.setenv("SDFL_WORKER_START", "no-such-method")
+    with pytest.raises(ValueError, match="SDFL_WORKER_START"):
+        worker_start_method(2)

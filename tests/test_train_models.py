@@ -70,3 +70,11 @@ def test_two_processes_under_torchrun_match_one_process(tmp_path, manifest):
         torch.testing.assert_close(ddp["state_dict"][key], value, atol=1e-5, rtol=0)
     # Every rank validated its share; the all-reduced loss is the one-process loss.
     assert ddp["metrics"]["val_loss"] == pytest.approx(one.metrics[0]["val_loss"], abs=1e-5)
+
+
+def test_workers_started_by_a_fork_server_as_in_a_notebook(tmp_path, manifest, monkeypatch):
+    # Notebook kernels start loader workers from a fork server: the training and validation
+    # data must survive pickling there.
+    monkeypatch.setenv("SDFL_WORKER_START", "forkserver")
+    result = fit(small_config(manifest, tmp_path / "run", workers=2))
+    assert result.status == "completed" and result.global_step == 2

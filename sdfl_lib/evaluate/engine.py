@@ -22,6 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from sdfl_lib.data.dataset import worker_start_method
 from sdfl_lib.evaluate.dataset import EvalDataset, collate, map_paths
 from sdfl_lib.evaluate.predictions import Writer, make_row, read_predictions
 from sdfl_lib.evaluate.robustness import Perturbation, parse_robustness
@@ -109,6 +110,7 @@ def run_pass(
         collate_fn=collate,
         pin_memory=device.type == "cuda",
         worker_init_fn=_worker_init if workers else None,
+        multiprocessing_context=worker_start_method(workers),
     )
     writer = Writer(csv_path, out / "maps" if save_maps else None)
     cv2_threads = cv2.getNumThreads()

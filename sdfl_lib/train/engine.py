@@ -148,12 +148,13 @@ class _Run:
             config.batch_size, env.world_size, env.rank, config.grad_accum, config.seed,
             config.limit_train_batches,
         )
-        from sdfl_lib.data.dataset import worker_init
+        from sdfl_lib.data.dataset import worker_init, worker_start_method
 
         self.loader = DataLoader(
             SeededItems(train_ds), batch_sampler=self.sampler, num_workers=config.workers,
             pin_memory=env.device.type == "cuda", persistent_workers=config.workers > 0,
             worker_init_fn=worker_init,
+            multiprocessing_context=worker_start_method(config.workers),
         )
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.best, self.best_epoch, self.bad_epochs = math.inf, 0, 0

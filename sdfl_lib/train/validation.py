@@ -29,10 +29,11 @@ def validation_loss(
     """{"val_loss", "val_clf", "val_seg", "val_edge"} over the whole set (identical on all ranks,
     so every rank steps the scheduler and early stopping alike). Leaves `net` in eval mode."""
     shard = Subset(dataset, shard_indices(len(dataset), env.world_size, env.rank))  # type: ignore[arg-type]
-    from sdfl_lib.data.dataset import worker_init
+    from sdfl_lib.data.dataset import worker_init, worker_start_method
 
     loader = DataLoader(shard, batch_size=batch_size, num_workers=config.workers,
-                        pin_memory=env.device.type == "cuda", worker_init_fn=worker_init)
+                        pin_memory=env.device.type == "cuda", worker_init_fn=worker_init,
+                        multiprocessing_context=worker_start_method(config.workers))
     limit = config.limit_val_batches or None
     totals = torch.zeros(5, dtype=torch.float64, device=env.device)
     net.eval()
