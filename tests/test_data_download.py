@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import importlib
 import io
 import os
 import shutil
@@ -17,12 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from sdfl_lib.data import download as dl
 from sdfl_lib.data.download_archive import (
     RarToolMissing,
     UnsafeArchiveError,
     extract_archive,
 )
+
+# The module, not the function of the same name that `sdfl_lib.data` exports.
+dl = importlib.import_module("sdfl_lib.data.download")
 
 PAYLOAD = {"image/FaceSwap/FaceSwap_000_003_0.png": os.urandom(3000), "edge/readme.txt": b"hi\n"}
 
