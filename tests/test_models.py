@@ -203,3 +203,17 @@ def test_bench_skips_low_precision_the_cpu_lacks(monkeypatch):
     r = bench.bench_model("ours", size=64, batch=1, dtype="bf16", device="cpu")
     assert r["skipped"] and r["fp32_gflops"] > 0 and r["bf16_gflops"] > 0
     assert "not native on this CPU" in bench.format_result(r)
+
+
+def test_registry_records_the_spec_of_every_constructor():
+    from torch import nn
+
+    from sdfl_lib.models.base import register_model
+
+    @register_model
+    def spec_probe(image_size=64, width=3, **kw):
+        return nn.Identity()
+
+    model = spec_probe(32, depth=2)
+    assert model.sdfl_spec == {"name": "spec_probe", "image_size": 32, "width": 3, "depth": 2}
+    assert build_model("spec_probe", backbone="x").sdfl_spec["backbone"] == "x"

@@ -61,12 +61,4 @@ def build_model(
     model = get_constructor(name)(
         image_size=image_size, backbone=backbone, pretrained=pretrained, **kw
     )
-    if not isinstance(getattr(model, "sdfl_spec", None), dict):
-        model.sdfl_spec = {
-            "name": name,
-            "image_size": image_size,
-            "backbone": backbone,
-            "pretrained": pretrained,
-            **kw,
-        }
     return model

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import difflib
+import functools
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -57,9 +60,26 @@ def _load_builtins() -> None:
 
 
 def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-    """Decorator: register a model constructor under its function name."""
-    _REGISTRY[fn.__name__] = fn
-    return fn
+    """Decorator: register a model constructor under its function name. Every model it builds
+    carries `sdfl_spec`: the name and the arguments (defaults included) that rebuild it."""
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def build(*args: Any, **kwargs: Any) -> nn.Module:
+        model = fn(*args, **kwargs)
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        spec: dict[str, Any] = {"name": fn.__name__}
+        for key, value in bound.arguments.items():
+            if signature.parameters[key].kind is inspect.Parameter.VAR_KEYWORD:
+                spec.update(value)
+            else:
+                spec[key] = value
+        model.sdfl_spec = spec
+        return model
+
+    _REGISTRY[fn.__name__] = build
+    return build
 
 
 def list_models() -> list[str]:

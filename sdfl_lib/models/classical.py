@@ -114,11 +114,6 @@ class NoiseInconsistency(_Classical):
         return _robust_z(torch.log(sigma + 0.5), floor=0.05).abs()
 
 
-def _spec(model: nn.Module, name: str, image_size: int, **kw) -> nn.Module:
-    model.sdfl_spec = {"name": name, "image_size": image_size, **kw}
-    return model
-
-
 @register_model
 def ela(
     image_size: int = 512,
@@ -129,14 +124,7 @@ def ela(
     pretrained: bool = False,
 ) -> nn.Module:
     """Error level analysis baseline (training-free; `backbone`/`pretrained` are ignored)."""
-    return _spec(
-        ErrorLevelAnalysis(quality, window, z_threshold),
-        "ela",
-        image_size,
-        quality=quality,
-        window=window,
-        z_threshold=z_threshold,
-    )
+    return ErrorLevelAnalysis(quality, window, z_threshold)
 
 
 @register_model
@@ -148,10 +136,4 @@ def noise(
     pretrained: bool = False,
 ) -> nn.Module:
     """Local noise inconsistency baseline (training-free; `backbone`/`pretrained` are ignored)."""
-    return _spec(
-        NoiseInconsistency(window, z_threshold),
-        "noise",
-        image_size,
-        window=window,
-        z_threshold=z_threshold,
-    )
+    return NoiseInconsistency(window, z_threshold)

@@ -243,12 +243,4 @@ def mvssnet(
     image_size: int = 512, backbone: str = "resnet50", pretrained: bool = False, **kw: Any
 ) -> MVSSNet:
     """MVSS-Net baseline (ICCV 2021); see `MVSSNet` for every argument."""
-    model = MVSSNet(image_size=image_size, backbone=backbone, pretrained=pretrained, **kw)
-    model.sdfl_spec = {
-        "name": "mvssnet",
-        "image_size": image_size,
-        "backbone": backbone,
-        "pretrained": pretrained,
-        **kw,
-    }
-    return model
+    return MVSSNet(image_size=image_size, backbone=backbone, pretrained=pretrained, **kw)

@@ -179,32 +179,14 @@ class TwoStreamUPerNet(nn.Module):
         return out
 
 
-def _build(
-    name: str, noise_stream: bool, image_size: int, backbone: str, pretrained: bool, **kw: Any
-) -> TwoStreamUPerNet:
-    model = TwoStreamUPerNet(
-        noise_stream=noise_stream,
-        backbone=backbone,
-        pretrained=pretrained,
-        image_size=image_size,
-        **kw,
-    )
-    model.sdfl_spec = {
-        "name": name,
-        "image_size": image_size,
-        "backbone": backbone,
-        "pretrained": pretrained,
-        **kw,
-    }
-    return model
-
-
 @register_model
 def ours(
     image_size: int = 512, backbone: str = "resnet50", pretrained: bool = False, **kw: Any
 ) -> TwoStreamUPerNet:
     """The paper's model: RGB + BayarConv noise streams, fused per level, UPerNet, two heads."""
-    return _build("ours", True, image_size, backbone, pretrained, **kw)
+    return TwoStreamUPerNet(
+        noise_stream=True, backbone=backbone, pretrained=pretrained, image_size=image_size, **kw
+    )
 
 
 @register_model
@@ -212,4 +194,6 @@ def upernet(
     image_size: int = 512, backbone: str = "resnet50", pretrained: bool = False, **kw: Any
 ) -> TwoStreamUPerNet:
     """The paper's ablation "ours w/o BayarConv": one RGB stream, UPerNet, the same two heads."""
-    return _build("upernet", False, image_size, backbone, pretrained, **kw)
+    return TwoStreamUPerNet(
+        noise_stream=False, backbone=backbone, pretrained=pretrained, image_size=image_size, **kw
+    )
