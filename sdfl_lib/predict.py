@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from sdfl_lib.runtime import autocast, model_device, resolve_device
 
 DEFAULT_IMAGE_SIZE = 512
 
@@ -34,18 +35,6 @@ def restore_map(prob: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(prob.shape[-2:]) != tuple(size):
         prob = F.interpolate(prob, size=tuple(size), mode="bilinear", align_corners=False)
     return prob[0, 0].clamp_(0, 1)
-
-
-def autocast(device: torch.device):
-    """Mixed precision on CUDA (bfloat16 where supported, else float16); nothing on the CPU."""
-    if device.type != "cuda":
-        return nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def model_image_size(model: nn.Module, image_size: int | None = None) -> int:
@@ -76,7 +65,7 @@ def resolve_model(
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint not found: {path}")
         model = load_model(path, map_location="cpu")
-    return model.to(torch.device(device) if device else default_device()).eval()
+    return model.to(resolve_device(device)).eval()
 
 
 def heat_overlay(image: np.ndarray, prob: np.ndarray, alpha: float = 0.5) -> np.ndarray:
@@ -157,9 +146,7 @@ def predict(
         image = load_image(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected a uint8 HxWx3 RGB array, got {image.dtype} {image.shape}")
-    device = next((p.device for p in model.parameters()), None) or next(
-        (b.device for b in model.buffers()), torch.device("cpu")
-    )
+    device = model_device(model)
     x = prepare_input(image, model_image_size(model, image_size))[None].to(device)
     with autocast(device):
         out = model(x)

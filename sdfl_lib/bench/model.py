@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from sdfl_lib.runtime import resolve_device
+
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -38,7 +40,7 @@ def conv_probe(
     """GFLOP/s of one 3x3 conv (128 -> 128 channels, 32x32) in fp32 and under `dtype` autocast:
     a seconds-long check of what a low-precision type gives before a model run that may take
     hours (on CPUs without native bf16, oneDNN falls back to a reference kernel)."""
-    dev = torch.device(device)
+    dev = resolve_device(device)
     conv = nn.Conv2d(128, 128, 3, padding=1).to(dev).eval()
     x = torch.rand(1, 128, 32, 32, device=dev)
     flops = 2 * 128 * 128 * 9 * 32 * 32
@@ -129,7 +131,7 @@ def bench_model(
 
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    dev = torch.device(device)
+    dev = resolve_device(device)
     amp = dtype != "fp32"
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     result: dict[str, Any] = {

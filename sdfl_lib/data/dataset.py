@@ -19,9 +19,7 @@ augmentations). `balanced_sampler(dataset, seed)` re-samples the classes to bala
 from __future__ import annotations
 
 import math
-import multiprocessing as mp
 import os
-import sys
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -31,6 +29,8 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset, Sampler
+
+from sdfl_lib.runtime import worker_init, worker_start_method  # noqa: F401  (the loaders' own)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -234,38 +234,6 @@ class ManipulationDataset(Dataset):
             "image_path": self.images[index],
             "source": self.sources[index],
         }
-
-
-def worker_start_method(num_workers: int) -> str | None:
-    """DataLoader `multiprocessing_context` for `num_workers`: "forkserver" inside a Jupyter
-    kernel (or as $SDFL_WORKER_START says), else the platform default.
-
-    Forking a kernel process copies locks held by its other threads (and OpenCV's thread pool), and
-    workers forked that way can wait on them forever; a fork server starts workers from a clean
-    process instead.
-    """
-    if num_workers <= 0:
-        return None
-    method = os.environ.get("SDFL_WORKER_START")
-    if method is None and "ipykernel" in sys.modules:
-        method = "forkserver"
-    if method and method not in mp.get_all_start_methods():
-        raise ValueError(
-            f"SDFL_WORKER_START={method!r} is not a start method here; "
-            f"choose one of {mp.get_all_start_methods()}"
-        )
-    return method
-
-
-def worker_init(worker_id: int) -> None:
-    """DataLoader `worker_init_fn`: one OpenCV thread per worker, and augmentations seeded from
-    torch's per-worker seed (which changes each epoch and follows the loader's generator)."""
-    cv2.setNumThreads(0)
-    info = torch.utils.data.get_worker_info()
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    if info is not None and isinstance(info.dataset, ManipulationDataset):
-        info.dataset.set_seed(seed)
 
 
 class BalancedSampler(Sampler[int]):

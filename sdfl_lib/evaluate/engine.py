@@ -15,20 +15,18 @@ import shutil
 import time
 from pathlib import Path
 
-import cv2
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from sdfl_lib.data.dataset import worker_start_method
 from sdfl_lib.evaluate.dataset import EvalDataset, collate, map_paths
 from sdfl_lib.evaluate.predictions import Writer, make_row, read_predictions
 from sdfl_lib.evaluate.robustness import Perturbation, parse_robustness
 from sdfl_lib.evaluate.subsets import DEEP_SOURCES, subset_masks, subset_metrics
 from sdfl_lib.metrics import pixel_counts
-from sdfl_lib.predict import autocast, model_image_size, resolve_model, restore_map
+from sdfl_lib.predict import model_image_size, resolve_model, restore_map
+from sdfl_lib.runtime import autocast, make_loader, model_device
 
 PROTOCOLS = ("paper", "standard", "both")
 # Settings that must match for rows of an earlier run to be reused.
@@ -43,13 +41,6 @@ def _fingerprint(model: nn.Module) -> str:
         h.update(name.encode())
         h.update(flat[:: max(1, flat.numel() // 64)].float().cpu().numpy().tobytes())
     return h.hexdigest()[:16]
-
-
-def _worker_init(_: int) -> None:
-    # Workers read and resize; one thread each leaves the cores to the forward pass. (OpenCV's
-    # threads are switched off in the parent before the fork: reconfiguring its thread pool in
-    # a forked child deadlocks.)
-    torch.set_num_threads(1)
 
 
 def _check_config(out: Path, config: dict, resume: bool) -> None:
@@ -83,9 +74,7 @@ def run_pass(
     progress: bool = True,
 ) -> dict:
     """Predicts the rows not yet in out/predictions.csv and appends them; returns errors/timing."""
-    device = next((p.device for p in model.parameters()), None) or torch.device(
-        next((b.device.type for b in model.buffers()), "cpu")
-    )
+    device = model_device(model)
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "predictions.csv"
     done: set = set()
@@ -103,19 +92,9 @@ def run_pass(
     stats = {"images": len(todo), "resumed": len(rows) - len(todo), "errors": [], "forward_s": 0.0}
     if not todo:
         return stats
-    loader = DataLoader(
-        EvalDataset(todo, image_size, mask_policy, perturb),
-        batch_size=batch_size,
-        num_workers=workers,
-        collate_fn=collate,
-        pin_memory=device.type == "cuda",
-        worker_init_fn=_worker_init if workers else None,
-        multiprocessing_context=worker_start_method(workers),
-    )
+    loader = make_loader(EvalDataset(todo, image_size, mask_policy, perturb), batch_size=batch_size,
+                         workers=workers, collate_fn=collate, device=device)
     writer = Writer(csv_path, out / "maps" if save_maps else None)
-    cv2_threads = cv2.getNumThreads()
-    if workers:
-        cv2.setNumThreads(0)
     start = time.perf_counter()
     bar = tqdm(
         total=len(todo),
@@ -148,7 +127,6 @@ def run_pass(
     finally:
         bar.close()
         writer.close()
-        cv2.setNumThreads(cv2_threads)
     stats["wall_s"] = time.perf_counter() - start
     return stats
 
@@ -274,7 +252,7 @@ def evaluate(
         "deep_sources": deep_sources,
         "batch_size": batch_size,
         "workers": workers,
-        "device": str(next((p.device for p in model.parameters()), device or "cpu")),
+        "device": str(model_device(model)),
     }
     _check_config(out, config, resume)
     common = dict(

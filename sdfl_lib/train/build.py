@@ -73,6 +73,12 @@ def build_datasets(config: TrainConfig):
     train = ManipulationDataset(
         config.train_manifest, image_size=config.image_size, augment=config.augment
     )
+    classes = sorted({int(v) for v in train.labels})
+    if len(classes) == 1:
+        kind = "tampered" if classes[0] else "authentic"
+        tqdm.write(f"warning: {config.train_manifest} holds only {kind} images (label {classes[0]}): "
+                   "the detection head can only learn that constant; add the other class for a "
+                   "meaningful image-level score (training goes on)")
     val = None
     if config.val_manifest:
         val = ManipulationDataset(config.val_manifest, image_size=config.image_size, augment=False)

@@ -80,7 +80,7 @@ class TrainConfig:
     precision: str = _doc("fp32, fp16 (autocast + GradScaler) or bf16 (autocast)", "fp32")
     channels_last: bool = _doc("NHWC memory format (faster convolutions on tensor cores)", False)
     compile: bool = _doc("torch.compile the model", False)
-    device: str = _doc("auto (cuda:LOCAL_RANK if available, else cpu), cpu, or cuda", "auto")
+    device: str = _doc("auto (cuda:LOCAL_RANK if available, else cpu), cpu, cuda or cuda:N", "auto")
     # reproducibility
     seed: int = _doc("seed for weights, sampling order and augmentation", 0)
     deterministic: bool = _doc("deterministic algorithms (bitwise repeatable, slower)", False)
@@ -112,6 +112,9 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        from sdfl_lib.runtime import check_device_name
+
+        self.device = check_device_name(self.device)
 
     def per_rank_batch(self, world_size: int) -> int:
         """Images per forward pass on one rank; fails unless the global batch divides evenly."""

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from sdfl_lib.runtime import resolve_device
+
 
 @dataclass
 class DistEnv:
@@ -79,15 +81,10 @@ def init_distributed(device: str = "auto", timeout_s: float = 1800.0) -> DistEnv
     rank, world, local, extra = launch_env()
     if dist.is_available() and dist.is_initialized():
         rank, world = dist.get_rank(), dist.get_world_size()
-    use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
-    if use_cuda and not torch.cuda.is_available():
-        raise RuntimeError(f"device={device!r} asked for, but CUDA is not available on this machine")
+    dev = resolve_device(device)
+    use_cuda = dev.type == "cuda"
     if use_cuda:
-        index = local % torch.cuda.device_count() if device in ("auto", "cuda") else torch.device(device).index
-        dev = torch.device("cuda", index or 0)
         torch.cuda.set_device(dev)
-    else:
-        dev = torch.device("cpu")
     backend = "nccl" if use_cuda else "gloo"
     owns = False
     if world > 1 and not dist.is_initialized():

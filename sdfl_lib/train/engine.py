@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from sdfl_lib.runtime import autocast, make_loader
 from sdfl_lib.train import distributed as D
 from sdfl_lib.train.build import (
     build_datasets,
@@ -148,14 +149,8 @@ class _Run:
             config.batch_size, env.world_size, env.rank, config.grad_accum, config.seed,
             config.limit_train_batches,
         )
-        from sdfl_lib.data.dataset import worker_init, worker_start_method
-
-        self.loader = DataLoader(
-            SeededItems(train_ds), batch_sampler=self.sampler, num_workers=config.workers,
-            pin_memory=env.device.type == "cuda", persistent_workers=config.workers > 0,
-            worker_init_fn=worker_init,
-            multiprocessing_context=worker_start_method(config.workers),
-        )
+        self.loader = make_loader(SeededItems(train_ds), batch_sampler=self.sampler,
+                                  workers=config.workers, device=env.device, persistent=True)
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.best, self.best_epoch, self.bad_epochs = math.inf, 0, 0
         self.metrics: list[dict[str, Any]] = []
@@ -207,10 +202,7 @@ class _Run:
                     module.eval()
 
     def _autocast(self):
-        dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.cfg.precision)
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.env.device.type, dtype=dtype)
+        return autocast(self.env.device, self.cfg.precision)
 
     def _images(self, batch: dict) -> torch.Tensor:
         x = batch["image"].to(self.env.device, non_blocking=True)

@@ -7,9 +7,10 @@ from itertools import islice
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset, Subset
 from tqdm.auto import tqdm
 
+from sdfl_lib.runtime import make_loader
 from sdfl_lib.train import distributed as D
 from sdfl_lib.train.config import TrainConfig
 from sdfl_lib.train.loss import PaperLoss, sample_losses
@@ -29,11 +30,7 @@ def validation_loss(
     """{"val_loss", "val_clf", "val_seg", "val_edge"} over the whole set (identical on all ranks,
     so every rank steps the scheduler and early stopping alike). Leaves `net` in eval mode."""
     shard = Subset(dataset, shard_indices(len(dataset), env.world_size, env.rank))  # type: ignore[arg-type]
-    from sdfl_lib.data.dataset import worker_init, worker_start_method
-
-    loader = DataLoader(shard, batch_size=batch_size, num_workers=config.workers,
-                        pin_memory=env.device.type == "cuda", worker_init_fn=worker_init,
-                        multiprocessing_context=worker_start_method(config.workers))
+    loader = make_loader(shard, batch_size=batch_size, workers=config.workers, device=env.device)
     limit = config.limit_val_batches or None
     totals = torch.zeros(5, dtype=torch.float64, device=env.device)
     net.eval()

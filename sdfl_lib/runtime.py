@@ -1,0 +1,214 @@
+"""Where and how the library runs: one device vocabulary, one autocast policy, one way to build
+DataLoaders and start their workers.
+
+Every entry point (training, evaluation, prediction, benchmarks, the notebooks and the CLI) takes
+the same device names, resolved by `resolve_device`:
+
+- `auto`: this process's GPU when CUDA is available (cuda:LOCAL_RANK under torchrun or srun),
+  else the CPU;
+- `cpu`; `cuda` (this process's GPU, as with `auto`); `cuda:N` (that GPU).
+
+The autocast policy (`autocast`): `fp32` computes in float32; `bf16` / `fp16` autocast to that
+type on any device; `auto` (inference's default) is bf16 on a GPU that supports it, else fp16 on a
+GPU, and float32 on the CPU (whose bf16 is emulated and slow on most processors).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+import sys
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class DeviceError(ValueError):
+    """A device name outside the vocabulary, or a GPU asked for where there is none."""
+
+
+def local_rank(environ: dict[str, str] | None = None) -> int:
+    """This process's index on its node: LOCAL_RANK (torchrun), SLURM_LOCALID in a multi-task
+    srun step, else 0."""
+    env = os.environ if environ is None else environ
+    if "LOCAL_RANK" in env:
+        return int(env["LOCAL_RANK"])
+    if "SLURM_LOCALID" in env and int(env.get("SLURM_STEP_NUM_TASKS", "1")) > 1:
+        return int(env["SLURM_LOCALID"])
+    return 0
+
+
+def check_device_name(device: str | torch.device | None) -> str:
+    """The device name, normalised, when it belongs to the vocabulary (whether or not this machine
+    has that device); DeviceError naming it otherwise."""
+    if isinstance(device, torch.device):
+        return str(device)
+    name = "auto" if device is None or str(device).strip() == "" else str(device).strip().lower()
+    if name in ("auto", "cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit()):
+        return name
+    raise DeviceError(f"device {device!r} is not one of {DEVICE_CHOICES}")
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """The torch device for a name of the vocabulary (`auto`, `cpu`, `cuda`, `cuda:N`); None is
+    `auto`. Raises DeviceError naming the value for anything else or for a missing GPU."""
+    if isinstance(device, torch.device):
+        return device
+    name = check_device_name(device)
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "auto" and not torch.cuda.is_available():
+        return torch.device("cpu")
+    if name in ("auto", "cuda"):
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {device!r}: CUDA is not available on this machine (use auto or cpu)")
+        return torch.device("cuda", local_rank() % torch.cuda.device_count())
+    index = int(name[5:])
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if index >= count:
+        raise DeviceError(f"device {device!r}: this machine has {count} CUDA device(s)")
+    return torch.device("cuda", index)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of a module's first parameter (or buffer); the CPU for a module with neither."""
+    for t in (*model.parameters(), *model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
+    """The dtype `autocast` computes in for `precision` on `device`; None for float32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return _DTYPES.get(precision)
+
+
+def autocast(device: torch.device | str, precision: str = "auto") -> contextlib.AbstractContextManager:
+    """The mixed-precision context of the policy above (a no-op for float32)."""
+    device = resolve_device(device)
+    dtype = autocast_dtype(device, precision)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def worker_start_method(num_workers: int) -> str | None:
+    """DataLoader `multiprocessing_context` for `num_workers`: "forkserver" inside a Jupyter
+    kernel (or as $SDFL_WORKER_START says), else the platform default.
+
+    Forking a kernel process copies locks held by its other threads (and OpenCV's thread pool), and
+    workers forked that way can wait on them forever; a fork server starts workers from a clean
+    process instead.
+    """
+    if num_workers <= 0:
+        return None
+    method = os.environ.get("SDFL_WORKER_START")
+    if method is None and "ipykernel" in sys.modules:
+        method = "forkserver"
+    if method and method not in mp.get_all_start_methods():
+        raise ValueError(
+            f"SDFL_WORKER_START={method!r} is not a start method here; "
+            f"choose one of {mp.get_all_start_methods()}"
+        )
+    return method
+
+
+def worker_init(worker_id: int, forked: bool = False) -> None:
+    """DataLoader `worker_init_fn`: one thread per worker for torch and OpenCV (the cores are the
+    forward pass's), and the dataset's augmentations seeded from torch's per-worker seed (which
+    changes each epoch and follows the loader's generator)."""
+    import cv2
+    import numpy as np
+
+    torch.set_num_threads(1)
+    # Reconfiguring OpenCV's thread pool in a *forked* child can deadlock; `make_loader` switches
+    # it off in the parent before forking instead.
+    if not forked:
+        cv2.setNumThreads(0)
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    info = torch.utils.data.get_worker_info()
+    set_seed = getattr(getattr(info, "dataset", None), "set_seed", None)
+    if callable(set_seed):
+        set_seed(seed)
+
+
+def make_loader(
+    dataset: Dataset,
+    *,
+    workers: int = 0,
+    device: torch.device | str = "cpu",
+    batch_size: int | None = 1,
+    batch_sampler: Sampler | None = None,
+    collate_fn: Callable | None = None,
+    persistent: bool = False,
+    generator: torch.Generator | None = None,
+) -> DataLoader:
+    """A DataLoader with the library's worker start method and worker init, pinned memory on
+    CUDA; `workers` below 0 is an error."""
+    if workers < 0:
+        raise ValueError(f"workers must be >= 0, got {workers}")
+    method = worker_start_method(workers)
+    forked = workers > 0 and (method or mp.get_start_method(allow_none=True) or "fork") == "fork"
+    if forked:
+        import cv2
+
+        cv2.setNumThreads(0)
+    kwargs: dict[str, Any] = {"batch_sampler": batch_sampler} if batch_sampler is not None else {
+        "batch_size": batch_size}
+    return DataLoader(
+        dataset,
+        num_workers=workers,
+        collate_fn=collate_fn,
+        pin_memory=resolve_device(device).type == "cuda",
+        worker_init_fn=partial(worker_init, forked=forked) if workers else None,
+        multiprocessing_context=method,
+        persistent_workers=persistent and workers > 0,
+        generator=generator,
+        **kwargs,
+    )
+
+
+DRIVE_ROOT = "/content/drive"
+
+
+def in_colab() -> bool:
+    """Whether this is a Google Colab kernel."""
+    return "google.colab" in sys.modules
+
+
+def colab_setup(*values: Any) -> bool:
+    """In Colab, mount Google Drive when any path among `values` (strings, or lists and dicts
+    holding them: run folders, data roots) lies on it; elsewhere nothing. True when mounted."""
+    if not in_colab():
+        return False
+
+    def paths(v: Any) -> list[str]:
+        if isinstance(v, dict):
+            return [p for x in v.values() for p in paths(x)]
+        if isinstance(v, (list, tuple)):
+            return [p for x in v for p in paths(x)]
+        return [str(v)] if isinstance(v, (str, os.PathLike)) else []
+
+    if not any(p == DRIVE_ROOT or p.startswith(DRIVE_ROOT + "/") for p in paths(list(values))):
+        return False
+    if os.path.isdir(os.path.join(DRIVE_ROOT, "MyDrive")):
+        return True  # mounted already
+    from google.colab import drive  # type: ignore[import-not-found]
+
+    drive.mount(DRIVE_ROOT)
+    return True
