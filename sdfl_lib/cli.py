@@ -12,6 +12,7 @@ _COMMAND_MODULES = (
     "sdfl_lib.train.cli",
     "sdfl_lib.evaluate.cli",
     "sdfl_lib.study",
+    "sdfl_lib.doctor",
 )
 
 

@@ -61,6 +61,7 @@ class StudyResult:
     executed: list[Path] = field(default_factory=list)
     reports: list[Path] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    skipped: list[Path] = field(default_factory=list)
 
 
 def find_notebooks(notebooks_dir: Path | str = NOTEBOOK_DIR) -> list[Notebook]:
@@ -106,6 +107,44 @@ def load_params(params_path: Path | str) -> dict[str, Any]:
     return params
 
 
+def apply_sets(params: dict[str, Any], items: Sequence[str]) -> dict[str, Any]:
+    """Apply `KEY=VALUE` items to a copy of the parameters: dotted keys reach into sections and
+    lists (`data.datasets.0.root=/data/casia2`), values are read as YAML (`3`, `true`, `[a, b]`)."""
+    import copy
+
+    out = copy.deepcopy(params)
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise StudyError(f"--set {item!r}: expected KEY=VALUE, e.g. train.epochs=3")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise StudyError(f"--set {item!r}: the value is not YAML ({err.__class__.__name__})") from None
+        parts = key.strip().split(".")
+        node: Any = out
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            where = ".".join(parts[: depth + 1])
+            if isinstance(node, list):
+                if not part.lstrip("-").isdigit() or not -len(node) <= int(part) < len(node):
+                    raise StudyError(f"--set {item!r}: {where} is not an index of a list of {len(node)}")
+                if last:
+                    node[int(part)] = value
+                else:
+                    node = node[int(part)]
+            elif isinstance(node, dict):
+                if last:
+                    node[part] = value
+                else:
+                    if node.get(part) is None:  # a missing or empty section (`train:`)
+                        node[part] = {}
+                    node = node[part]
+            else:
+                raise StudyError(f"--set {item!r}: {'.'.join(parts[:depth])} is a value, not a section")
+    return out
+
+
 def declared_parameters(path: Path) -> set[str]:
     """Names assigned in the notebook's cell tagged `parameters` (parsed, not pattern-matched)."""
     import ast
@@ -144,6 +183,13 @@ def notebook_parameters(
             raise StudyError(f"{source}: section {nb.section!r} must be a mapping")
         values = {k: v for k, v in common.items() if k in declared[nb.section]}
         if nb.section in declared[nb.section]:
+            if nb.section == "train":  # the training keys: checked now, not hours later in 03
+                from sdfl_lib.train.config import TrainConfig
+
+                try:
+                    TrainConfig.from_dict(section)
+                except ValueError as err:
+                    raise StudyError(f"{source}: section 'train': {err}") from None
             out[nb.section] = {**values, nb.section: section}
             continue
         unknown = sorted(set(section) - declared[nb.section])
@@ -204,6 +250,62 @@ def _failure_message(nb: Notebook, executed: Path, err: Any) -> str:
     )
 
 
+# Which notebooks read the files of which: a notebook re-runs when one it reads from re-ran. A
+# section not listed reads from every notebook before it.
+FEEDS = {"data": (), "modules": (), "train": ("data",), "evaluate": ("data", "train"),
+         "optimization": ("data", "train")}
+STATE_FILE = "study_state.json"
+
+
+class _Echo:
+    """The running notebook's printed output (progress bars, epoch lines, notes) on the terminal."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        self.stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def _digest(nb: Notebook, parameters: dict[str, Any]) -> str:
+    import hashlib
+
+    h = hashlib.sha256(nb.path.read_bytes())
+    h.update(json.dumps(parameters, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def _changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += _changed_keys(a, b, f"{prefix}{k}.")
+        elif json.dumps(a, sort_keys=True, default=str) != json.dumps(b, sort_keys=True, default=str):
+            keys.append(f"{prefix}{k}")
+    return keys
+
+
+def prepare_params(
+    params_path: Path | str, sets: Sequence[str] = (), smoke: bool = False
+) -> tuple[dict[str, Any], list[str]]:
+    """The study's parameters as a run uses them: the file, then `--set` items, then (with
+    `smoke`) shrunk to smoke scale; also the notes on what smoke scale changed."""
+    params = load_params(params_path)
+    if sets:
+        params = apply_sets(params, sets)
+    notes: list[str] = []
+    if smoke:
+        from sdfl_lib.smoke import smoke_params
+
+        params, notes = smoke_params(params)
+    return params, notes
+
+
 def run_study(
     params_path: Path | str,
     only: str | Sequence[str] | None = None,
@@ -213,18 +315,26 @@ def run_study(
     kernel_name: str | None = None,
     log_output: bool = False,
     cwd: Path | str | None = None,
+    sets: Sequence[str] = (),
+    smoke: bool = False,
+    resume: bool = False,
+    echo: bool = True,
 ) -> StudyResult:
     """Execute the study's notebooks with the parameters in `params_path` and render them to HTML.
 
     Notebooks land in `<run_root>/<name>/notebooks/` (run_root: argument, else the YAML's
-    `run_root`, else `runs`), HTML in `reports_dir` (default `reports/<name>`). A failing cell
-    stops the run with a `StudyError` naming the notebook and the cell; the failed notebook is
-    still rendered so its traceback can be read.
+    `run_root`, else `runs`), HTML in `reports_dir` (default `reports/<name>`). `sets`: `KEY=VALUE`
+    items applied on top of the file; `smoke`: the same study at smoke scale (run name
+    `<name>-smoke`). `resume`: skip the notebooks that finished with the same parameters, and let
+    an interrupted training or evaluation continue from its state; a notebook whose parameters
+    changed re-runs, and so do the notebooks it feeds. `echo`: show each notebook's printed output
+    (progress, epochs) on the terminal as it runs. A failing cell stops the run with a `StudyError`
+    naming the notebook and the cell; the failed notebook is still rendered.
     """
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    params = load_params(params_path)
+    params, notes = prepare_params(params_path, sets, smoke)
     name = str(params["name"])
     notebooks = find_notebooks(notebooks_dir)
     values = notebook_parameters(params, notebooks, source=str(params_path))
@@ -235,15 +345,42 @@ def run_study(
     out_nb_dir = run_dir / "notebooks"
     out_nb_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "study.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for note in notes:
+        print(f"[study {name}] smoke: {note}", flush=True)
     result = StudyResult(run_dir=run_dir)
     kernel_name = kernel_name or params.get("kernel_name")
+    state_path = run_dir / STATE_FILE
+    state: dict[str, Any] = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    reran: set[str] = set()
+    echo = echo and not log_output  # log_output prints everything already
 
     with study_kernel(run_dir / ".jupyter") as own_kernel:
         for i, nb in enumerate(chosen, 1):
             executed = out_nb_dir / nb.path.name
             parameters = {"run_dir": str(run_dir), **values[nb.section]}
-            print(f"[study {name}] {i}/{len(chosen)} {nb.path.name} -> {executed}", flush=True)
+            digest = _digest(nb, parameters)
+            prev = state.get(nb.stem) or {}
+            same = prev.get("digest") == digest
+            upstream = sorted(f for f in FEEDS.get(nb.section, reran) if f in reran)
+            tag = f"[study {name}] {i}/{len(chosen)} {nb.path.name}"
+            if resume and same and prev.get("status") == "completed" and executed.is_file() and not upstream:
+                print(f"{tag}: finished earlier with the same parameters, skipped", flush=True)
+                result.skipped.append(executed)
+                continue
+            if resume and prev and not same:
+                changed = _changed_keys(prev.get("parameters", {}), json.loads(
+                    json.dumps(parameters, default=str))) or ["the notebook itself"]
+                print(f"{tag}: re-runs, changed since the last run: {', '.join(changed)}", flush=True)
+            elif resume and upstream:
+                print(f"{tag}: re-runs, it reads what {', '.join(upstream)} wrote again", flush=True)
+            if "resume" in declared_parameters(nb.path):
+                # Continue an interrupted training/evaluation only when it ran with these parameters.
+                parameters["resume"] = bool(resume and same and not upstream)
+            print(f"{tag} -> {executed}", flush=True)
+            state[nb.stem] = {"digest": digest, "status": "running", "parameters": parameters}
+            state_path.write_text(json.dumps(state, indent=1, default=str))
             start = time.perf_counter()
+            stream = _Echo(sys.stderr) if echo else None
             try:
                 papermill.execute_notebook(
                     str(nb.path),
@@ -251,14 +388,22 @@ def run_study(
                     parameters=parameters,
                     kernel_name=kernel_name or own_kernel,
                     log_output=log_output,
+                    progress_bar=not echo,
+                    stdout_file=stream,
+                    stderr_file=stream,
                     cwd=str(cwd) if cwd else None,
                 )
             except PapermillExecutionError as err:
+                state[nb.stem]["status"] = "failed"
                 render_html(executed, reports / f"{nb.stem}.html")
                 raise StudyError(_failure_message(nb, executed, err)) from None
             finally:
                 result.seconds[nb.stem] = round(time.perf_counter() - start, 1)
                 (run_dir / "study_times.json").write_text(json.dumps(result.seconds, indent=1))
+                state_path.write_text(json.dumps(state, indent=1, default=str))
+            state[nb.stem]["status"] = "completed"
+            state_path.write_text(json.dumps(state, indent=1, default=str))
+            reran.add(nb.section)
             result.executed.append(executed)
             result.reports.append(render_html(executed, reports / f"{nb.stem}.html"))
             print(f"[study {name}] {nb.stem} done in {result.seconds[nb.stem]:.0f} s", flush=True)
@@ -269,10 +414,11 @@ def _main(args: argparse.Namespace) -> int:
     try:
         result = run_study(
             args.params, only=args.only, reports_dir=args.reports, run_root=args.run_root,
-            kernel_name=args.kernel, log_output=args.log_output,
+            kernel_name=args.kernel, log_output=args.log_output, sets=args.set or (),
+            smoke=args.smoke, resume=args.resume, echo=not args.quiet,
         )
     except StudyError as err:
-        print(f"sdfl study: {err}", file=sys.stderr)
+        print(f"sdfl study: error: {err}", file=sys.stderr)
         return 1
     total = sum(result.seconds.values())
     print(f"study finished in {total:.0f} s; run folder {result.run_dir}")
@@ -289,8 +435,17 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--params", required=True, help="YAML parameters, e.g. params/demo.yaml")
     p.add_argument("--only", default=None, help="comma-separated notebooks to run, e.g. 01,03")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="change a parameter without editing the file: dotted keys, list indices, "
+                        "YAML values (train.epochs=3, data.datasets.0.root=/data/casia2); repeatable")
+    p.add_argument("--smoke", action="store_true",
+                   help="the same study at smoke scale (tiny images, a step or two; run <name>-smoke)")
+    p.add_argument("--resume", action="store_true",
+                   help="skip notebooks that finished with the same parameters; continue training "
+                        "and evaluation where they stopped")
     p.add_argument("--reports", default=None, help="folder for the HTML (default reports/<name>)")
     p.add_argument("--run-root", default=None, help="parent of the run folder (default runs)")
     p.add_argument("--kernel", default=None, help="Jupyter kernel (default: this interpreter)")
-    p.add_argument("--log-output", action="store_true", help="echo notebook output to the log")
+    p.add_argument("--log-output", action="store_true", help="echo all notebook output to the log")
+    p.add_argument("--quiet", action="store_true", help="do not show the notebooks' progress")
     p.set_defaults(func=_main)

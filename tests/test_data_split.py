@@ -66,3 +66,17 @@ def test_split_file_and_paper_lists(tmp_path):
     assert sizes["both_train"] == sizes["shallow_train"] + sizes["deep_train"]
     with pytest.raises(ValueError, match="unknown preset"):
         split_manifest_file(tmp_path / "casia2.csv", tmp_path / "s", preset="x")
+
+
+def test_sample_manifest_keeps_every_source_and_label() -> None:
+    import pandas as pd
+
+    from sdfl_lib.data.split import sample_manifest
+
+    df = pd.DataFrame({"image": [f"{i}.png" for i in range(40)], "label": [i % 2 for i in range(40)],
+                       "source": ["a"] * 30 + ["b"] * 8 + ["c"] * 2})
+    small = sample_manifest(df, 6, seed=1)
+    assert len(small) == 6 and list(small.index) == sorted(small.index)
+    assert set(zip(small["source"], small["label"], strict=True)) == {("a", 0), ("a", 1), ("b", 0), ("b", 1), ("c", 0), ("c", 1)}
+    assert sample_manifest(df, 6, seed=1).equals(small)
+    assert sample_manifest(df, 0).equals(df) and sample_manifest(df, 100).equals(df)

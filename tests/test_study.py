@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -101,3 +102,112 @@ def test_select_and_cli(study_dir: Path) -> None:
     study.register(parser.add_subparsers())
     args = parser.parse_args(["study", "--params", str(study_dir / "missing.yaml")])
     assert args.func(args) == 1
+
+
+def test_set_items_change_values_without_editing_the_file(study_dir: Path) -> None:
+    params = {"name": "t", "train": {"epochs": 1}, "data": {"datasets": [{"name": "a", "root": "x"}]}}
+    out = study.apply_sets(params, ["train.epochs=3", "data.datasets.0.root=/data/a", "seed=7",
+                                    "train.lr=1.0e-4", "evaluate.robustness=[jpeg, blur]", "train.amp=true"])
+    assert out["train"] == {"epochs": 3, "lr": 1e-4, "amp": True}
+    assert out["data"]["datasets"][0] == {"name": "a", "root": "/data/a"} and out["seed"] == 7
+    assert out["evaluate"]["robustness"] == ["jpeg", "blur"]
+    assert params["train"] == {"epochs": 1}  # the caller's dict is left alone
+    for item, message in (("train.epochs", "expected KEY=VALUE"), ("data.datasets.3.root=y", "not an index of a list of 1"),
+                          ("train.epochs.x=1", "train.epochs is a value, not a section"),
+                          ("seed=[1", "the value is not YAML")):
+        with pytest.raises(study.StudyError, match=re.escape(message)):
+            study.apply_sets(params, [item])
+    res = study.run_study(study_dir / "p.yaml", sets=["make.count=5"], reports_dir=study_dir / "rep",
+                          run_root=study_dir / "runs", notebooks_dir=study_dir / "nbs")
+    assert (res.run_dir / "made.txt").read_text() == "52"
+
+
+def test_set_and_smoke_reach_the_command_line(study_dir: Path, capsys) -> None:
+    from sdfl_lib.cli import main
+
+    smoke = str(study.REPO_ROOT / "params" / "smoke.yaml")
+    for item, message in (("modules.imagesize=3", "'imagesize' in section 'modules' not a parameter"),
+                          ("train.epohcs=2", "section 'train': unknown config key 'epohcs'. Did you mean epochs?"),
+                          ("train.lr=-1", "lr must be > 0")):
+        rc = main(["study", "--params", smoke, "--smoke", "--set", item, "--run-root", str(study_dir / "runs")])
+        err = capsys.readouterr().err
+        assert rc == 1 and err.startswith("sdfl study: error: ") and message in err, err
+        assert len(err.strip().splitlines()) == 1
+    assert not (study_dir / "runs" / "smoke-smoke" / "notebooks" / "01_data.ipynb").exists()
+
+
+def _resume_dir(tmp_path: Path) -> Path:
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _notebook(nbs / "01_make.ipynb", 'run_dir = "x"\ncount = 1',
+              "import pathlib\npathlib.Path(run_dir, 'made.txt').write_text(str(count))")
+    _notebook(nbs / "02_go.ipynb", 'run_dir = "x"\nresume = False',
+              "import pathlib\nwith open(pathlib.Path(run_dir, 'resumes.txt'), 'a') as f:\n    f.write(f'{resume}\\n')\n"
+              "assert not pathlib.Path(run_dir, 'fail').exists(), 'stopped'\nprint('GO done')")
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"name": "r", "make": {"count": 2}}))
+    return tmp_path
+
+
+def test_resume_skips_finished_notebooks_and_continues_the_stopped_one(tmp_path: Path, capsys) -> None:
+    d = _resume_dir(tmp_path)
+    kw = dict(reports_dir=d / "rep", run_root=d / "runs", notebooks_dir=d / "nbs", resume=True)
+    run = (d / "runs" / "r").resolve()
+    run.mkdir(parents=True)
+    (run / "fail").touch()  # 02 stops as a preempted job would
+    with pytest.raises(study.StudyError, match="02_go.ipynb failed"):
+        study.run_study(d / "p.yaml", **kw)
+    (run / "fail").unlink()
+    capsys.readouterr()
+    res = study.run_study(d / "p.yaml", **kw)
+    out = capsys.readouterr().out
+    assert "01_make.ipynb: finished earlier with the same parameters, skipped" in out
+    assert [p.name for p in res.executed] == ["02_go.ipynb"] and [p.name for p in res.skipped] == ["01_make.ipynb"]
+    # The stopped notebook continues (resume=True); the first run started afresh.
+    assert (run / "resumes.txt").read_text().split() == ["False", "True"]
+    res = study.run_study(d / "p.yaml", **kw)
+    assert res.executed == [] and len(res.skipped) == 2
+    # A changed parameter re-runs its notebook and the ones after it, which start afresh.
+    res = study.run_study(d / "p.yaml", sets=["make.count=3"], **kw)
+    out = capsys.readouterr().out
+    assert "01_make.ipynb: re-runs, changed since the last run: count" in out
+    assert "02_go.ipynb: re-runs, it reads what make wrote again" in out
+    assert len(res.executed) == 2 and (run / "resumes.txt").read_text().split() == ["False", "True", "False"]
+    # Without --resume everything runs afresh, as before.
+    res = study.run_study(d / "p.yaml", **{**kw, "resume": False}, sets=["make.count=3"])
+    assert len(res.executed) == 2
+
+
+def test_progress_is_echoed_while_a_notebook_runs(tmp_path: Path, capsys) -> None:
+    d = _resume_dir(tmp_path)
+    kw = dict(reports_dir=d / "rep", run_root=d / "runs", notebooks_dir=d / "nbs")
+    study.run_study(d / "p.yaml", **kw)
+    assert "GO done" in capsys.readouterr().err
+    study.run_study(d / "p.yaml", echo=False, **kw)
+    assert "GO done" not in capsys.readouterr().err
+
+
+def test_smoke_keeps_every_choice_of_the_file() -> None:
+    from sdfl_lib.smoke import SMOKE_SIZE, smoke_params
+
+    for path in sorted((study.REPO_ROOT / "params").glob("*.yaml")):
+        params = study.load_params(path)
+        small, notes = smoke_params(params, gpus=0)
+        assert small["name"] == f"{params['name']}-smoke"
+        assert small["device"] == params["device"] and small.get("nproc", 1) == min(params.get("nproc", 1), 2)
+        train, before = small["train"], params["train"]
+        for key in ("model", "backbone", "precision", "channels_last", "sync_bn", "optimizer", "lambda_clf"):
+            assert train.get(key) == before.get(key), (path.name, key)
+        assert train["image_size"] == SMOKE_SIZE and train["epochs"] == 1 and train["limit_train_batches"] == 2
+        assert train["batch_size"] % (small.get("nproc", 1) * train["grad_accum"]) == 0
+        assert small["data"].get("datasets") == params["data"].get("datasets")
+        assert small["data"].get("paper_lists") == params["data"].get("paper_lists")
+        assert small["evaluate"]["baselines"] == params["evaluate"]["baselines"]
+        from sdfl_lib.evaluate.robustness import parse_robustness
+
+        kinds = {p.kind for p in parse_robustness(params["evaluate"]["robustness"])}
+        assert set(small["evaluate"]["robustness"]) == kinds
+        assert all(len(v) == 1 for v in small["evaluate"]["robustness"].values())
+        assert small["optimization"]["model_name"] == params["optimization"]["model_name"]
+        assert len(small["optimization"]["variants"]) <= 1 and small["data"]["max_test"] == 12
+        if params.get("nproc", 1) > 2:
+            assert any("nproc" in n for n in notes)

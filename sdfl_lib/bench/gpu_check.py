@@ -292,11 +292,105 @@ def eval_throughput(
         print(f"  eval ours {size}, batch {batch}, {name}, channels_last: {batch / sec:.1f} img/s, {_peak_gib(device)}")
 
 
+# The paper's training list (CASIA v2 train + the deepfake frames' train split), for epoch times.
+PAPER_TRAIN_IMAGES = 18_678
+
+
+def _speed_of(batch: int, size: int, device: str, precision: str, steps: int, backbone: str) -> tuple[float, float, str]:
+    """(training img/s, evaluation img/s, training peak memory) of `ours` on one fixed batch."""
+    from sdfl_lib.models import build_model
+    from sdfl_lib.runtime import autocast
+    from sdfl_lib.train.loss import PaperLoss
+
+    torch.manual_seed(0)
+    model = build_model("ours", image_size=size, backbone=backbone).to(device)
+    model = model.to(memory_format=torch.channels_last).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=device == "cuda")
+    data = _fixed_batch(batch, size, device)
+    image = data["image"].contiguous(memory_format=torch.channels_last)
+    loss_fn = PaperLoss(0.04, 0.16)
+
+    def train_step() -> None:
+        opt.zero_grad(set_to_none=True)
+        with autocast(device, precision):
+            out = model(image)
+        loss_fn(out, data).total.backward()
+        opt.step()
+
+    def eval_step() -> None:
+        with torch.inference_mode(), autocast(device, precision):
+            out = model(image)
+            _ = (out.mask_prob, out.image_score)
+
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    train_s = _time(train_step, steps, warmup=2)
+    peak = _peak_gib(device)
+    model.eval()
+    eval_s = _time(eval_step, steps, warmup=1)
+    return batch / train_s, batch / eval_s, peak
+
+
+def paper_speed(checks: Checks, batches: tuple[int, ...] = (8, 32), size: int = 512, device: str = "cuda",
+                steps: int = 4, backbone: str = "resnet50") -> None:
+    """Training and evaluation img/s of `ours` at `size`, bf16, channels-last, per batch (a batch
+    that does not fit is said so), peak memory, and the epoch time of the paper's list."""
+    _needs(device)
+    precision = "bf16" if device != "cuda" or torch.cuda.is_bf16_supported() else "fp16"
+    for batch in batches:
+        try:
+            train_ips, eval_ips, peak = _speed_of(batch, size, device, precision, steps, backbone)
+        except torch.cuda.OutOfMemoryError:
+            print(f"  batch {batch}: out of GPU memory at {size}, {precision}")
+            torch.cuda.empty_cache()
+            continue
+        epoch_min = PAPER_TRAIN_IMAGES / train_ips / 60
+        checks.check(f"ours {size} {precision} channels-last batch {batch}", train_ips > 0 and eval_ips > 0,
+                     f"training {train_ips:.1f} img/s ({peak}), evaluation {eval_ips:.1f} img/s; "
+                     f"an epoch of the paper's {PAPER_TRAIN_IMAGES:,} training images: {epoch_min:.1f} min")
+        if device == "cuda":
+            torch.cuda.empty_cache()
+
+
+def study_smoke(checks: Checks, samples: str | None, params: str = "params/paper.yaml") -> None:
+    """`sdfl study --params params/paper.yaml --smoke` on the sample data sets (device auto)."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    import yaml
+
+    from sdfl_lib.paths import REPO_ROOT, shared_dir
+    from sdfl_lib.smoke import sample_sets
+    from sdfl_lib.study import run_study
+    from sdfl_lib.viz import headline
+
+    root = Path(samples) if samples else shared_dir() / "data"
+    try:
+        sets = sample_sets(root)
+    except FileNotFoundError as err:
+        raise Skipped(f"{err} (pass --samples DIR)") from err
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        result = run_study(REPO_ROOT / params, smoke=True, sets=sets, run_root=tmp,
+                           reports_dir=Path(tmp) / "reports", echo=False)
+        seconds = time.perf_counter() - start
+        metrics = json.loads((result.run_dir / "eval" / "model" / "metrics.json").read_text())
+        cfg = yaml.safe_load((result.run_dir / "train" / "config.yaml").read_text())
+        used = ", ".join(f"{k}={cfg.get(k)}" for k in ("device", "precision", "channels_last"))
+        checks.check(f"study {params} --smoke", len(result.executed) == 5,
+                     f"{len(result.executed)} notebooks in {seconds:.0f} s {result.seconds}; training {used}; "
+                     f"{headline(metrics)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run every section; exit status 1 if a check that ran failed."""
     parser = argparse.ArgumentParser(prog="python -m sdfl_lib.bench gpu-check", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer model runs (batch 8 only, 6 steps)")
     parser.add_argument("--skip-models", action="store_true", help="only the Precise RoI Pooling checks")
+    parser.add_argument("--samples", default=None,
+                        help="folder of the sample data sets for the study at smoke scale (default ../shared/data)")
+    parser.add_argument("--skip-study", action="store_true", help="leave out the study at smoke scale")
     args = parser.parse_args(argv)
     checks = Checks()
     checks.section("environment", environment)
@@ -311,6 +405,10 @@ def main(argv: list[str] | None = None) -> int:
         checks.section("model benchmark (sdfl_lib.bench.model)", lambda: model_bench(checks, runs))
         checks.section("AMP training steps, paper loss", lambda: amp_training(checks, 6 if args.quick else 10, 8))
         checks.section("evaluation throughput", lambda: eval_throughput(checks, 16))
+        checks.section("ours at 512, bf16, channels-last: batch 8 and 32", lambda: paper_speed(checks))
+    if not args.skip_study:
+        checks.section("the study at smoke scale (params/paper.yaml, device auto)",
+                       lambda: study_smoke(checks, args.samples))
     print()
     if checks.failed:
         print(f"gpu-check: {len(checks.failed)} check(s) failed: {', '.join(checks.failed)}")

@@ -139,3 +139,19 @@ def build_paper_lists(
         for part, frame in split.items():
             written[f"{name}_{part}"] = write_manifest(frame, out_dir / f"{name}_{part}.csv")
     return written
+
+
+def sample_manifest(df: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
+    """At most `n` rows of a manifest, drawn in turn from each (source, label) group so that every
+    group keeps rows while there is room (seeded); the rows keep their order. `n` <= 0 keeps all."""
+    if n <= 0 or len(df) <= n:
+        return df
+    rng = np.random.default_rng(seed)
+    keys = df["source"].astype(str) + "/" + df["label"].astype(str) if "source" in df else df["label"].astype(str)
+    pools = [list(rng.permutation(np.flatnonzero(keys.to_numpy() == k))) for k in sorted(set(keys))]
+    chosen: list[int] = []
+    while len(chosen) < n:
+        for pool in pools:
+            if pool and len(chosen) < n:
+                chosen.append(int(pool.pop()))
+    return df.iloc[sorted(chosen)]
