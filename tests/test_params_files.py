@@ -149,7 +149,7 @@ def test_single_class_training_list_warns_and_trains(tmp_path: Path, capsys) -> 
 
     if not (SAMPLES / "casia2-sample").is_dir():
         pytest.skip("no shared samples")
-    manifest = data.prepare("casia2", SAMPLES / "casia2-sample", tmp_path / "casia2.csv")
+    manifest = data.prepare("casia2", SAMPLES / "casia2-sample", tmp_path / "casia2.csv")["manifest"]
     config = TrainConfig(model="upernet", backbone="resnet18", image_size=32, batch_size=2, epochs=1,
                          limit_train_batches=1, train_manifest=str(manifest), out_dir=str(tmp_path / "t"),
                          workers=0, progress=False, device="auto")
