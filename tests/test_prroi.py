@@ -326,6 +326,8 @@ def test_gpu_check_model_sections_run_on_cpu(capsys):
     small = {"size": 64, "device": "cpu", "backbone": "resnet18"}
     gpu_check.amp_training(checks, steps=2, batch=2, dtypes=("bf16",), **small)
     gpu_check.eval_throughput(checks, batch=1, iters=1, dtypes=("fp32",), **small)
+    gpu_check.paper_speed(checks, batches=(2,), steps=1, **small)
     out = capsys.readouterr().out
     assert "AMP bf16 training, batch 2 at 64" in out and "loss " in out
     assert out.count("eval ours 64") == 1
+    assert "an epoch of the paper's 18,678 training images" in out

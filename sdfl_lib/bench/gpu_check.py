@@ -337,12 +337,17 @@ def paper_speed(checks: Checks, batches: tuple[int, ...] = (8, 32), size: int = 
     that does not fit is said so), peak memory, and the epoch time of the paper's list."""
     _needs(device)
     precision = "bf16" if device != "cuda" or torch.cuda.is_bf16_supported() else "fp16"
-    for batch in batches:
+    todo = list(batches)
+    while todo:
+        batch = todo.pop(0)
         try:
             train_ips, eval_ips, peak = _speed_of(batch, size, device, precision, steps, backbone)
         except torch.cuda.OutOfMemoryError:
-            print(f"  batch {batch}: out of GPU memory at {size}, {precision}")
+            print(f"  batch {batch}: out of GPU memory at {size}, {precision}"
+                  + (f"; trying {batch // 2}" if batch // 2 > min(batches) else ""))
             torch.cuda.empty_cache()
+            if batch // 2 > min(batches):  # the largest batch that fits
+                todo.insert(0, batch // 2)
             continue
         epoch_min = PAPER_TRAIN_IMAGES / train_ips / 60
         checks.check(f"ours {size} {precision} channels-last batch {batch}", train_ips > 0 and eval_ips > 0,
