@@ -80,10 +80,15 @@ def _figures(path: Path) -> int:
 
 
 @pytest.mark.slow
-def test_smoke_study_runs_every_notebook(tmp_path: Path) -> None:
+def test_smoke_study_runs_every_notebook(tmp_path: Path, capfd) -> None:
+    # `device: auto`, as every file meant for a GPU says, resolved by each notebook the same way.
     result = study.run_study(
         REPO_ROOT / "params" / "smoke.yaml", reports_dir=tmp_path / "reports", run_root=tmp_path / "runs",
+        sets=["device=auto", "train.progress=true"],
     )
+    shown = capfd.readouterr().err
+    assert "epoch 1/1" in shown and "img/s" in shown, "training progress on the terminal"
+    assert "evaluate: 100%" in shown, "evaluation progress on the terminal"
     assert [p.stem for p in result.executed] == list(MIN_FIGURES)
     for path in result.executed:
         assert _figures(path) >= MIN_FIGURES[path.stem], f"{path.name}: {_figures(path)} figures"

@@ -55,21 +55,16 @@ def _check_paper_lists(run: Path, metrics: dict) -> None:
 
     test = pd.read_csv(run / "data" / "test.csv")
     train = pd.read_csv(run / "data" / "train.csv")
-    assert set(test["source"]) >= {"casia1", "coverage", "ffpp"} and set(train["source"]) == {"casia2", "ffpp"}
-    assert {"both", "shallowfakes", "deepfakes"} <= set(metrics["subsets"])
+    # Trained on CASIA v2 and the FF++ frames (2 videos a class in the sample: all in train, as
+    # whole videos), tested on CASIA v1, COVERAGE and CASIA v2's test part.
+    assert set(test["source"]) >= {"casia1", "coverage", "casia2"}
+    assert "casia2" in set(train["source"]) and any(s.startswith("ffpp") for s in train["source"])
+    assert set(train["label"]) == {0, 1}
+    assert {"both", "shallowfakes"} <= set(metrics["subsets"])
     both = metrics["subsets"]["both"]
     assert any(k.startswith("paper/") for k in both) and any(k.startswith("standard/") for k in both)
     assert metrics["table3"], "Table III beside the paper-protocol numbers"
     assert metrics.get("robustness"), "robustness curves"
-
-
-@pytest.mark.slow
-def test_smoke_file_with_device_auto_runs_all_five(tmp_path: Path) -> None:
-    run, out = _study(tmp_path, "smoke.yaml", "device=auto")
-    metrics = _check_study(run, tmp_path, "smoke.yaml")
-    assert metrics["subsets"]["both"]["count/images"] > 0
-    assert "epoch 1/1" in out and "img/s" in out, "training progress shown on the terminal"
-    assert "evaluate" in out, "evaluation progress shown on the terminal"
 
 
 @pytest.mark.slow
@@ -156,3 +151,36 @@ def test_single_class_training_list_warns_and_trains(tmp_path: Path, capsys) -> 
     result = fit(config)
     assert result.status == "completed"
     assert "holds only tampered images (label 1)" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_killed_study_resumes_where_it_stopped(tmp_path: Path) -> None:
+    """A study killed mid-training (a Colab disconnect, a preemption) continues with --resume:
+    01 is skipped, 03 resumes from its state file instead of starting over."""
+    import signal
+    import time
+
+    cmd = [sys.executable, "-m", "sdfl_lib.cli", "study", "--params", str(REPO_ROOT / "params" / "smoke.yaml"),
+           "--only", "01,03", "--resume", "--run-root", str(tmp_path / "runs"), "--reports", str(tmp_path / "rep"),
+           "--set", "train.epochs=3", "--set", "train.limit_train_batches=3"]
+    env = {**os.environ, "SDFL_OFFLINE": "1"}
+    state = tmp_path / "runs" / "smoke" / "train" / "state.pt"
+    proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 900
+    while not state.is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole session: study, kernel, trainer
+    proc.wait()
+    assert state.is_file(), "the first epoch did not finish"
+    import pandas as pd
+
+    done = len(pd.read_csv(state.parent / "metrics.csv"))
+    assert done < 3, "killed too late to test anything"
+    res = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=1500)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    assert "01_data.ipynb: finished earlier with the same parameters, skipped" in out
+    assert f"resuming {state.parent} at epoch {done + 1}" in out
+    metrics = pd.read_csv(state.parent / "metrics.csv")
+    assert metrics["epoch"].tolist() == [1, 2, 3]
