@@ -56,7 +56,8 @@ def register(subparsers) -> None:
         "--mask-policy",
         choices=("resize", "skip", "fail"),
         default="resize",
-        help="masks of another size than their image (default: nearest resize)",
+        help="standard protocol: masks of another size than their image (default: nearest "
+        "resize); the paper protocol always leaves them out of paper/pixel_f1",
     )
     ev.add_argument("--no-maps", action="store_true", help="do not save predicted maps")
     ev.add_argument("--no-figures", action="store_true", help="do not draw figures")
@@ -89,7 +90,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"[{subset}] n={m['count/images']}: {shown}")
     mm = metrics["mask_size_mismatch"]
     if mm["count"]:
-        print(f"masks of another size than their image: {mm['count']} ({mm['policy']}):")
+        print(
+            f"masks of another size than their image: {mm['count']} (standard protocol: "
+            f"{mm['policy']}; paper protocol: left out of paper/pixel_f1):"
+        )
         for r in mm["images"]:
             print(f"  {r['mask']}: mask {r['mask_size']}, image {r['image_size']}")
     if metrics["errors"]["count"]:

@@ -24,15 +24,16 @@ from tqdm.auto import tqdm
 
 from sdfl_lib.data.dataset import worker_start_method
 from sdfl_lib.evaluate.dataset import EvalDataset, collate, map_paths
-from sdfl_lib.evaluate.predictions import Writer, make_row, read_predictions
+from sdfl_lib.evaluate.predictions import FORMAT, Writer, make_row, read_predictions
 from sdfl_lib.evaluate.robustness import Perturbation, parse_robustness
 from sdfl_lib.evaluate.subsets import DEEP_SOURCES, subset_masks, subset_metrics
 from sdfl_lib.metrics import pixel_counts
+from sdfl_lib.metrics.paper import paper_pixel_counts
 from sdfl_lib.predict import autocast, model_image_size, resolve_model, restore_map
 
 PROTOCOLS = ("paper", "standard", "both")
 # Settings that must match for rows of an earlier run to be reused.
-_RESUME_KEYS = ("model", "manifest", "image_size", "threshold", "mask_policy")
+_RESUME_KEYS = ("model", "manifest", "image_size", "threshold", "mask_policy", "format")
 
 
 def _fingerprint(model: nn.Module) -> str:
@@ -164,11 +165,17 @@ def _emit(
     map_name: str,
     save_map: bool,
 ) -> None:
-    """Counts of one image at its own size, queued for writing with its map."""
-    prob = restore_map(prob, item["size"])
+    """Counts of one image at its own size (both protocols), queued for writing with its map."""
     mask = item["mask"]
     if mask is None and meta["label"] == 0 and not meta["mask"]:
         mask = torch.zeros(item["size"], dtype=torch.uint8)  # authentic: nothing is tampered
+    # The paper protocol leaves a mask of another size out of pixel F1, whatever the mask policy.
+    paper = (
+        paper_pixel_counts(prob, mask, threshold)
+        if mask is not None and not item["mask_event"]
+        else None
+    )
+    prob = restore_map(prob, item["size"])
     counts = pixel_counts(prob, mask.to(prob.device), threshold) if mask is not None else None
     png = prob.mul(255).round_().to(torch.uint8).cpu().numpy() if save_map else None
     row = make_row(
@@ -179,6 +186,7 @@ def _emit(
         item["mask_event"],
         item["mask_size"],
         map_name if save_map else "",
+        paper,
     )
     writer.put(row, png)
 
@@ -241,7 +249,7 @@ def evaluate(
     manifest; writes config.json, predictions.csv, maps/, metrics.json, report.md, tables and
     figures under `out_dir`, and returns the metrics (see `sdfl_lib.evaluate.report`).
 
-    protocol: "paper", "standard" or "both" (SPEC.md §1, §2). subsets: names to report (default
+    protocol: "paper", "standard" or "both" (see `sdfl_lib.metrics`). subsets: names to report (default
     all non-empty: "both", "shallowfakes", "deepfakes", "source/<name>"). robustness: e.g.
     "jpeg,blur,noise,resize" or "jpeg:90/70" (see `parse_robustness`). mask_policy: "resize"
     (nearest), "skip" (no pixel metrics for that image) or "fail", for masks whose size differs
@@ -268,6 +276,7 @@ def evaluate(
         "image_size": size,
         "threshold": threshold,
         "mask_policy": mask_policy,
+        "format": FORMAT,
         "protocol": protocol,
         "subsets": subsets,
         "robustness": [p.name for p in perturbations],

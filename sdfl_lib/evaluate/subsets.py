@@ -69,6 +69,9 @@ def subset_metrics(table: pd.DataFrame, protocol: str = "both", threshold: float
         "count/mask_resized": int((table["mask_event"] == "resized").sum()),
         "count/mask_skipped": int((table["mask_event"] == "skipped").sum()),
     }
+    if protocol in ("paper", "both"):
+        # As the authors' evaluation: a mask of another size is left out of paper/pixel_f1.
+        out["count/paper_pixel_f1_left_out_mask_size"] = int((table["mask_event"] != "").sum())
     notes: list[str] = []
     if protocol in ("paper", "both"):
         m, n = paper_metrics(table, threshold)

@@ -1,4 +1,4 @@
-"""The protocol the rest of the field reports (SPEC.md §2); keys start with "standard/".
+"""The protocol the rest of the field reports; keys start with "standard/".
 
 Pixel metrics use tampered images with a mask only: per-image F1 and IoU at the threshold and
 each image's best-threshold F1, averaged over those images; dataset-level (micro) F1 and IoU from
