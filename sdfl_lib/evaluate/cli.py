@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 _SUMMARY_KEYS = (
@@ -18,7 +19,9 @@ _SUMMARY_KEYS = (
 def _model_args(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument(
-        "--checkpoint", help="a checkpoint (.pt) written by sdfl train / make_checkpoint"
+        "--checkpoint",
+        help="a checkpoint (.pt) written by sdfl train, an authors' .pth, or the name of the "
+        "paper's published weights (table3-1 ... table3-9, see `sdfl weights list`)",
     )
     src.add_argument(
         "--method", help="a classical baseline (ela, noise) or a registered model name"
@@ -62,13 +65,28 @@ def register(subparsers) -> None:
     ev.add_argument("--no-maps", action="store_true", help="do not save predicted maps")
     ev.add_argument("--no-figures", action="store_true", help="do not draw figures")
     ev.add_argument("--no-resume", action="store_true", help="start over in --out")
-    ev.set_defaults(func=_evaluate)
+    ev.set_defaults(func=_weights_error(_evaluate))
 
     pr = subparsers.add_parser("predict", help="probability map, overlay and score of images")
     pr.add_argument("input", help="an image, or a folder of images")
     _model_args(pr)
     pr.add_argument("--out", required=True, help="output folder")
-    pr.set_defaults(func=_predict)
+    pr.set_defaults(func=_weights_error(_predict))
+
+
+def _weights_error(command: Callable[[argparse.Namespace], int]) -> Callable:
+    """Runs a command, turning a named-weights problem into one line and exit status 1."""
+
+    def run(args: argparse.Namespace) -> int:
+        from sdfl_lib.models.weights import WeightsError
+
+        try:
+            return command(args)
+        except WeightsError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+
+    return run
 
 
 def _evaluate(args: argparse.Namespace) -> int:
