@@ -16,6 +16,13 @@ _SUMMARY_KEYS = (
 )  # fmt: skip
 
 
+def _pixels(text: str) -> int:
+    """argparse type: a whole number of pixels >= 0."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"a whole number of pixels >= 0, got {text!r}")
+    return int(text)
+
+
 def _model_args(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument(
@@ -51,7 +58,8 @@ def register(subparsers) -> None:
     ev.add_argument(
         "--robustness",
         default=None,
-        help="e.g. jpeg,blur,noise,resize or jpeg:90/70/50,resize:0.5/1.5",
+        help="e.g. jpeg,blur,noise_sigma,noise_var,resize or jpeg:90/70/50,resize:0.5/1.5 "
+        "(noise_sigma: levels are standard deviations; noise_var: variances, as IMDL-BenCo)",
     )
     ev.add_argument("--batch-size", type=int, default=8)
     ev.add_argument("--workers", type=int, default=2, help="DataLoader workers")
@@ -61,6 +69,14 @@ def register(subparsers) -> None:
         default="resize",
         help="standard protocol: masks of another size than their image (default: nearest "
         "resize); the paper protocol always leaves them out of paper/pixel_f1",
+    )
+    ev.add_argument(
+        "--boundary-band",
+        type=_pixels,
+        default=0,
+        metavar="PX",
+        help="also report standard pixel F1 leaving out pixels within PX of the mask's boundary "
+        "(standard/pixel_f1_band{PX}px@t keys; default 0: off)",
     )
     ev.add_argument("--no-maps", action="store_true", help="do not save predicted maps")
     ev.add_argument("--no-figures", action="store_true", help="do not draw figures")
@@ -98,7 +114,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, workers=args.workers, image_size=args.image_size,
         threshold=args.threshold, mask_policy=args.mask_policy, method=args.method,
         device=args.device, save_maps=not args.no_maps, resume=not args.no_resume,
-        figures=not args.no_figures,
+        figures=not args.no_figures, boundary_band=args.boundary_band,
     )  # fmt: skip
     keys = [k.format(t=f"{args.threshold:g}") for k in _SUMMARY_KEYS]
     for subset, m in metrics["subsets"].items():

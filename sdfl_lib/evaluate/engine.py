@@ -28,12 +28,14 @@ from sdfl_lib.evaluate.predictions import FORMAT, Writer, make_row, read_predict
 from sdfl_lib.evaluate.robustness import Perturbation, parse_robustness
 from sdfl_lib.evaluate.subsets import DEEP_SOURCES, subset_masks, subset_metrics
 from sdfl_lib.metrics import pixel_counts
+from sdfl_lib.metrics.counts import boundary_band_counts
 from sdfl_lib.metrics.paper import paper_pixel_counts
 from sdfl_lib.predict import autocast, model_image_size, resolve_model, restore_map
 
 PROTOCOLS = ("paper", "standard", "both")
 # Settings that must match for rows of an earlier run to be reused.
-_RESUME_KEYS = ("model", "manifest", "image_size", "threshold", "mask_policy", "format")
+_RESUME_KEYS = ("model", "manifest", "image_size", "threshold", "mask_policy", "format",
+                "boundary_band")
 
 
 def _fingerprint(model: nn.Module) -> str:
@@ -82,6 +84,7 @@ def run_pass(
     batch_size: int = 8,
     workers: int = 2,
     progress: bool = True,
+    boundary_band: int = 0,
 ) -> dict:
     """Predicts the rows not yet in out/predictions.csv and appends them; returns errors/timing."""
     device = next((p.device for p in model.parameters()), None) or torch.device(
@@ -144,6 +147,7 @@ def run_pass(
                         threshold,
                         names[todo[it["i"]]["row"]],
                         save_maps,
+                        boundary_band,
                     )
             bar.update(len(batch["items"]) + len(batch["errors"]))
     finally:
@@ -164,6 +168,7 @@ def _emit(
     threshold: float,
     map_name: str,
     save_map: bool,
+    boundary_band: int = 0,
 ) -> None:
     """Counts of one image at its own size (both protocols), queued for writing with its map."""
     mask = item["mask"]
@@ -177,6 +182,11 @@ def _emit(
     )
     prob = restore_map(prob, item["size"])
     counts = pixel_counts(prob, mask.to(prob.device), threshold) if mask is not None else None
+    band = (
+        boundary_band_counts(prob, mask, threshold, boundary_band)
+        if boundary_band and mask is not None
+        else None
+    )
     png = prob.mul(255).round_().to(torch.uint8).cpu().numpy() if save_map else None
     row = make_row(
         meta,
@@ -187,6 +197,7 @@ def _emit(
         item["mask_size"],
         map_name if save_map else "",
         paper,
+        band,
     )
     writer.put(row, png)
 
@@ -218,9 +229,9 @@ def _with_kinds(table: pd.DataFrame, rows: list[dict]) -> pd.DataFrame:
     return table.assign(kind=table["row"].map({r["row"]: r["kind"] for r in rows}))
 
 
-def _subset_results(table, protocol, threshold, subsets, deep_sources) -> dict:
+def _subset_results(table, protocol, threshold, subsets, deep_sources, band=0) -> dict:
     return {
-        name: subset_metrics(table[sel], protocol, threshold)
+        name: subset_metrics(table[sel], protocol, threshold, band)
         for name, sel in subset_masks(table, subsets, deep_sources).items()
     }
 
@@ -244,6 +255,7 @@ def evaluate(
     figures: bool = True,
     deep_sources: str = DEEP_SOURCES,
     progress: bool = True,
+    boundary_band: int = 0,
 ) -> dict:
     """Evaluates a model (module, checkpoint path, or `method` = "ela"/"noise"/a model name) on a
     manifest; writes config.json, predictions.csv, maps/, metrics.json, report.md, tables and
@@ -259,6 +271,8 @@ def evaluate(
 
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    if int(boundary_band) != boundary_band or boundary_band < 0:
+        raise ValueError(f"boundary_band must be a whole number of pixels >= 0, got {boundary_band}")
     perturbations = parse_robustness(robustness)
     model = resolve_model(model_or_checkpoint, method, device)
     size = model_image_size(model, image_size)
@@ -277,6 +291,7 @@ def evaluate(
         "threshold": threshold,
         "mask_policy": mask_policy,
         "format": FORMAT,
+        "boundary_band": int(boundary_band),
         "protocol": protocol,
         "subsets": subsets,
         "robustness": [p.name for p in perturbations],
@@ -293,6 +308,7 @@ def evaluate(
         batch_size=batch_size,
         workers=workers,
         progress=progress,
+        boundary_band=int(boundary_band),
     )
     stats = run_pass(model, rows, out, save_maps=save_maps, **common)
     keys = {(r["row"], r["image"]) for r in rows}
@@ -300,7 +316,9 @@ def evaluate(
     table = table[[k in keys for k in zip(table["row"], table["image"], strict=True)]]
     table = _with_kinds(table, rows)
     results = {
-        "subsets": _subset_results(table, protocol, threshold, subsets, deep_sources),
+        "subsets": _subset_results(
+            table, protocol, threshold, subsets, deep_sources, int(boundary_band)
+        ),
         "errors": stats["errors"],
         "timing": {k: stats.get(k) for k in ("images", "resumed", "forward_s", "wall_s")},
     }
@@ -314,7 +332,9 @@ def evaluate(
             results["robustness"][p.name] = {
                 "kind": p.kind,
                 "level": p.level,
-                "subsets": _subset_results(t, protocol, threshold, wanted, deep_sources),
+                "subsets": _subset_results(
+                    t, protocol, threshold, wanted, deep_sources, int(boundary_band)
+                ),
                 "errors": len(st["errors"]),
             }
     return write_report(out, config, table, results, figures=figures)

@@ -19,6 +19,7 @@ COLUMNS = (
     "row", "image", "mask", "source", "label", "pixel", "score", "height", "width", "mask_event",
     "mask_size", "tp", "fp", "fn", "tn", "best_threshold", "best_tp", "best_fp", "best_fn",
     "hist_pos", "hist_neg", "map", "paper_pixel", "paper_tp", "paper_fp", "paper_fn",
+    "band_tp", "band_fp", "band_fn", "band_tn",
 )  # fmt: skip
 # Bumped when the columns change: an evaluation folder of another format is not resumed.
 FORMAT = 2
@@ -33,12 +34,14 @@ def make_row(
     mask_size: str,
     map_path: str,
     paper_counts: tuple[int, int, int] | None = None,
+    band_counts: tuple[int, int, int, int] | None = None,
 ) -> dict:
     """One predictions row; `counts` None means no pixel ground truth (label-only, mask skipped);
     `paper_counts` None means the image is left out of the paper protocol's pixel F1."""
     row = {k: meta[k] for k in ("row", "image", "mask", "source", "label")}
     tp, fp, fn = paper_counts or (0, 0, 0)
     row.update(paper_pixel=int(paper_counts is not None), paper_tp=tp, paper_fp=fp, paper_fn=fn)
+    row.update(zip(("band_tp", "band_fp", "band_fn", "band_tn"), band_counts or (0, 0, 0, 0), strict=True))
     row.update(
         score=f"{score:.9g}",
         height=size[0],

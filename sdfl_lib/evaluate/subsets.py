@@ -58,7 +58,9 @@ def subset_masks(
     return {k: v for k, v in out.items() if v.any()}
 
 
-def subset_metrics(table: pd.DataFrame, protocol: str = "both", threshold: float = 0.5) -> dict:
+def subset_metrics(
+    table: pd.DataFrame, protocol: str = "both", threshold: float = 0.5, boundary_band: int = 0
+) -> dict:
     """Counts, the chosen protocol(s)' metrics and notes for one subset's rows."""
     pixel = table["pixel"].astype(bool)
     out: dict = {
@@ -78,7 +80,7 @@ def subset_metrics(table: pd.DataFrame, protocol: str = "both", threshold: float
         out.update(m)
         notes += n
     if protocol in ("standard", "both"):
-        m, n = standard_metrics(table, threshold)
+        m, n = standard_metrics(table, threshold, boundary_band)
         out.update(m)
         notes += n
     out["notes"] = notes

@@ -102,3 +102,20 @@ def pixel_counts(prob: torch.Tensor, mask: torch.Tensor, threshold: float = 0.5)
         hist_pos=coarse[1].astype(np.int64),
         hist_neg=coarse[0].astype(np.int64),
     )
+
+
+def boundary_band_counts(
+    prob: torch.Tensor, mask: torch.Tensor, threshold: float, band: int
+) -> tuple[int, int, int, int]:
+    """(tp, fp, fn, tn) at `threshold` (>=) leaving out every pixel closer than `band` pixels to
+    the mask's boundary, on either side (a disk of radius `band` dilated minus eroded)."""
+    import cv2
+
+    m = mask.detach().cpu().numpy().astype(np.uint8)
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))
+    # Outside the image counts as untampered, so a mask touching the border keeps its edge pixels.
+    keep = ~((cv2.dilate(m, disk) > 0) & ~(cv2.erode(m, disk, borderValue=0) > 0))
+    pred = (prob.detach().cpu().numpy() >= threshold) & keep
+    gt, neg = (m > 0) & keep, (m == 0) & keep
+    tp, fp = int((pred & gt).sum()), int((pred & neg).sum())
+    return tp, fp, int(gt.sum()) - tp, int(neg.sum()) - fp
