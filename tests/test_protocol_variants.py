@@ -54,13 +54,16 @@ def test_boundary_band_leaves_out_pixels_near_the_mask_edge():
     mask[3:6, 3:6] = 1
     prob = np.zeros((9, 9))
     prob[2:7, 2:7] = 0.9  # one pixel too wide all round
-    # Band 1: pixels within distance 1 of the boundary (the 3x3 grown by a radius-1 disk, minus
-    # its 1x1 core: 20 pixels) are left out; the 5x5's corners, at distance sqrt(2), stay.
-    assert boundary_band_counts(torch.tensor(prob), torch.tensor(mask), 0.5, 1) == (1, 4, 0, 56)
+    # Band 1: the 3x3 grown to 5x5, minus its 1x1 core, is left out (24 pixels).
+    assert boundary_band_counts(torch.tensor(prob), torch.tensor(mask), 0.5, 1) == (1, 0, 0, 56)
     m, _ = standard_metrics(pd.DataFrame([_row(1, prob, mask, band=1)]), boundary_band=1)
     assert m["standard/pixel_f1@0.5"] == pytest.approx(18 / 34)
-    assert m["standard/pixel_f1_band1px@0.5"] == pytest.approx(2 / 6)
-    assert m["standard/pixel_f1_permuted_band1px@0.5"] == pytest.approx(2 / 6)
+    assert m["standard/pixel_f1_band1px@0.5"] == 1
+    assert m["standard/pixel_f1_permuted_band1px@0.5"] == 1
+    # Inside 0, outside 2 ("0:2"): the core 3x3 is scored, the 7x7 ring around it left out.
+    assert boundary_band_counts(torch.tensor(prob), torch.tensor(mask), 0.5, "0:2") == (9, 0, 0, 32)
+    m, _ = standard_metrics(pd.DataFrame([_row(1, prob, mask, band="0:2")]), boundary_band="0:2")
+    assert m["standard/pixel_f1_band0-2px@0.5"] == 1
     m, _ = standard_metrics(pd.DataFrame([_row(1, prob, mask)]))
     assert not any("band" in k for k in m)  # off by default
 
@@ -95,9 +98,9 @@ def test_evaluate_reports_variants_under_their_own_keys(tmp_path, capsys):
     argv = ["evaluate", "--method", "ela", "--manifest", str(manifest), "--out", str(tmp_path / "c")]
     with pytest.raises(SystemExit) as exc:
         sdfl([*argv, "--boundary-band", "-1"])
-    assert exc.value.code == 2 and "whole number of pixels" in capsys.readouterr().err
-    assert sdfl([*argv, "--boundary-band", "1", "--workers", "0", "--no-figures"]) == 0
-    assert "standard/pixel_f1_band1px@0.5" in (tmp_path / "c" / "report.md").read_text()
+    assert exc.value.code == 2 and "IN:OUT in whole pixels" in capsys.readouterr().err
+    assert sdfl([*argv, "--boundary-band", "7:5", "--workers", "0", "--no-figures"]) == 0
+    assert "standard/pixel_f1_band7-5px@0.5" in (tmp_path / "c" / "report.md").read_text()
 
 
 def test_noise_as_standard_deviation_or_as_imdl_bencos_variance():

@@ -16,11 +16,15 @@ _SUMMARY_KEYS = (
 )  # fmt: skip
 
 
-def _pixels(text: str) -> int:
-    """argparse type: a whole number of pixels >= 0."""
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"a whole number of pixels >= 0, got {text!r}")
-    return int(text)
+def _band(text: str) -> str:
+    """argparse type: a boundary band, B or IN:OUT pixels."""
+    from sdfl_lib.metrics.counts import band_label
+
+    try:
+        band_label(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
@@ -72,11 +76,12 @@ def register(subparsers) -> None:
     )
     ev.add_argument(
         "--boundary-band",
-        type=_pixels,
-        default=0,
+        type=_band,
+        default="0",
         metavar="PX",
-        help="also report standard pixel F1 leaving out pixels within PX of the mask's boundary "
-        "(standard/pixel_f1_band{PX}px@t keys; default 0: off)",
+        help="also report standard pixel F1 leaving out pixels within PX of the mask's boundary, "
+        "or IN:OUT pixels inside/outside it (TruFor: 7:5); keys standard/pixel_f1_band{PX}px@t; "
+        "default 0: off",
     )
     ev.add_argument("--no-maps", action="store_true", help="do not save predicted maps")
     ev.add_argument("--no-figures", action="store_true", help="do not draw figures")

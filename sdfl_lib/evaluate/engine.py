@@ -28,7 +28,7 @@ from sdfl_lib.evaluate.predictions import FORMAT, Writer, make_row, read_predict
 from sdfl_lib.evaluate.robustness import Perturbation, parse_robustness
 from sdfl_lib.evaluate.subsets import DEEP_SOURCES, subset_masks, subset_metrics
 from sdfl_lib.metrics import pixel_counts
-from sdfl_lib.metrics.counts import boundary_band_counts
+from sdfl_lib.metrics.counts import band_label, boundary_band_counts
 from sdfl_lib.metrics.paper import paper_pixel_counts
 from sdfl_lib.predict import autocast, model_image_size, resolve_model, restore_map
 
@@ -84,7 +84,7 @@ def run_pass(
     batch_size: int = 8,
     workers: int = 2,
     progress: bool = True,
-    boundary_band: int = 0,
+    boundary_band: str = "",
 ) -> dict:
     """Predicts the rows not yet in out/predictions.csv and appends them; returns errors/timing."""
     device = next((p.device for p in model.parameters()), None) or torch.device(
@@ -168,7 +168,7 @@ def _emit(
     threshold: float,
     map_name: str,
     save_map: bool,
-    boundary_band: int = 0,
+    boundary_band: str = "",
 ) -> None:
     """Counts of one image at its own size (both protocols), queued for writing with its map."""
     mask = item["mask"]
@@ -255,7 +255,7 @@ def evaluate(
     figures: bool = True,
     deep_sources: str = DEEP_SOURCES,
     progress: bool = True,
-    boundary_band: int = 0,
+    boundary_band: int | str = 0,
 ) -> dict:
     """Evaluates a model (module, checkpoint path, or `method` = "ela"/"noise"/a model name) on a
     manifest; writes config.json, predictions.csv, maps/, metrics.json, report.md, tables and
@@ -271,8 +271,7 @@ def evaluate(
 
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
-    if int(boundary_band) != boundary_band or boundary_band < 0:
-        raise ValueError(f"boundary_band must be a whole number of pixels >= 0, got {boundary_band}")
+    band = band_label(boundary_band)  # checks it too; "" when off
     perturbations = parse_robustness(robustness)
     model = resolve_model(model_or_checkpoint, method, device)
     size = model_image_size(model, image_size)
@@ -291,7 +290,7 @@ def evaluate(
         "threshold": threshold,
         "mask_policy": mask_policy,
         "format": FORMAT,
-        "boundary_band": int(boundary_band),
+        "boundary_band": band,
         "protocol": protocol,
         "subsets": subsets,
         "robustness": [p.name for p in perturbations],
@@ -308,7 +307,7 @@ def evaluate(
         batch_size=batch_size,
         workers=workers,
         progress=progress,
-        boundary_band=int(boundary_band),
+        boundary_band=band,
     )
     stats = run_pass(model, rows, out, save_maps=save_maps, **common)
     keys = {(r["row"], r["image"]) for r in rows}
@@ -317,7 +316,7 @@ def evaluate(
     table = _with_kinds(table, rows)
     results = {
         "subsets": _subset_results(
-            table, protocol, threshold, subsets, deep_sources, int(boundary_band)
+            table, protocol, threshold, subsets, deep_sources, band
         ),
         "errors": stats["errors"],
         "timing": {k: stats.get(k) for k in ("images", "resumed", "forward_s", "wall_s")},
@@ -333,7 +332,7 @@ def evaluate(
                 "kind": p.kind,
                 "level": p.level,
                 "subsets": _subset_results(
-                    t, protocol, threshold, wanted, deep_sources, int(boundary_band)
+                    t, protocol, threshold, wanted, deep_sources, band
                 ),
                 "errors": len(st["errors"]),
             }

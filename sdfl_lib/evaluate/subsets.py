@@ -59,7 +59,10 @@ def subset_masks(
 
 
 def subset_metrics(
-    table: pd.DataFrame, protocol: str = "both", threshold: float = 0.5, boundary_band: int = 0
+    table: pd.DataFrame,
+    protocol: str = "both",
+    threshold: float = 0.5,
+    boundary_band: int | str = 0,
 ) -> dict:
     """Counts, the chosen protocol(s)' metrics and notes for one subset's rows."""
     pixel = table["pixel"].astype(bool)

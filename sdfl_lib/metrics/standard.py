@@ -9,7 +9,9 @@ Variants that published tables use, each under its own key:
 - `pixel_f1_permuted@t`: per image the better of the map's F1 and its inverse's (the map's
   prediction flipped), as TruFor's "permuted" F1 and IMDL-BenCo's `mode="double"`;
 - `pixel_f1_band{B}px@t` (and `pixel_f1_permuted_band{B}px@t`): pixels within B pixels of the
-  ground truth's boundary left out, when an evaluation asks for a band (off by default).
+  ground truth's boundary left out, when an evaluation asks for a band (off by default);
+  `band{IN}-{OUT}px` for a band IN pixels deep inside the region and OUT outside (TruFor's
+  erosion by 15 and dilation by 11 pixel windows is `7-5px`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from sdfl_lib.metrics.counts import f1_from_counts, iou_from_counts
+from sdfl_lib.metrics.counts import band_label, f1_from_counts, iou_from_counts
 from sdfl_lib.metrics.roc import auc_or_none, binned_auc
 
 
@@ -89,7 +91,7 @@ def pixel_metrics(table: pd.DataFrame) -> dict[str, float | None]:
 
 
 def standard_metrics(
-    table: pd.DataFrame, threshold: float = 0.5, boundary_band: int = 0
+    table: pd.DataFrame, threshold: float = 0.5, boundary_band: int | str | tuple = 0
 ) -> tuple[dict, list[str]]:
     """All standard-protocol numbers of one subset, and notes on what is undefined.
 
@@ -120,8 +122,9 @@ def standard_metrics(
         "pixel_auc": pix["auc"],
         **{(k if k == "image_auc" else f"{k}@{t}"): v for k, v in img.items()},
     }
-    if boundary_band:
-        band = band_metrics(tampered)
-        out[f"pixel_f1_band{boundary_band}px@{t}"] = band["f1"]
-        out[f"pixel_f1_permuted_band{boundary_band}px@{t}"] = band["f1_permuted"]
+    band = band_label(boundary_band)
+    if band:
+        counts = band_metrics(tampered)
+        out[f"pixel_f1_band{band}@{t}"] = counts["f1"]
+        out[f"pixel_f1_permuted_band{band}@{t}"] = counts["f1_permuted"]
     return {f"standard/{k}": v for k, v in out.items()}, notes
