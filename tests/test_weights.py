@@ -83,6 +83,10 @@ def test_list_shows_the_nine_rows_with_published_numbers(capsys, monkeypatch, tm
     assert WEIGHTS["table3-9"].url == "https://www.dropbox.com/s/zzk4eump5xfbqmz/9.pth?dl=0"
     assert sdfl(["weights", "download", "table3-10"]) == 1
     assert "unknown weights 'table3-10'" in capsys.readouterr().err
+    assert sdfl(["weights"]) == 2 and "download" in capsys.readouterr().out  # help
+    monkeypatch.setenv("SDFL_WEIGHTS_URL", "https://mirror.example/weights.pth")
+    assert sdfl(["weights", "download", "table3-1"]) == 1
+    assert "must contain {row}" in capsys.readouterr().err
 
 
 def test_a_name_not_downloaded_says_how_to_get_it(capsys, monkeypatch, tmp_path):

@@ -97,7 +97,8 @@ def read_predictions(path: str | os.PathLike) -> pd.DataFrame:
         keep_default_na=False,
     )
     df["pixel"] = df["pixel"].astype(int).astype(bool)
-    df["paper_pixel"] = df["paper_pixel"].astype(int).astype(bool)
+    if "paper_pixel" in df:  # tables of an earlier format lack it (paper_metrics then falls back)
+        df["paper_pixel"] = df["paper_pixel"].astype(int).astype(bool)
     df["score"] = df["score"].astype(float)
     for col in ("hist_pos", "hist_neg"):
         df[col] = [np.array(s.split(), dtype=np.int64) if s else None for s in df[col]]

@@ -53,6 +53,8 @@ class NamedWeights:
     def url(self) -> str:
         """The published link, or the mirror of `SDFL_WEIGHTS_URL` when set."""
         mirror = os.environ.get(MIRROR_ENV, "").strip()
+        if mirror and "{row}" not in mirror:
+            raise WeightsError(f"{MIRROR_ENV}={mirror!r} must contain {{row}} (e.g. .../{{row}}.pth)")
         return mirror.format(row=self.row) if mirror else self.published_url
 
     @property
@@ -124,13 +126,14 @@ def download_weights(name: str, timeout: float = 30.0) -> Path:
     entry = get_weights(name)
     dest = entry.path
     if not dest.is_file():
+        url = entry.url
         dest.parent.mkdir(parents=True, exist_ok=True)
         try:
-            _fetch(entry.url, dest, timeout)
+            _fetch(url, dest, timeout)
         except Exception as err:  # refused connections, HTTP errors, cut transfers
             raise WeightsError(
-                f"{name}: cannot fetch {entry.url} ({type(err).__name__}: {err}); download it "
-                f"by hand and put it at {dest}"
+                f"{name}: cannot fetch {url} ({type(err).__name__}: {err}); download it by hand "
+                f"and put it at {dest}"
             ) from err
     _check(entry)
     return dest
