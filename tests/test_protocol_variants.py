@@ -95,7 +95,15 @@ def test_evaluate_reports_variants_under_their_own_keys(tmp_path, capsys):
     assert both["standard/pixel_f1_permuted_band2px@0.5"] == 1
     with pytest.raises(ValueError, match="other settings"):
         evaluate(Inverted(), manifest, tmp_path / "ev", workers=0, figures=False, progress=False)
-    argv = ["evaluate", "--method", "ela", "--manifest", str(manifest), "--out", str(tmp_path / "c")]
+    argv = [
+        "evaluate",
+        "--method",
+        "ela",
+        "--manifest",
+        str(manifest),
+        "--out",
+        str(tmp_path / "c"),
+    ]
     with pytest.raises(SystemExit) as exc:
         sdfl([*argv, "--boundary-band", "-1"])
     assert exc.value.code == 2 and "IN:OUT in whole pixels" in capsys.readouterr().err
@@ -111,7 +119,9 @@ def test_noise_as_standard_deviation_or_as_imdl_bencos_variance():
     assert var(flat).astype(float).std() == pytest.approx(4, rel=0.05)  # sqrt(16)
     assert Perturbation("noise", 7).name == "noise_sigma@7"  # the short name means sigma
     names = [p.name for p in parse_robustness("noise,noise_var:3/23")]
-    assert names[:2] == ["noise_sigma@3", "noise_sigma@7"] and names[-2:] == ["noise_var@3",
-                                                                              "noise_var@23"]
+    assert names[:2] == ["noise_sigma@3", "noise_sigma@7"] and names[-2:] == [
+        "noise_var@3",
+        "noise_var@23",
+    ]
     with pytest.raises(ValueError, match="a variance >= 0"):
         Perturbation("noise_var", -1)

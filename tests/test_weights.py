@@ -115,9 +115,7 @@ def test_offline_download_names_url_and_cache_path(capsys, monkeypatch, tmp_path
 
 
 @pytest.mark.slow
-def test_download_resumes_records_sha256_and_works_by_name(
-    server, authors_file, tmp_path, capsys
-):
+def test_download_resumes_records_sha256_and_works_by_name(server, authors_file, tmp_path, capsys):
     # The first transfer drops half way: one line, the partial file kept; the rerun resumes it.
     assert sdfl(["weights", "download", "table3-5"]) == 1
     assert "cannot fetch" in capsys.readouterr().err
@@ -162,4 +160,3 @@ def test_download_resumes_records_sha256_and_works_by_name(
     with pytest.raises(WeightsError, match="changed since it was downloaded"):
         resolve_checkpoint("table3-5")
     assert not cached.exists() and cached.with_name(cached.name + ".sha256-mismatch").exists()
-

@@ -34,8 +34,15 @@ from sdfl_lib.predict import autocast, model_image_size, resolve_model, restore_
 
 PROTOCOLS = ("paper", "standard", "both")
 # Settings that must match for rows of an earlier run to be reused.
-_RESUME_KEYS = ("model", "manifest", "image_size", "threshold", "mask_policy", "format",
-                "boundary_band")
+_RESUME_KEYS = (
+    "model",
+    "manifest",
+    "image_size",
+    "threshold",
+    "mask_policy",
+    "format",
+    "boundary_band",
+)
 
 
 def _fingerprint(model: nn.Module) -> str:
@@ -229,7 +236,7 @@ def _with_kinds(table: pd.DataFrame, rows: list[dict]) -> pd.DataFrame:
     return table.assign(kind=table["row"].map({r["row"]: r["kind"] for r in rows}))
 
 
-def _subset_results(table, protocol, threshold, subsets, deep_sources, band=0) -> dict:
+def _subset_results(table, protocol, threshold, subsets, deep_sources, band="") -> dict:
     return {
         name: subset_metrics(table[sel], protocol, threshold, band)
         for name, sel in subset_masks(table, subsets, deep_sources).items()
@@ -261,11 +268,15 @@ def evaluate(
     manifest; writes config.json, predictions.csv, maps/, metrics.json, report.md, tables and
     figures under `out_dir`, and returns the metrics (see `sdfl_lib.evaluate.report`).
 
-    protocol: "paper", "standard" or "both" (see `sdfl_lib.metrics`). subsets: names to report (default
-    all non-empty: "both", "shallowfakes", "deepfakes", "source/<name>"). robustness: e.g.
-    "jpeg,blur,noise,resize" or "jpeg:90/70" (see `parse_robustness`). mask_policy: "resize"
-    (nearest), "skip" (no pixel metrics for that image) or "fail", for masks whose size differs
-    from their image; every such mask is counted and listed.
+    protocol: "paper", "standard" or "both" (see `sdfl_lib.metrics`). subsets: names to report
+    (default all non-empty: "both", "shallowfakes", "deepfakes", "source/<name>"). robustness:
+    e.g. "jpeg,blur,noise_sigma,noise_var,resize" or "jpeg:90/70" (see `parse_robustness`).
+    mask_policy: what the standard protocol does with a mask whose size differs from its image:
+    "resize" (nearest), "skip" (no pixel metrics for that image) or "fail"; the paper protocol
+    always leaves such an image out of its pixel F1, as the authors' evaluation does. Every such
+    mask is counted and listed. boundary_band: B > 0 (or "IN:OUT") adds
+    standard/pixel_f1_band{B}px@t keys that leave out pixels within B pixels of the mask's
+    boundary (see `sdfl_lib.metrics.standard`; 0: off).
     """
     from sdfl_lib.evaluate.report import write_report
 
@@ -315,9 +326,7 @@ def evaluate(
     table = table[[k in keys for k in zip(table["row"], table["image"], strict=True)]]
     table = _with_kinds(table, rows)
     results = {
-        "subsets": _subset_results(
-            table, protocol, threshold, subsets, deep_sources, band
-        ),
+        "subsets": _subset_results(table, protocol, threshold, subsets, deep_sources, band),
         "errors": stats["errors"],
         "timing": {k: stats.get(k) for k in ("images", "resumed", "forward_s", "wall_s")},
     }
@@ -331,9 +340,7 @@ def evaluate(
             results["robustness"][p.name] = {
                 "kind": p.kind,
                 "level": p.level,
-                "subsets": _subset_results(
-                    t, protocol, threshold, wanted, deep_sources, band
-                ),
+                "subsets": _subset_results(t, protocol, threshold, wanted, deep_sources, band),
                 "errors": len(st["errors"]),
             }
     return write_report(out, config, table, results, figures=figures)

@@ -41,7 +41,9 @@ def make_row(
     row = {k: meta[k] for k in ("row", "image", "mask", "source", "label")}
     tp, fp, fn = paper_counts or (0, 0, 0)
     row.update(paper_pixel=int(paper_counts is not None), paper_tp=tp, paper_fp=fp, paper_fn=fn)
-    row.update(zip(("band_tp", "band_fp", "band_fn", "band_tn"), band_counts or (0, 0, 0, 0), strict=True))
+    row.update(
+        zip(("band_tp", "band_fp", "band_fn", "band_tn"), band_counts or (0, 0, 0, 0), strict=True)
+    )
     row.update(
         score=f"{score:.9g}",
         height=size[0],

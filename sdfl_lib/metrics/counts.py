@@ -104,7 +104,6 @@ def pixel_counts(prob: torch.Tensor, mask: torch.Tensor, threshold: float = 0.5)
     )
 
 
-
 def parse_band(spec: int | str | tuple | None) -> tuple[int, int]:
     """(inside, outside) widths in pixels of a boundary band: B (both sides), "IN:OUT", a pair, or
     a `band_label` ("3px", "7-5px"); (0, 0) is off."""

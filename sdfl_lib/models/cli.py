@@ -11,7 +11,9 @@ def register(subparsers) -> None:
     w = subparsers.add_parser("weights", help="the paper's published checkpoints by name")
     sub = w.add_subparsers(dest="weights_command", metavar="SUBCOMMAND")
     w.set_defaults(func=lambda args: (w.print_help(), 2)[1])
-    ls = sub.add_parser("list", help="table3-1 ... table3-9: model, training set, published numbers")
+    ls = sub.add_parser(
+        "list", help="table3-1 ... table3-9: model, training set, published numbers"
+    )
     ls.set_defaults(func=_list)
     dl = sub.add_parser("download", help="fetch named weights into the cache (resumable)")
     dl.add_argument("name", help="e.g. table3-9 (see `sdfl weights list`)")
@@ -25,8 +27,10 @@ def _list(args: argparse.Namespace) -> int:
     from sdfl_lib.models.weights import TRAINING_SETS, WEIGHTS, weights_table
 
     print(pd.DataFrame(weights_table()).to_string(index=False))
-    print("numbers: the paper's pixel F1 / image F1 / combined F1 / AUC on each test set "
-          f"(S, D = {TRAINING_SETS['S']}, {TRAINING_SETS['D']}); paper protocol")
+    print(
+        "numbers: the paper's pixel F1 / image F1 / combined F1 / AUC on each test set "
+        f"(S, D = {TRAINING_SETS['S']}, {TRAINING_SETS['D']}); paper protocol"
+    )
     print(f"cache: {next(iter(WEIGHTS.values())).path.parent}")
     return 0
 

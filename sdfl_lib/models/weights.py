@@ -54,7 +54,9 @@ class NamedWeights:
         """The published link, or the mirror of `SDFL_WEIGHTS_URL` when set."""
         mirror = os.environ.get(MIRROR_ENV, "").strip()
         if mirror and "{row}" not in mirror:
-            raise WeightsError(f"{MIRROR_ENV}={mirror!r} must contain {{row}} (e.g. .../{{row}}.pth)")
+            raise WeightsError(
+                f"{MIRROR_ENV}={mirror!r} must contain {{row}} (e.g. .../{{row}}.pth)"
+            )
         return mirror.format(row=self.row) if mirror else self.published_url
 
     @property
