@@ -132,6 +132,8 @@ def test_download_resumes_records_sha256_and_works_by_name(server, authors_file,
     assert digest == hashlib.sha256(authors_file).hexdigest()
     assert sdfl(["weights", "list"]) == 0
     assert capsys.readouterr().out.count(" yes") == 1
+    assert sdfl(["weights", "download", "table3-5"]) == 0  # there already: checked, not fetched
+    assert len(server.ranges) == 2
 
     # By name wherever a checkpoint path goes: evaluate, predict, a training start.
     from PIL import Image
