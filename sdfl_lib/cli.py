@@ -11,6 +11,7 @@ _COMMAND_MODULES = (
     "sdfl_lib.data.cli",
     "sdfl_lib.train.cli",
     "sdfl_lib.evaluate.cli",
+    "sdfl_lib.models.cli",
     "sdfl_lib.study",
     "sdfl_lib.doctor",
 )

@@ -50,8 +50,9 @@ def resolve_model(
     method: str | None = None,
     device: torch.device | str | None = None,
 ) -> nn.Module:
-    """A model in eval mode on `device`: given as a module, a checkpoint path, or a method name
-    (a classical baseline such as "ela" or "noise", or any registered model name)."""
+    """A model in eval mode on `device`: given as a module, a checkpoint path or named weights
+    (`table3-9`, see `sdfl_lib.models.weights`), or a method name (a classical baseline such as
+    "ela" or "noise", or any registered model name)."""
     from sdfl_lib.models import build_model, load_model
 
     if (model_or_checkpoint is None) == (method is None):
@@ -61,7 +62,9 @@ def resolve_model(
     elif isinstance(model_or_checkpoint, nn.Module):
         model = model_or_checkpoint
     else:
-        path = Path(model_or_checkpoint)
+        from sdfl_lib.models.weights import resolve_checkpoint
+
+        path = resolve_checkpoint(model_or_checkpoint)  # a path, or a name such as table3-9
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint not found: {path}")
         model = load_model(path, map_location="cpu")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -16,25 +17,97 @@ from sdfl_lib.data.preparers.ffpp import difference_mask, frame_indices
 from sdfl_lib.data.preparers.shallowfakes import columbia_mask
 
 
-def test_casia1_sample(shared_data, tmp_path):
+def test_casia1_sample_keeps_all_16_tampered_images(shared_data, tmp_path):
     out = tmp_path / "casia1.csv"
     report = prepare("casia1", shared_data / "casia1-sample", out, verbose=False)
     c = report["counts"]
     assert (c["authentic_found"], c["tampered_found"]) == (15, 16)
     assert (c["masks_matched"], c["masks_matched_exact"], c["masks_matched_revised_name"]) == (15, 12, 3)
-    assert [p.rsplit("/", 1)[1] for p in report["unmatched_images"]] == [
-        "Sp_D_NNN_A_sec0049_sec0049_0117.jpg"
-    ]
-    assert report["excluded"][0]["kept"] == "no" and "excluded" in report["excluded"][0]["reason"]
+    assert (c["tampered"], c["tampered_with_mask"], c["label_only"]) == (16, 15, 1)
+    lone = "Sp_D_NNN_A_sec0049_sec0049_0117.jpg"
+    assert [p.rsplit("/", 1)[1] for p in report["unmatched_images"]] == [lone]
+    assert [p.rsplit("/", 1)[1] for p in report["label_only"]] == [lone]
+    assert report["excluded"] == [] and any("label-only" in n for n in report["notes"])
     df = read_manifest(out)
-    assert (df["label"] == 0).sum() == 15 and (df["label"] == 1).sum() == 15
-    assert (df.loc[df.label == 1, "mask"] != "").all() and (df.loc[df.label == 1, "edge"] != "").all()
+    assert (df["label"] == 0).sum() == 15 and (df["label"] == 1).sum() == 16
+    with_mask = df[(df.label == 1) & (df["mask"] != "")]
+    assert len(with_mask) == 15 and (with_mask["edge"] != "").all()
+    assert df.loc[df["image"].str.endswith(lone), "mask"].iloc[0] == ""
     revised = df[df["image"].str.endswith("Sp_D_NRN_A_ani0080_sec0005_0426.jpg")]
     assert revised["mask"].iloc[0].endswith("Sp_D_NRN_A_sec0005_ani0080_0426_gt.png")
     assert json.loads(report_path(out).read_text())["counts"]["masks_matched"] == 15
-    kept = prepare("casia1", shared_data / "casia1-sample", tmp_path / "k.csv",
-                   keep_unmatched=True, edges=False, verbose=False)
-    assert kept["counts"]["tampered"] == 16 and kept["counts"]["label_only"] == 1
+    dropped = prepare("casia1", shared_data / "casia1-sample", tmp_path / "d.csv",
+                      drop_unmatched=True, edges=False, verbose=False)
+    assert dropped["counts"]["tampered"] == 15 and dropped["counts"]["label_only"] == 0
+    assert dropped["excluded"][0]["kept"] == "no" and dropped["excluded"][0]["image"].endswith(lone)
+
+
+def _casia1_layout(root):
+    """Original CASIA v1.0 names under Sp/, the revised-name masks under GT/Sp/, one per typo kind."""
+    pixel = np.zeros((4, 4, 3), np.uint8)
+    images = [
+        "Sp_D_NRN_A_cha0011_cha0042_0507",  # exact
+        "Sp_D_NRN_A_ani0080_sec0005_0426",  # ids swapped in the revised name
+        "Sp_D_NRN_A_ant0063_cha0010_0300",  # `ant0063` for `nat0063`
+        "Sp_D_NRN_A_sec0012_ani0054.0257",  # a dot before the number
+        "Sp_D_NRN_A_pla0001_art0020_0333",  # the target id differs
+        "Sp_D_NNN_A_sec0049_sec0049_0117",  # no mask at all
+        "Sp_D_NRN_A_arc0001_arc0002_0500",  # two masks carry 0500: ambiguous, not matched
+        "Sp_D_NRN_A_txt0001_txt0002_0600",  # 0600's mask shares no id: not matched
+    ]
+    masks = [
+        "Sp_D_NRN_A_cha0011_cha0042_0507", "Sp_D_NRN_A_sec0005_ani0080_0426",
+        "Sp_D_NRN_A_nat0063_cha0010_0300", "Sp_D_NRN_A_sec0012_ani0054_0257",
+        "Sp_D_NRN_A_pla0001_art0021_0333", "Sp_D_NRN_A_arc0001_arc0009_0500",
+        "Sp_D_NRN_A_nat0001_arc0002_0500", "Sp_D_NRN_A_cha0001_cha0002_0600",
+    ]  # fmt: skip
+    (root / "Au").mkdir(parents=True)
+    Image.fromarray(pixel).save(root / "Au" / "Au_ani_0001.jpg")
+    for name in images:
+        (root / "Sp").mkdir(exist_ok=True)
+        Image.fromarray(pixel).save(root / "Sp" / f"{name}.jpg")
+    for name in masks:
+        (root / "GT" / "Sp").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((4, 4), 255, np.uint8)).save(root / "GT" / "Sp" / f"{name}_gt.png")
+    return images, masks
+
+
+def test_casia1_typos_matched_by_unique_number_and_one_id(tmp_path):
+    images, masks = _casia1_layout(tmp_path / "casia1")
+    report = prepare("casia1", tmp_path / "casia1", tmp_path / "m.csv", edges=False, verbose=False)
+    df = read_manifest(tmp_path / "m.csv")
+    got = {Path(i).stem: (Path(m).name[:-7] if m else "", k)
+           for i, m, k in zip(df["image"], df["mask"], df["match"], strict=True) if "Sp_" in i}
+    assert got == {
+        images[0]: (masks[0], "exact"),
+        images[1]: (masks[1], "revised-name"),
+        images[2]: (masks[2], "serial-number"),
+        images[3]: (masks[3], "revised-name"),
+        images[4]: (masks[4], "serial-number"),
+        images[5]: ("", "none"),
+        images[6]: ("", "none"),
+        images[7]: ("", "none"),
+    }
+    c = report["counts"]
+    assert (c["masks_matched_exact"], c["masks_matched_revised_name"]) == (1, 2)
+    assert c["masks_matched_serial_number"] == 2 and c["label_only"] == 3
+    notes = [n for n in report["notes"] if "unique number" in n]
+    assert len(notes) == 2 and "cha0010" in notes[0] and "pla0001" in notes[1]
+    assert len(report["unused_masks"]) == 3
+
+
+def test_cli_prepare_drop_unmatched(tmp_path, capsys):
+    from sdfl_lib.cli import main
+
+    _casia1_layout(tmp_path / "casia1")
+    argv = ["data", "prepare", "casia1", "--root", str(tmp_path / "casia1"), "--out"]
+    assert main([*argv, str(tmp_path / "k.csv")]) == 0
+    assert "label-only fakes (no mask) (3)" in capsys.readouterr().out
+    assert main([*argv, str(tmp_path / "d.csv"), "--drop-unmatched"]) == 0
+    assert (read_manifest(tmp_path / "d.csv")["label"] == 1).sum() == 5
+    assert main(["data", "prepare", "coverage", "--root", str(tmp_path), "--out",
+                 str(tmp_path / "c.csv"), "--drop-unmatched"]) == 2
+    assert "--drop-unmatched applies to casia1 and casia2" in capsys.readouterr().err
 
 
 def test_casia2_and_coverage_samples(shared_data, tmp_path):

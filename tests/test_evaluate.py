@@ -75,7 +75,7 @@ def test_cli_evaluate_ela_on_coverage_lists_pair_41(shared_data, tmp_path, capsy
     assert {"both", "shallowfakes", "source/coverage"} <= set(metrics["subsets"])
     mm = metrics["mask_size_mismatch"]
     assert mm["count"] == 1 and mm["images"][0]["mask"].endswith("41forged.tif")
-    assert mm["images"][0]["mask_size"] == "376x715" and mm["images"][0]["handled"] == "resized"
+    assert mm["images"][0]["mask_size"] == "376x715" and mm["images"][0]["standard"] == "resized"
     table = read_predictions(out / "predictions.csv")
     assert len(table) == 22
     r41 = table[table["image"].str.endswith("41t.tif")].iloc[0]
@@ -96,7 +96,7 @@ def test_perfect_model_scores_one_and_resume_skips_done_rows(tmp_path):
     model = RedChannel()
     full = evaluate(model, manifest, tmp_path / "a", workers=0, figures=False, progress=False)
     both = full["subsets"]["both"]
-    assert both["paper/pixel_f1"] == 1 and both["standard/pixel_f1@0.5"] == 1
+    assert both["paper/pixel_f1"] == pytest.approx(1) and both["standard/pixel_f1@0.5"] == 1
     assert both["standard/micro_pixel_iou@0.5"] == 1 and both["paper/auc"] == 1
     assert both["standard/pixel_auc"] == 1 and model.seen == 6
 
@@ -158,18 +158,18 @@ def test_label_only_mismatch_policies_and_unreadable_files(tmp_path):
     m = evaluate(RedChannel(), tmp_path / "m.csv", tmp_path / "skip", mask_policy="skip",
                  workers=0, figures=False, progress=False)  # fmt: skip
     assert m["label_only"]["count"] == 1
-    assert m["mask_size_mismatch"]["images"][0]["handled"] == "skipped"
+    assert m["mask_size_mismatch"]["images"][0]["standard"] == "skipped"
     assert m["errors"]["count"] == 1 and "broken.png" in m["errors"]["images"][0]["image"]
     both = m["subsets"]["both"]
     assert both["count/images"] == 6 and both["count/label_only"] == 1
     assert both["count/mask_skipped"] == 1
     # Pixel metrics see the 4 images of the toy set only; image metrics see all 6.
-    assert both["paper/pixel_f1"] == 1
+    assert both["paper/pixel_f1"] == pytest.approx(1)
     assert m["subsets"]["deepfakes"]["count/images"] == 1  # "cifake" is a deepfake source
     assert m["subsets"]["deepfakes"]["paper/auc"] is None  # one class: undefined, not 0
     r = evaluate(RedChannel(), tmp_path / "m.csv", tmp_path / "resize", workers=0,
                  figures=False, progress=False)  # fmt: skip
-    assert r["mask_size_mismatch"]["images"][0]["handled"] == "resized"
+    assert r["mask_size_mismatch"]["images"][0]["standard"] == "resized"
     with pytest.raises(MaskSizeError, match="small.png"):
         evaluate(RedChannel(), tmp_path / "m.csv", tmp_path / "fail", mask_policy="fail",
                  workers=0, figures=False, progress=False)  # fmt: skip
@@ -201,7 +201,7 @@ def test_workers_started_by_a_fork_server_as_in_a_notebook(tmp_path, monkeypatch
     manifest = _toy_set(tmp_path / "data", n=4)
     result = evaluate(RedChannel(), manifest, tmp_path / "e", workers=2, figures=False,
                       progress=False)  # fmt: skip
-    assert result["subsets"]["both"]["paper/pixel_f1"] == 1
+    assert result["subsets"]["both"]["paper/pixel_f1"] == pytest.approx(1)
     monkeypatch.setenv("SDFL_WORKER_START", "no-such-method")
     with pytest.raises(ValueError, match="SDFL_WORKER_START"):
         worker_start_method(2)

@@ -49,9 +49,14 @@ def _prepare(args: argparse.Namespace) -> int:
             ("compression", args.compression),
             ("limit", args.limit),
             ("edge_width", args.edge_width),
+            ("drop_unmatched", args.drop_unmatched or None),
         )
         if value is not None
     }
+    if args.drop_unmatched and args.name not in ("casia1", "casia2"):
+        print(f"sdfl data prepare: error: --drop-unmatched applies to casia1 and casia2, "
+              f"not {args.name}", file=sys.stderr)
+        return 2
     report = prepare(args.name, args.root, args.out, **opts)
     return 1 if report.get("errors") else 0
 
@@ -168,6 +173,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--compression", help="ffpp: c0, c23 or c40 (default c23)")
     p.add_argument("--limit", type=int, help="ffpp: at most this many videos per method")
     p.add_argument("--edge-width", type=int, help="band width of generated edge maps")
+    p.add_argument("--drop-unmatched", action="store_true",
+                   help="casia1/casia2: leave out tampered images without a mask (default: kept "
+                        "as label-only fakes, listed in the report)")
     p.set_defaults(func=_clear_errors(_prepare))
 
     p = sub.add_parser("split", help="seeded, stratified train/val/test manifests")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 _SUMMARY_KEYS = (
@@ -15,10 +16,23 @@ _SUMMARY_KEYS = (
 )  # fmt: skip
 
 
+def _band(text: str) -> str:
+    """argparse type: a boundary band, B or IN:OUT pixels."""
+    from sdfl_lib.metrics.counts import band_label
+
+    try:
+        band_label(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
 def _model_args(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument(
-        "--checkpoint", help="a checkpoint (.pt) written by sdfl train / make_checkpoint"
+        "--checkpoint",
+        help="a checkpoint (.pt) written by sdfl train, an authors' .pth, or the name of the "
+        "paper's published weights (table3-1 ... table3-9, see `sdfl weights list`)",
     )
     src.add_argument(
         "--method", help="a classical baseline (ela, noise) or a registered model name"
@@ -48,7 +62,8 @@ def register(subparsers) -> None:
     ev.add_argument(
         "--robustness",
         default=None,
-        help="e.g. jpeg,blur,noise,resize or jpeg:90/70/50,resize:0.5/1.5",
+        help="e.g. jpeg,blur,noise_sigma,noise_var,resize or jpeg:90/70/50,resize:0.5/1.5 "
+        "(noise_sigma: levels are standard deviations; noise_var: variances, as IMDL-BenCo)",
     )
     ev.add_argument("--batch-size", type=int, default=8)
     ev.add_argument("--workers", type=int, default=2, help="DataLoader workers")
@@ -56,18 +71,43 @@ def register(subparsers) -> None:
         "--mask-policy",
         choices=("resize", "skip", "fail"),
         default="resize",
-        help="masks of another size than their image (default: nearest resize)",
+        help="standard protocol: masks of another size than their image (default: nearest "
+        "resize); the paper protocol always leaves them out of paper/pixel_f1",
+    )
+    ev.add_argument(
+        "--boundary-band",
+        type=_band,
+        default="0",
+        metavar="PX",
+        help="also report standard pixel F1 leaving out pixels within PX of the mask's boundary, "
+        "or IN:OUT pixels inside/outside it (TruFor: 7:5); keys standard/pixel_f1_band{PX}px@t; "
+        "default 0: off",
     )
     ev.add_argument("--no-maps", action="store_true", help="do not save predicted maps")
     ev.add_argument("--no-figures", action="store_true", help="do not draw figures")
     ev.add_argument("--no-resume", action="store_true", help="start over in --out")
-    ev.set_defaults(func=_evaluate)
+    ev.set_defaults(func=_weights_error(_evaluate))
 
     pr = subparsers.add_parser("predict", help="probability map, overlay and score of images")
     pr.add_argument("input", help="an image, or a folder of images")
     _model_args(pr)
     pr.add_argument("--out", required=True, help="output folder")
-    pr.set_defaults(func=_predict)
+    pr.set_defaults(func=_weights_error(_predict))
+
+
+def _weights_error(command: Callable[[argparse.Namespace], int]) -> Callable:
+    """Runs a command, turning a named-weights problem into one line and exit status 1."""
+
+    def run(args: argparse.Namespace) -> int:
+        from sdfl_lib.models.weights import WeightsError
+
+        try:
+            return command(args)
+        except WeightsError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+
+    return run
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -79,7 +119,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, workers=args.workers, image_size=args.image_size,
         threshold=args.threshold, mask_policy=args.mask_policy, method=args.method,
         device=args.device, save_maps=not args.no_maps, resume=not args.no_resume,
-        figures=not args.no_figures,
+        figures=not args.no_figures, boundary_band=args.boundary_band,
     )  # fmt: skip
     keys = [k.format(t=f"{args.threshold:g}") for k in _SUMMARY_KEYS]
     for subset, m in metrics["subsets"].items():
@@ -89,7 +129,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"[{subset}] n={m['count/images']}: {shown}")
     mm = metrics["mask_size_mismatch"]
     if mm["count"]:
-        print(f"masks of another size than their image: {mm['count']} ({mm['policy']}):")
+        print(
+            f"masks of another size than their image: {mm['count']} (standard protocol: "
+            f"{mm['policy']}; paper protocol: left out of paper/pixel_f1):"
+        )
         for r in mm["images"]:
             print(f"  {r['mask']}: mask {r['mask_size']}, image {r['image_size']}")
     if metrics["errors"]["count"]:

@@ -21,16 +21,26 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from sdfl_lib.evaluate.dataset import EvalDataset, collate, map_paths
-from sdfl_lib.evaluate.predictions import Writer, make_row, read_predictions
+from sdfl_lib.evaluate.predictions import FORMAT, Writer, make_row, read_predictions
 from sdfl_lib.evaluate.robustness import Perturbation, parse_robustness
 from sdfl_lib.evaluate.subsets import DEEP_SOURCES, subset_masks, subset_metrics
 from sdfl_lib.metrics import pixel_counts
+from sdfl_lib.metrics.counts import band_label, boundary_band_counts
+from sdfl_lib.metrics.paper import paper_pixel_counts
 from sdfl_lib.predict import model_image_size, resolve_model, restore_map
 from sdfl_lib.runtime import autocast, make_loader, model_device
 
 PROTOCOLS = ("paper", "standard", "both")
 # Settings that must match for rows of an earlier run to be reused.
-_RESUME_KEYS = ("model", "manifest", "image_size", "threshold", "mask_policy")
+_RESUME_KEYS = (
+    "model",
+    "manifest",
+    "image_size",
+    "threshold",
+    "mask_policy",
+    "format",
+    "boundary_band",
+)
 
 
 def _fingerprint(model: nn.Module) -> str:
@@ -72,6 +82,7 @@ def run_pass(
     batch_size: int = 8,
     workers: int = 2,
     progress: bool = True,
+    boundary_band: str = "",
 ) -> dict:
     """Predicts the rows not yet in out/predictions.csv and appends them; returns errors/timing."""
     device = model_device(model)
@@ -122,6 +133,7 @@ def run_pass(
                         threshold,
                         names[todo[it["i"]]["row"]],
                         save_maps,
+                        boundary_band,
                     )
             bar.update(len(batch["items"]) + len(batch["errors"]))
     finally:
@@ -141,13 +153,25 @@ def _emit(
     threshold: float,
     map_name: str,
     save_map: bool,
+    boundary_band: str = "",
 ) -> None:
-    """Counts of one image at its own size, queued for writing with its map."""
-    prob = restore_map(prob, item["size"])
+    """Counts of one image at its own size (both protocols), queued for writing with its map."""
     mask = item["mask"]
     if mask is None and meta["label"] == 0 and not meta["mask"]:
         mask = torch.zeros(item["size"], dtype=torch.uint8)  # authentic: nothing is tampered
+    # The paper protocol leaves a mask of another size out of pixel F1, whatever the mask policy.
+    paper = (
+        paper_pixel_counts(prob, mask, threshold)
+        if mask is not None and not item["mask_event"]
+        else None
+    )
+    prob = restore_map(prob, item["size"])
     counts = pixel_counts(prob, mask.to(prob.device), threshold) if mask is not None else None
+    band = (
+        boundary_band_counts(prob, mask, threshold, boundary_band)
+        if boundary_band and mask is not None
+        else None
+    )
     png = prob.mul(255).round_().to(torch.uint8).cpu().numpy() if save_map else None
     row = make_row(
         meta,
@@ -157,6 +181,8 @@ def _emit(
         item["mask_event"],
         item["mask_size"],
         map_name if save_map else "",
+        paper,
+        band,
     )
     writer.put(row, png)
 
@@ -188,9 +214,9 @@ def _with_kinds(table: pd.DataFrame, rows: list[dict]) -> pd.DataFrame:
     return table.assign(kind=table["row"].map({r["row"]: r["kind"] for r in rows}))
 
 
-def _subset_results(table, protocol, threshold, subsets, deep_sources) -> dict:
+def _subset_results(table, protocol, threshold, subsets, deep_sources, band="") -> dict:
     return {
-        name: subset_metrics(table[sel], protocol, threshold)
+        name: subset_metrics(table[sel], protocol, threshold, band)
         for name, sel in subset_masks(table, subsets, deep_sources).items()
     }
 
@@ -214,21 +240,27 @@ def evaluate(
     figures: bool = True,
     deep_sources: str = DEEP_SOURCES,
     progress: bool = True,
+    boundary_band: int | str = 0,
 ) -> dict:
     """Evaluates a model (module, checkpoint path, or `method` = "ela"/"noise"/a model name) on a
     manifest; writes config.json, predictions.csv, maps/, metrics.json, report.md, tables and
     figures under `out_dir`, and returns the metrics (see `sdfl_lib.evaluate.report`).
 
-    protocol: "paper", "standard" or "both" (SPEC.md §1, §2). subsets: names to report (default
-    all non-empty: "both", "shallowfakes", "deepfakes", "source/<name>"). robustness: e.g.
-    "jpeg,blur,noise,resize" or "jpeg:90/70" (see `parse_robustness`). mask_policy: "resize"
-    (nearest), "skip" (no pixel metrics for that image) or "fail", for masks whose size differs
-    from their image; every such mask is counted and listed.
+    protocol: "paper", "standard" or "both" (see `sdfl_lib.metrics`). subsets: names to report
+    (default all non-empty: "both", "shallowfakes", "deepfakes", "source/<name>"). robustness:
+    e.g. "jpeg,blur,noise_sigma,noise_var,resize" or "jpeg:90/70" (see `parse_robustness`).
+    mask_policy: what the standard protocol does with a mask whose size differs from its image:
+    "resize" (nearest), "skip" (no pixel metrics for that image) or "fail"; the paper protocol
+    always leaves such an image out of its pixel F1, as the authors' evaluation does. Every such
+    mask is counted and listed. boundary_band: B > 0 (or "IN:OUT") adds
+    standard/pixel_f1_band{B}px@t keys that leave out pixels within B pixels of the mask's
+    boundary (see `sdfl_lib.metrics.standard`; 0: off).
     """
     from sdfl_lib.evaluate.report import write_report
 
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    band = band_label(boundary_band)  # checks it too; "" when off
     perturbations = parse_robustness(robustness)
     model = resolve_model(model_or_checkpoint, method, device)
     size = model_image_size(model, image_size)
@@ -246,6 +278,8 @@ def evaluate(
         "image_size": size,
         "threshold": threshold,
         "mask_policy": mask_policy,
+        "format": FORMAT,
+        "boundary_band": band,
         "protocol": protocol,
         "subsets": subsets,
         "robustness": [p.name for p in perturbations],
@@ -262,6 +296,7 @@ def evaluate(
         batch_size=batch_size,
         workers=workers,
         progress=progress,
+        boundary_band=band,
     )
     stats = run_pass(model, rows, out, save_maps=save_maps, **common)
     keys = {(r["row"], r["image"]) for r in rows}
@@ -269,7 +304,7 @@ def evaluate(
     table = table[[k in keys for k in zip(table["row"], table["image"], strict=True)]]
     table = _with_kinds(table, rows)
     results = {
-        "subsets": _subset_results(table, protocol, threshold, subsets, deep_sources),
+        "subsets": _subset_results(table, protocol, threshold, subsets, deep_sources, band),
         "errors": stats["errors"],
         "timing": {k: stats.get(k) for k in ("images", "resumed", "forward_s", "wall_s")},
     }
@@ -283,7 +318,7 @@ def evaluate(
             results["robustness"][p.name] = {
                 "kind": p.kind,
                 "level": p.level,
-                "subsets": _subset_results(t, protocol, threshold, wanted, deep_sources),
+                "subsets": _subset_results(t, protocol, threshold, wanted, deep_sources, band),
                 "errors": len(st["errors"]),
             }
     return write_report(out, config, table, results, figures=figures)

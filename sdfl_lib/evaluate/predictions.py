@@ -18,8 +18,11 @@ from sdfl_lib.metrics import PixelCounts
 COLUMNS = (
     "row", "image", "mask", "source", "label", "pixel", "score", "height", "width", "mask_event",
     "mask_size", "tp", "fp", "fn", "tn", "best_threshold", "best_tp", "best_fp", "best_fn",
-    "hist_pos", "hist_neg", "map",
+    "hist_pos", "hist_neg", "map", "paper_pixel", "paper_tp", "paper_fp", "paper_fn",
+    "band_tp", "band_fp", "band_fn", "band_tn",
 )  # fmt: skip
+# Bumped when the columns change: an evaluation folder of another format is not resumed.
+FORMAT = 2
 
 
 def make_row(
@@ -30,11 +33,19 @@ def make_row(
     event: str,
     mask_size: str,
     map_path: str,
+    paper_counts: tuple[int, int, int] | None = None,
+    band_counts: tuple[int, int, int, int] | None = None,
 ) -> dict:
-    """One predictions row; `counts` None means no pixel ground truth (label-only, mask skipped)."""
+    """One predictions row; `counts` None means no pixel ground truth (label-only, mask skipped);
+    `paper_counts` None means the image is left out of the paper protocol's pixel F1."""
     row = {k: meta[k] for k in ("row", "image", "mask", "source", "label")}
+    tp, fp, fn = paper_counts or (0, 0, 0)
+    row.update(paper_pixel=int(paper_counts is not None), paper_tp=tp, paper_fp=fp, paper_fn=fn)
     row.update(
-        score=f"{score:.6g}",
+        zip(("band_tp", "band_fp", "band_fn", "band_tn"), band_counts or (0, 0, 0, 0), strict=True)
+    )
+    row.update(
+        score=f"{score:.9g}",
         height=size[0],
         width=size[1],
         mask_event=event,
@@ -88,6 +99,8 @@ def read_predictions(path: str | os.PathLike) -> pd.DataFrame:
         keep_default_na=False,
     )
     df["pixel"] = df["pixel"].astype(int).astype(bool)
+    if "paper_pixel" in df:  # tables of an earlier format lack it (paper_metrics then falls back)
+        df["paper_pixel"] = df["paper_pixel"].astype(int).astype(bool)
     df["score"] = df["score"].astype(float)
     for col in ("hist_pos", "hist_neg"):
         df[col] = [np.array(s.split(), dtype=np.int64) if s else None for s in df[col]]

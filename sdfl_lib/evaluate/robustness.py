@@ -1,8 +1,12 @@
 """Perturbations for robustness curves: JPEG, Gaussian blur, Gaussian noise, resizing.
 
-Ranges follow IMDL-BenCo (JPEG quality 100..50, blur kernel 3..23, noise sigma 3..23) plus
-resizing (scale 0.5..1.5), which the field rarely tests. A perturbation applies to the uint8 RGB
-image at its own size, before the model's resize; the ground truth stays the original mask.
+Levels follow IMDL-BenCo (JPEG quality 100..50, blur kernel 3..23, noise levels 3..23) plus
+resizing (scale 0.5..1.5), which the field rarely tests. Gaussian noise comes in two semantics,
+named apart: `noise_sigma@L` adds noise of standard deviation L (grey levels 0..255);
+`noise_var@L` takes L as a variance, as IMDL-BenCo does (it passes each level to albumentations'
+`GaussNoise(var_limit=(L, L))`), i.e. a standard deviation of sqrt(L): 1.7..4.8 for its levels.
+`noise` is short for `noise_sigma`. A perturbation applies to the uint8 RGB image at its own size,
+before the model's resize; the ground truth stays the original mask.
 """
 
 from __future__ import annotations
@@ -15,14 +19,17 @@ import numpy as np
 DEFAULT_LEVELS: dict[str, tuple[float, ...]] = {
     "jpeg": (100, 90, 80, 70, 60, 50),
     "blur": (3, 7, 11, 15, 19, 23),
-    "noise": (3, 7, 11, 15, 19, 23),
+    "noise_sigma": (3, 7, 11, 15, 19, 23),
+    "noise_var": (3, 7, 11, 15, 19, 23),
     "resize": (0.5, 0.75, 1.25, 1.5),
 }
+ALIASES = {"noise": "noise_sigma"}
 # Axis names for the curves.
 LEVEL_NAMES = {
     "jpeg": "JPEG quality",
     "blur": "Gaussian kernel size",
-    "noise": "noise sigma",
+    "noise_sigma": "noise standard deviation (grey levels)",
+    "noise_var": "noise variance (IMDL-BenCo's levels)",
     "resize": "scale",
 }
 
@@ -36,6 +43,7 @@ class Perturbation:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", ALIASES.get(self.kind, self.kind))
         if self.kind not in DEFAULT_LEVELS:
             raise ValueError(
                 f"unknown perturbation {self.kind!r}; choose from {list(DEFAULT_LEVELS)}"
@@ -43,14 +51,16 @@ class Perturbation:
         bad = {
             "jpeg": not 1 <= self.level <= 100,
             "blur": self.level < 1 or int(self.level) % 2 == 0 or self.level != int(self.level),
-            "noise": self.level < 0,
+            "noise_sigma": self.level < 0,
+            "noise_var": self.level < 0,
             "resize": self.level <= 0,
         }[self.kind]
         if bad:
             rule = {
                 "jpeg": "a quality in 1..100",
                 "blur": "an odd kernel size >= 1",
-                "noise": "a sigma >= 0",
+                "noise_sigma": "a standard deviation >= 0",
+                "noise_var": "a variance >= 0",
                 "resize": "a scale > 0",
             }[self.kind]
             raise ValueError(f"{self.kind} level {self.level:g}: expected {rule}")
@@ -58,6 +68,13 @@ class Perturbation:
     @property
     def name(self) -> str:
         return f"{self.kind}@{self.level:g}"
+
+    @property
+    def sigma(self) -> float | None:
+        """The noise's standard deviation in grey levels (None for other kinds)."""
+        if self.kind == "noise_sigma":
+            return float(self.level)
+        return float(np.sqrt(self.level)) if self.kind == "noise_var" else None
 
     def __call__(self, image: np.ndarray, index: int = 0) -> np.ndarray:
         if self.kind == "jpeg":
@@ -68,10 +85,10 @@ class Perturbation:
         if self.kind == "blur":
             k = int(self.level)
             return cv2.GaussianBlur(image, (k, k), 0)
-        if self.kind == "noise":
+        if self.sigma is not None:
             # Seeded per image so that a resumed or repeated run sees the same noise.
             rng = np.random.default_rng([self.seed, index])
-            noisy = image.astype(np.float32) + rng.normal(0, self.level, image.shape)
+            noisy = image.astype(np.float32) + rng.normal(0, self.sigma, image.shape)
             return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
         h, w = image.shape[:2]
         size = (max(1, round(w * self.level)), max(1, round(h * self.level)))
@@ -80,8 +97,8 @@ class Perturbation:
 
 
 def parse_robustness(spec: str | dict | list | None) -> list[Perturbation]:
-    """Perturbations from "jpeg,blur" (default levels), "jpeg:90/70/50,resize:0.5/2", a list of
-    kinds, or a dict kind -> levels (None for the defaults)."""
+    """Perturbations from "jpeg,blur" (default levels), "jpeg:90/70/50,noise_var:3/23", a list of
+    kinds, or a dict kind -> levels (None for the defaults); "noise" means "noise_sigma"."""
     if not spec:
         return []
     if isinstance(spec, str):
@@ -94,6 +111,7 @@ def parse_robustness(spec: str | dict | list | None) -> list[Perturbation]:
         spec = {k: None for k in spec}
     out = []
     for kind, levels in spec.items():
+        kind = ALIASES.get(kind, kind)
         if kind not in DEFAULT_LEVELS:
             raise ValueError(f"unknown perturbation {kind!r}; choose from {list(DEFAULT_LEVELS)}")
         out += [Perturbation(kind, float(v)) for v in (levels or DEFAULT_LEVELS[kind])]

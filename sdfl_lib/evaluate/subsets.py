@@ -58,7 +58,12 @@ def subset_masks(
     return {k: v for k, v in out.items() if v.any()}
 
 
-def subset_metrics(table: pd.DataFrame, protocol: str = "both", threshold: float = 0.5) -> dict:
+def subset_metrics(
+    table: pd.DataFrame,
+    protocol: str = "both",
+    threshold: float = 0.5,
+    boundary_band: int | str = 0,
+) -> dict:
     """Counts, the chosen protocol(s)' metrics and notes for one subset's rows."""
     pixel = table["pixel"].astype(bool)
     out: dict = {
@@ -69,13 +74,16 @@ def subset_metrics(table: pd.DataFrame, protocol: str = "both", threshold: float
         "count/mask_resized": int((table["mask_event"] == "resized").sum()),
         "count/mask_skipped": int((table["mask_event"] == "skipped").sum()),
     }
+    if protocol in ("paper", "both"):
+        # As the authors' evaluation: a mask of another size is left out of paper/pixel_f1.
+        out["count/paper_pixel_f1_left_out_mask_size"] = int((table["mask_event"] != "").sum())
     notes: list[str] = []
     if protocol in ("paper", "both"):
         m, n = paper_metrics(table, threshold)
         out.update(m)
         notes += n
     if protocol in ("standard", "both"):
-        m, n = standard_metrics(table, threshold)
+        m, n = standard_metrics(table, threshold, boundary_band)
         out.update(m)
         notes += n
     out["notes"] = notes

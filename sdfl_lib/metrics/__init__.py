@@ -1,6 +1,6 @@
 """Metrics of both protocols as small pure functions over per-image counts and scores.
 
-`paper_metrics` (SPEC.md §1) and `standard_metrics` (SPEC.md §2) take a table with one row per
+`paper_metrics` (the authors' procedure) and `standard_metrics` (the field's) take a table with one row per
 image; `pixel_counts` turns a probability map and its mask into that row's pixel counts.
 """
 

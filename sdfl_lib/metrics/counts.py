@@ -102,3 +102,49 @@ def pixel_counts(prob: torch.Tensor, mask: torch.Tensor, threshold: float = 0.5)
         hist_pos=coarse[1].astype(np.int64),
         hist_neg=coarse[0].astype(np.int64),
     )
+
+
+def parse_band(spec: int | str | tuple | None) -> tuple[int, int]:
+    """(inside, outside) widths in pixels of a boundary band: B (both sides), "IN:OUT", a pair, or
+    a `band_label` ("3px", "7-5px"); (0, 0) is off."""
+    if spec is None or spec == "" or spec == 0:
+        return 0, 0
+    if isinstance(spec, str):
+        parts = spec.removesuffix("px").replace("-", ":").split(":")
+        if not all(p.strip().isdigit() for p in parts) or len(parts) > 2:
+            raise ValueError(f"boundary band: B or IN:OUT in whole pixels >= 0, got {spec!r}")
+        spec = tuple(int(p) for p in parts)
+    if isinstance(spec, int):
+        spec = (spec, spec)
+    inside, outside = (tuple(spec) * 2)[:2] if len(spec) == 1 else tuple(spec)
+    if min(inside, outside) < 0 or int(inside) != inside or int(outside) != outside:
+        raise ValueError(f"boundary band: B or IN:OUT in whole pixels >= 0, got {spec!r}")
+    return int(inside), int(outside)
+
+
+def band_label(spec: int | str | tuple | None) -> str:
+    """The band's name in metric keys: "3px" (both sides) or "7-5px" (inside-outside); "" off."""
+    inside, outside = parse_band(spec)
+    if not inside and not outside:
+        return ""
+    return f"{inside}px" if inside == outside else f"{inside}-{outside}px"
+
+
+def boundary_band_counts(
+    prob: torch.Tensor, mask: torch.Tensor, threshold: float, band: int | str | tuple
+) -> tuple[int, int, int, int]:
+    """(tp, fp, fn, tn) at `threshold` (>=) leaving out the pixels near the mask's boundary: those
+    within `inside` pixels inside the tampered region or `outside` pixels outside it (square
+    windows, i.e. the mask eroded and dilated by (2w+1)-pixel squares; the image border does not
+    erode the mask)."""
+    import cv2
+
+    inside, outside = parse_band(band)
+    m = mask.detach().cpu().numpy().astype(np.uint8)
+    core = cv2.erode(m, np.ones((2 * inside + 1, 2 * inside + 1), np.uint8)) > 0
+    near = cv2.dilate(m, np.ones((2 * outside + 1, 2 * outside + 1), np.uint8)) > 0
+    keep = core | ~near
+    pred = (prob.detach().cpu().numpy() >= threshold) & keep
+    gt, neg = core, ~near
+    tp, fp = int((pred & gt).sum()), int((pred & neg).sum())
+    return tp, fp, int(gt.sum()) - tp, int(neg.sum()) - fp

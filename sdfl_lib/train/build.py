@@ -24,8 +24,9 @@ def build_train_model(config: TrainConfig) -> nn.Module:
     )
     if config.init_checkpoint:
         from sdfl_lib.models import load_checkpoint
+        from sdfl_lib.models.weights import resolve_checkpoint
 
-        load_checkpoint(model, config.init_checkpoint)
+        load_checkpoint(model, resolve_checkpoint(config.init_checkpoint))  # a path or table3-N
     return model
 
 

@@ -25,6 +25,7 @@ class Report:
     unused_masks: list[str] = field(default_factory=list)
     size_mismatches: list[dict[str, Any]] = field(default_factory=list)
     excluded: list[dict[str, str]] = field(default_factory=list)
+    label_only: list[str] = field(default_factory=list)  # tampered, kept without a mask
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -44,6 +45,7 @@ class Report:
             ("unused masks", self.unused_masks),
             ("size mismatches", self.size_mismatches),
             ("excluded", self.excluded),
+            ("label-only fakes (no mask)", self.label_only),
             ("warnings", self.warnings),
             ("errors", self.errors),
         ):

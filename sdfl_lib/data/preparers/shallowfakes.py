@@ -1,12 +1,13 @@
 """Preparers of the shallowfake benchmarks: CASIA v2.0, CASIA v1.0, Columbia, COVERAGE, NIST16.
 
-Tampered images whose ground truth cannot be found are excluded by default (the paper's counts
-leave them out: e.g. 920 of CASIA v1.0's 921 tampered images) and listed in the report under
-`excluded`; `keep_unmatched=True` keeps them as label-only fakes instead.
+CASIA tampered images whose ground truth cannot be found stay in the manifest as label-only fakes
+(image-level metrics only), listed in the report under `label_only`; `drop_unmatched=True` leaves
+them out (listed under `excluded`). The other sets exclude such images and list them.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +24,20 @@ from sdfl_lib.data.preparers.common import (
     write_binary_png,
 )
 
-_NO_MASK = "no ground-truth mask: excluded (keep_unmatched=True keeps it as a label-only fake)"
-_NO_MASK_KEPT = "no ground-truth mask: kept as a label-only fake"
+_NO_MASK = "no ground-truth mask: excluded"
+_NO_MASK_DROPPED = "no ground-truth mask: left out (drop_unmatched=True)"
 
 
-def _casia_key(stem: str) -> tuple[str, str, int] | None:
-    """(ids sorted, trailing number) of a CASIA name like Sp_D_NRN_A_ani0080_sec0005_0426."""
-    parts = stem.split("_")
+def _casia_key(stem: str) -> tuple[tuple[str, str], int] | None:
+    """((id, id) sorted, trailing number) of a CASIA name like Sp_D_NRN_A_ani0080_sec0005_0426.
+
+    A dot counts as an underscore: some original names read `..._ani0054.0257`.
+    """
+    parts = re.split(r"[_.]", stem)
     if len(parts) < 4 or not parts[-1].isdigit():
         return None
     a, b = parts[-3], parts[-2]
-    return (min(a, b), max(a, b), int(parts[-1]))
+    return (min(a, b), max(a, b)), int(parts[-1])
 
 
 def _ground_truths(root: Path) -> dict[str, Path]:
@@ -46,9 +50,19 @@ def _ground_truths(root: Path) -> dict[str, Path]:
 
 
 def _match_casia(
-    tampered: list[Path], gts: dict[str, Path], report: Report, keep_unmatched: bool, source: str
+    tampered: list[Path], gts: dict[str, Path], report: Report, drop_unmatched: bool, source: str
 ) -> list[dict[str, Any]]:
-    """Exact name first; then the same two ids (either order) and trailing number, if unique."""
+    """Each tampered image's mask, by the first rule that finds exactly one unused mask:
+
+    1. the same name ("exact");
+    2. the same two ids, either order, and trailing number ("revised-name": the ground truth is
+       named after the revised file names, which fix the order of the ids);
+    3. the same trailing number, held by no other mask, and at least one id in common
+       ("serial-number": the original names carry typos such as `ant0063` for `nat0063`).
+
+    Tampered images without a mask are kept as label-only fakes (listed), or left out when
+    `drop_unmatched`.
+    """
     rows, used = [], set()
     pending = []
     for image in tampered:
@@ -58,33 +72,59 @@ def _match_casia(
             report.add("masks_matched_exact")
         else:
             pending.append(image)
+    keys = {name: _casia_key(name) for name in gts}
     by_key: dict[tuple, list[str]] = {}
-    for name in gts:
-        key = _casia_key(name)
-        if key is not None and name not in used:
-            by_key.setdefault(key, []).append(name)
+    by_number: dict[int, list[str]] = {}
+    for name, key in keys.items():
+        if key is not None:
+            by_number.setdefault(key[1], []).append(name)
+            if name not in used:
+                by_key.setdefault(key, []).append(name)
+    still = []
     for image in pending:
-        candidates = [n for n in by_key.get(_casia_key(image.stem), []) if n not in used]
+        key = _casia_key(image.stem)
+        candidates = [n for n in by_key.get(key, []) if n not in used] if key else []
         if len(candidates) == 1:
             used.add(candidates[0])
             rows.append(row(image, 1, source, gts[candidates[0]], match="revised-name"))
             report.add("masks_matched_revised_name")
             report.notes.append(f"{image.name} matched {gts[candidates[0]].name} by ids and number")
+        elif candidates:
+            report.warnings.append(f"{image.name}: {len(candidates)} masks share its ids: {candidates}")
+            still.append((image, None))
+        else:
+            still.append((image, key))
+    # Only after every exact and revised-name match, so a typo cannot take another image's mask.
+    for image, key in still:
+        same_number = by_number.get(key[1], []) if key else []
+        name = same_number[0] if len(same_number) == 1 else None
+        common = sorted(set(key[0]) & set(keys[name][0])) if name and name not in used else []
+        if common:
+            used.add(name)
+            rows.append(row(image, 1, source, gts[name], match="serial-number"))
+            report.add("masks_matched_serial_number")
+            report.notes.append(
+                f"{image.name} matched {gts[name].name} by its unique number {key[1]:04d} "
+                f"and id {common[0]} (the other id differs)"
+            )
             continue
         report.unmatched_images.append(str(image))
-        if len(candidates) > 1:
-            report.warnings.append(f"{image.name}: {len(candidates)} masks share its ids: {candidates}")
-        if keep_unmatched:
-            rows.append(row(image, 1, source, match="none"))
-            report.excluded.append({"image": str(image), "reason": _NO_MASK_KEPT, "kept": "yes"})
+        if drop_unmatched:
+            report.excluded.append({"image": str(image), "reason": _NO_MASK_DROPPED, "kept": "no"})
         else:
-            report.excluded.append({"image": str(image), "reason": _NO_MASK, "kept": "no"})
+            rows.append(row(image, 1, source, match="none"))
+            report.label_only.append(str(image))
     report.unused_masks += [str(gts[n]) for n in gts if n not in used]
     report.add("masks_matched", len(used))
+    if report.label_only:
+        report.notes.append(
+            f"{len(report.label_only)} tampered image(s) without a mask kept as label-only fakes "
+            "(image-level metrics only; drop_unmatched=True / --drop-unmatched leaves them out)"
+        )
     return rows
 
 
-def _casia(root: Path, report: Report, keep_unmatched: bool, source: str, tp_names: tuple) -> list:
+def _casia(root: Path, report: Report, drop_unmatched: bool, source: str, tp_names: tuple) -> list:
     au_dir = find_dir(root, "Au")
     tp_dir = find_dir(root, *tp_names)
     if tp_dir is None and au_dir is None:
@@ -97,17 +137,18 @@ def _casia(root: Path, report: Report, keep_unmatched: bool, source: str, tp_nam
     report.add("authentic_found", len(authentic))
     report.add("tampered_found", len(tampered))
     rows = [row(p, 0, source, match="") for p in authentic]
-    return rows + _match_casia(tampered, _ground_truths(root), report, keep_unmatched, source)
+    return rows + _match_casia(tampered, _ground_truths(root), report, drop_unmatched, source)
 
 
-def prepare_casia2(root: Path, out_dir: Path, report: Report, keep_unmatched: bool = False) -> list:
+def prepare_casia2(root: Path, out_dir: Path, report: Report, drop_unmatched: bool = False) -> list:
     """CASIA v2.0: `Au/` authentic, `Tp/` tampered, masks `<name>_gt.png` anywhere below root."""
-    return _casia(root, report, keep_unmatched, "casia2", ("Tp",))
+    return _casia(root, report, drop_unmatched, "casia2", ("Tp",))
 
 
-def prepare_casia1(root: Path, out_dir: Path, report: Report, keep_unmatched: bool = False) -> list:
-    """CASIA v1.0: `Au/`, tampered in `Sp/` (or `Tp/`), masks named after the revised names."""
-    return _casia(root, report, keep_unmatched, "casia1", ("Sp", "Tp", "Modified Tp"))
+def prepare_casia1(root: Path, out_dir: Path, report: Report, drop_unmatched: bool = False) -> list:
+    """CASIA v1.0: `Au/`, tampered in `Sp/` (or `Tp/`), masks named after the revised names (see
+    `_match_casia` for the matching rules)."""
+    return _casia(root, report, drop_unmatched, "casia1", ("Sp", "Tp", "Modified Tp"))
 
 
 def columbia_mask(edgemask: np.ndarray, tampered_channel: int = 1) -> np.ndarray:
