@@ -44,7 +44,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
         help="model input size (default: the model's own, else 512)",
     )
     p.add_argument("--threshold", type=float, default=0.5, help="decision threshold (0.5)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if any)")
+    p.add_argument("--device", default="auto", help="auto (this process's GPU if any, else cpu), cpu, cuda or cuda:N")
 
 
 def register(subparsers) -> None:
