@@ -8,6 +8,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from sdfl_lib.errors import EXIT_UNSCORED, non_negative_int, positive_int, probability
+
 _SUMMARY_KEYS = (
     "paper/pixel_f1", "paper/image_f1", "paper/combined_f1", "paper/auc",
     "standard/pixel_f1@{t}", "standard/pixel_f1@best", "standard/image_f1@{t}",
@@ -25,11 +27,13 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--image-size",
-        type=int,
+        type=positive_int,
         default=None,
         help="model input size (default: the model's own, else 512)",
     )
-    p.add_argument("--threshold", type=float, default=0.5, help="decision threshold (0.5)")
+    p.add_argument(
+        "--threshold", type=probability, default=0.5, help="decision threshold in [0, 1] (0.5)"
+    )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if any)")
 
 
@@ -50,8 +54,8 @@ def register(subparsers) -> None:
         default=None,
         help="e.g. jpeg,blur,noise,resize or jpeg:90/70/50,resize:0.5/1.5",
     )
-    ev.add_argument("--batch-size", type=int, default=8)
-    ev.add_argument("--workers", type=int, default=2, help="DataLoader workers")
+    ev.add_argument("--batch-size", type=positive_int, default=8)
+    ev.add_argument("--workers", type=non_negative_int, default=2, help="DataLoader workers")
     ev.add_argument(
         "--mask-policy",
         choices=("resize", "skip", "fail"),
@@ -61,6 +65,11 @@ def register(subparsers) -> None:
     ev.add_argument("--no-maps", action="store_true", help="do not save predicted maps")
     ev.add_argument("--no-figures", action="store_true", help="do not draw figures")
     ev.add_argument("--no-resume", action="store_true", help="start over in --out")
+    ev.add_argument(
+        "--allow-unscored",
+        action="store_true",
+        help="exit 0 even when some rows could not be scored (default: exit 3; they are listed)",
+    )
     ev.set_defaults(func=_evaluate)
 
     pr = subparsers.add_parser("predict", help="probability map, overlay and score of images")
@@ -92,9 +101,17 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"masks of another size than their image: {mm['count']} ({mm['policy']}):")
         for r in mm["images"]:
             print(f"  {r['mask']}: mask {r['mask_size']}, image {r['image_size']}")
-    if metrics["errors"]["count"]:
-        print(f"unreadable files: {metrics['errors']['count']} (listed in metrics.json)")
     print(f"report: {Path(args.out) / 'report.md'}")
+    unscored = metrics["errors"]["count"]
+    if unscored:
+        print(
+            f"sdfl evaluate: {unscored} row(s) could not be scored and are left out of every "
+            f"metric; listed under 'errors' in {Path(args.out) / 'metrics.json'} and in report.md",
+            file=sys.stderr,
+        )
+        for e in metrics["errors"]["images"][:5]:
+            print(f"  row {e['row']}: {e['error']}", file=sys.stderr)
+        return 0 if args.allow_unscored else EXIT_UNSCORED
     return 0
 
 

@@ -23,6 +23,9 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from sdfl_lib.data.dataset import worker_start_method
+from sdfl_lib.data.io import MaskSizeError
+from sdfl_lib.data.manifest import ManifestError
+from sdfl_lib.errors import DataError
 from sdfl_lib.evaluate.dataset import EvalDataset, collate, map_paths
 from sdfl_lib.evaluate.predictions import Writer, make_row, read_predictions
 from sdfl_lib.evaluate.robustness import Perturbation, parse_robustness
@@ -126,7 +129,12 @@ def run_pass(
     try:
         for batch in loader:
             for it in batch["errors"]:
-                stats["errors"].append({"image": todo[it["i"]]["image"], "error": it["error"]})
+                meta = todo[it["i"]]
+                if it["fatal"]:
+                    raise MaskSizeError(*it["fatal"])
+                stats["errors"].append(
+                    {"row": meta["row"] + 1, "image": meta["image"], "error": it["error"]}
+                )
             if batch["x"] is not None:
                 t0 = time.perf_counter()
                 with torch.no_grad(), autocast(device):
@@ -193,7 +201,7 @@ def _read_rows(manifest: str | os.PathLike | pd.DataFrame) -> tuple[list[dict], 
     else:
         df, name = read_manifest(manifest), str(Path(manifest).absolute())
     if not len(df):
-        raise ValueError(f"manifest {name} has no rows")
+        raise ManifestError(f"manifest {name} has no rows")
     df = df.reset_index(drop=True)
     df["row"] = df.index
     keep = ["row", "image", "mask", "label", "source"] + (["kind"] if "kind" in df else [])
@@ -290,6 +298,12 @@ def evaluate(
     table = read_predictions(out / "predictions.csv")
     table = table[[k in keys for k in zip(table["row"], table["image"], strict=True)]]
     table = _with_kinds(table, rows)
+    if not len(table):
+        first = stats["errors"][0] if stats["errors"] else {"row": "?", "error": "no rows"}
+        raise DataError(
+            f"none of the {len(rows)} rows of {manifest_name} could be scored; first: row "
+            f"{first['row']}: {first['error']}"
+        )
     results = {
         "subsets": _subset_results(table, protocol, threshold, subsets, deep_sources),
         "errors": stats["errors"],

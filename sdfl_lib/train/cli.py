@@ -55,17 +55,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.nproc > 1 and "RANK" not in os.environ:
         argv = sys.argv[1:] if sys.argv[1:2] == ["train"] else ["train", *_args_to_argv(args)]
         return subprocess.call(_torchrun_command(argv, args.nproc))
-    from sdfl_lib.train.engine import NonFiniteLossError, fit
+    from sdfl_lib.train.engine import fit
 
-    try:
-        result = fit(args.config or ({} if not args.resume else None), resume=args.resume,
-                     overrides=args.overrides)
-    except NonFiniteLossError as err:
-        print(f"sdfl train: {err}", file=sys.stderr)
-        return 1
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        print(f"sdfl train: {err}", file=sys.stderr)
-        return 2
+    # Bad keys and values (exit 2), bad data and a failed run (exit 1) end in one line: `sdfl_lib.cli`.
+    result = fit(args.config or ({} if not args.resume else None), resume=args.resume,
+                 overrides=args.overrides)
     if result.status == "interrupted":
         return 128 + result.signal
     return 0

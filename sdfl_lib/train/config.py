@@ -110,6 +110,11 @@ class TrainConfig:
         for name in ("batch_size", "grad_accum", "image_size", "epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("workers", "plateau_patience", "step_size", "early_stop_patience",
+                     "checkpoint_every_steps", "log_every_steps", "max_steps",
+                     "limit_train_batches", "limit_val_batches"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
 

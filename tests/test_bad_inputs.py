@@ -1,0 +1,138 @@
+"""Bad input through the real CLI and the API: one clear line, a documented exit code, nothing
+silently skipped (the error contract of `sdfl_lib.errors`)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from sdfl_lib.cli import main as sdfl
+from sdfl_lib.errors import EXIT_FAILED, EXIT_UNSCORED, EXIT_USAGE
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_evaluate import RedChannel, _toy_set, _write  # noqa: E402
+
+
+def _one_line_error(capsys, command: str) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and err[-1].startswith(f"sdfl {command}: error: "), err
+    assert not any("Traceback" in line for line in err)
+    return err[-1]
+
+
+@pytest.fixture()
+def red_checkpoint(tmp_path) -> Path:
+    """A checkpoint of a built model (tiny input size), for the CLI's --checkpoint."""
+    from sdfl_lib.models import build_model, make_checkpoint
+
+    model = build_model("noise")
+    path = tmp_path / "noise.pt"
+    torch.save(make_checkpoint(model), path)
+    return path
+
+
+# ---- 7: the error contract ------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "extra, code, needle",
+    [
+        (["--batch-size", "0"], EXIT_USAGE, "--batch-size: must be >= 1"),
+        (["--workers", "-1"], EXIT_USAGE, "--workers: must be >= 0"),
+        (["--image-size", "-5"], EXIT_USAGE, "--image-size: must be >= 1"),
+        (["--threshold", "1.5"], EXIT_USAGE, "--threshold: must be in [0, 1]"),
+    ],
+)
+def test_evaluate_refuses_bad_numbers_in_one_line(tmp_path, capsys, extra, code, needle):
+    manifest = _toy_set(tmp_path / "data", n=2)
+    argv = ["evaluate", "--method", "ela", "--manifest", str(manifest), "--out", str(tmp_path)]
+    with pytest.raises(SystemExit) as exc:
+        sdfl(argv + extra)
+    assert exc.value.code == code
+    assert needle in capsys.readouterr().err
+
+
+def test_user_errors_are_one_line_with_exit_1_or_2_and_debug_shows_the_traceback(
+    tmp_path, capsys
+):
+    manifest = _toy_set(tmp_path / "data", n=2)
+    text = tmp_path / "notes.pt"
+    text.write_text("hello, not a checkpoint\n")
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("image,mask,edge,label,source\n")
+    out = str(tmp_path / "ev")
+    cases = [
+        (["evaluate", "--method", "ela", "--manifest", str(tmp_path / "nope.csv"), "--out", out],
+         "evaluate", EXIT_FAILED, "nope.csv"),
+        (["evaluate", "--method", "nosuch", "--manifest", str(manifest), "--out", out],
+         "evaluate", EXIT_USAGE, "nosuch"),
+        (["evaluate", "--checkpoint", str(text), "--manifest", str(manifest), "--out", out],
+         "evaluate", EXIT_FAILED, "notes.pt"),
+        (["evaluate", "--method", "ela", "--manifest", str(header_only), "--out", out],
+         "evaluate", EXIT_FAILED, "has no rows"),
+        (["predict", str(tmp_path / "data" / "img"), "--checkpoint", str(text), "--out", out],
+         "predict", EXIT_FAILED, "notes.pt"),
+        (["train", "image_size=-5"], "train", EXIT_USAGE, "image_size"),
+        (["train", "workers=-1"], "train", EXIT_USAGE, "workers"),
+        (["train", "train_manifest=" + str(tmp_path / "none.csv"), f"out_dir={tmp_path / 'r'}"],
+         "train", EXIT_FAILED, "none.csv"),
+    ]  # fmt: skip
+    for argv, command, code, needle in cases:
+        assert sdfl(argv) == code, argv
+        assert needle in _one_line_error(capsys, command), argv
+    with pytest.raises(Exception, match="notes.pt"):
+        sdfl(["--debug", *cases[2][0]])
+
+
+def test_mask_policy_fail_and_every_row_unreadable_end_in_one_line(tmp_path, capsys):
+    manifest = _toy_set(tmp_path / "data", n=2)
+    df = pd.read_csv(manifest, keep_default_na=False)
+    df.loc[1, "mask"] = _write(tmp_path / "small.png", np.full((8, 8), 255, np.uint8))
+    df.to_csv(tmp_path / "m.csv", index=False)
+    argv = ["evaluate", "--method", "ela", "--manifest", str(tmp_path / "m.csv"),
+            "--image-size", "32", "--no-figures", "--mask-policy", "fail"]  # fmt: skip
+    for workers in ("0", "1"):
+        code = sdfl([*argv, "--out", str(tmp_path / f"f{workers}"), "--workers", workers])
+        assert code == EXIT_FAILED
+        assert "small.png" in _one_line_error(capsys, "evaluate")
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    pd.DataFrame([{"image": str(bad), "label": 0}] * 2).to_csv(tmp_path / "b.csv", index=False)
+    code = sdfl(["evaluate", "--method", "ela", "--manifest", str(tmp_path / "b.csv"),
+                 "--out", str(tmp_path / "b"), "--workers", "0"])  # fmt: skip
+    assert code == EXIT_FAILED
+    line = _one_line_error(capsys, "evaluate")
+    assert "none of the 2 rows" in line and "bad.png" in line
+
+
+# ---- 1: missing or unreadable masks are counted, listed, and change the exit code -------------
+def test_missing_and_unreadable_masks_are_unscored_rows_not_label_only(tmp_path, capsys):
+    manifest = _toy_set(tmp_path / "data", n=6)
+    df = pd.read_csv(manifest, keep_default_na=False)
+    df.loc[1, "mask"] = str(tmp_path / "data" / "mask" / "gone.png")
+    (tmp_path / "data" / "mask" / "broken.png").write_text("not a png")
+    df.loc[3, "mask"] = str(tmp_path / "data" / "mask" / "broken.png")
+    df.to_csv(tmp_path / "m.csv", index=False)
+    from sdfl_lib.evaluate import evaluate
+
+    m = evaluate(RedChannel(), tmp_path / "m.csv", tmp_path / "api", workers=0, figures=False,
+                 progress=False)  # fmt: skip
+    assert m["errors"]["count"] == 2
+    listed = {e["row"]: e["error"] for e in m["errors"]["images"]}
+    assert "gone.png" in listed[2] and "file not found" in listed[2]
+    assert "broken.png" in listed[4]
+    assert m["subsets"]["both"]["count/images"] == 4  # neither is scored as label-only
+    assert m["label_only"]["count"] == 0
+    report = (tmp_path / "api" / "report.md").read_text()
+    assert "gone.png" in report and "broken.png" in report
+
+    argv = ["evaluate", "--checkpoint", "", "--manifest", str(tmp_path / "m.csv"),
+            "--workers", "0", "--no-figures", "--image-size", "32"]  # fmt: skip
+    argv[1:3] = ["--method", "ela"]
+    assert sdfl([*argv, "--out", str(tmp_path / "cli")]) == EXIT_UNSCORED
+    err = capsys.readouterr().err
+    assert "2 row(s) could not be scored" in err and "metrics.json" in err and "gone.png" in err
+    assert sdfl([*argv, "--out", str(tmp_path / "cli"), "--allow-unscored"]) == 0
