@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
 
 from sdfl_lib.cli import main as sdfl
 from sdfl_lib.errors import EXIT_FAILED, EXIT_UNSCORED, EXIT_USAGE
@@ -136,3 +137,14 @@ def test_missing_and_unreadable_masks_are_unscored_rows_not_label_only(tmp_path,
     err = capsys.readouterr().err
     assert "2 row(s) could not be scored" in err and "metrics.json" in err and "gone.png" in err
     assert sdfl([*argv, "--out", str(tmp_path / "cli"), "--allow-unscored"]) == 0
+
+
+def test_explore_lists_decompression_bombs_and_exits_3(tmp_path, capsys, monkeypatch):
+    manifest = _toy_set(tmp_path / "data", n=2)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # the 32x32 files are "bombs" now (2 images, 1 mask)
+    code = sdfl(["data", "explore", str(manifest), "--out-dir", str(tmp_path / "fig")])
+    assert code == EXIT_UNSCORED
+    err = capsys.readouterr().err
+    assert "3 file(s) left out" in err and "decompression bomb" in err and "Traceback" not in err
+    listed = pd.read_csv(tmp_path / "fig" / "unreadable.csv")
+    assert len(listed) == 3 and listed["error"].str.contains("decompression bomb").all()

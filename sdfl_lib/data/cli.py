@@ -128,10 +128,18 @@ def _convert(args: argparse.Namespace) -> int:
 
 def _explore(args: argparse.Namespace) -> int:
     from sdfl_lib.data.explore import save_figures
+    from sdfl_lib.errors import EXIT_UNSCORED
 
-    paths = save_figures(args.manifest, args.out_dir, examples=args.examples, seed=args.seed)
+    skipped: list[dict] = []
+    paths = save_figures(args.manifest, args.out_dir, examples=args.examples, seed=args.seed,
+                         skipped=skipped)
     for path in paths:
         print(path)
+    if skipped:
+        print(f"sdfl data explore: {len(skipped)} file(s) left out of the figures, listed in "
+              f"{Path(args.out_dir) / 'unreadable.csv'}; first: {skipped[0]['error']}",
+              file=sys.stderr)
+        return EXIT_UNSCORED
     return 0
 
 

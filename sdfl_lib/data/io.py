@@ -141,8 +141,12 @@ def load_image(
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """(H, W) of an image from its header, without decoding the pixels."""
     try:
-        with Image.open(path) as img:
-            return img.height, img.width
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                return img.height, img.width
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ImageReadError(path, f"decompression bomb refused ({err})") from None
     except (OSError, SyntaxError, ValueError) as err:
         raise ImageReadError(path, str(err) or type(err).__name__) from None
 
