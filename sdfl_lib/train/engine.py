@@ -30,6 +30,8 @@ from sdfl_lib.train.signals import StopSignals
 from sdfl_lib.train.state import (
     atomic_torch_save,
     load_training_state,
+    read_training_state,
+    resume_changes,
     rng_state,
     save_training_state,
     write_metrics_csv,
@@ -133,6 +135,12 @@ class _Run:
         self.run_dir = Path(config.out_dir)
         self.micro = config.per_rank_batch(env.world_size)
         self._check_run_dir()
+        self._state = None
+        if resume:
+            # Read and compare before anything is built: an edited backbone or image size is
+            # refused in one line, not met as a shape error later.
+            self._state = read_training_state(self.run_dir)
+            resume_changes(self._state["config"], config.to_dict())
         self._seed_everything(config.seed)
         if train_ds is None:
             train_ds, built_val = build_datasets(config)
@@ -161,6 +169,7 @@ class _Run:
         self.metrics: list[dict[str, Any]] = []
         self.acc = self._fresh_acc()
         self.has_edge = False
+        self.changes: list[dict[str, Any]] = []
         if resume:
             self._load_state()
         self.writer = None
@@ -225,10 +234,37 @@ class _Run:
         save_training_state(self, D.gather_objects(rng_state(), self.env))
 
     def _load_state(self) -> None:
-        load_training_state(self)
-        if self.env.is_main:
+        before = len(self.changes)
+        load_training_state(self, self._state)
+        self._state = None
+        if not self.env.is_main:
+            return
+        for c in self.changes[before:]:
+            tqdm.write(f"resume: {c['key']} {c['old']!r} -> {c['new']!r} from global step"
+                       f" {c['global_step']} (epoch {c['epoch']})")
+        if self.changes:
+            write_metrics_csv(self.changes, self.run_dir / "config_changes.csv")
+        finished = self._finished()
+        if finished:
+            tqdm.write(f"{self.run_dir} is finished ({finished}; {self.epoch} epoch(s), global step"
+                       f" {self.global_step}): nothing to resume. Raise epochs= (or"
+                       " early_stop_patience=) to train on.")
+        else:
             tqdm.write(f"resuming {self.run_dir} at epoch {self.epoch + 1}, step {self.step_in_epoch}"
                        f" (global step {self.global_step})")
+
+    def _finished(self) -> str:
+        """Why the restored run has nothing left to do ("" when it has)."""
+        cfg = self.cfg
+        if self.step_in_epoch:
+            return ""
+        if self.epoch >= cfg.epochs:
+            return f"completed: epoch {self.epoch} of {cfg.epochs}"
+        if cfg.early_stop_patience and self.bad_epochs >= cfg.early_stop_patience:
+            return f"early_stopped: no improvement for {self.bad_epochs} epochs"
+        if cfg.max_steps and self.global_step >= cfg.max_steps:
+            return f"max_steps: {self.global_step} of {cfg.max_steps} steps"
+        return ""
 
     def _save_checkpoint(self, name: str, row: dict[str, Any]) -> None:
         from sdfl_lib.models import make_checkpoint
@@ -240,6 +276,12 @@ class _Run:
     def run(self) -> RunResult:
         cfg = self.cfg
         status, signum = "completed", 0
+        finished = self._finished() if self.resume else ""
+        if finished:
+            if self.writer is not None:
+                self.writer.close()
+            return RunResult(self.run_dir, finished.split(":")[0], self.epoch, self.global_step,
+                             self.best, self.best_epoch, list(self.metrics))
         if self.env.is_main:
             tqdm.write(f"training {cfg.model} ({cfg.backbone}) on {self.env.world_size} process(es),"
                        f" {self.env.device.type}; global batch {cfg.batch_size} = {self.env.world_size}"
