@@ -148,3 +148,114 @@ def test_explore_lists_decompression_bombs_and_exits_3(tmp_path, capsys, monkeyp
     assert "3 file(s) left out" in err and "decompression bomb" in err and "Traceback" not in err
     listed = pd.read_csv(tmp_path / "fig" / "unreadable.csv")
     assert len(listed) == 3 and listed["error"].str.contains("decompression bomb").all()
+
+
+# ---- 5: training checks its data first; a file going bad later stops in one line --------------
+def _train_config(manifest: Path, out_dir: Path, **kw):
+    from test_train_engine import train_test_tiny  # noqa: F401  (registers the tiny model)
+
+    from sdfl_lib.train import TrainConfig
+
+    base = dict(model="train_test_tiny", image_size=16, batch_size=2, epochs=1, workers=0,
+                progress=False, train_manifest=str(manifest), out_dir=str(out_dir))
+    return TrainConfig(**{**base, **kw})
+
+
+def test_training_preflight_reports_every_problem_before_building(tmp_path, monkeypatch):
+    from sdfl_lib.errors import DataError
+    from sdfl_lib.train import build, fit
+
+    manifest = _toy_set(tmp_path / "data", n=6)
+    df = pd.read_csv(manifest, keep_default_na=False)
+    df.loc[0, "image"] = str(tmp_path / "gone.png")
+    (tmp_path / "data" / "img" / "2.png").write_bytes(b"\x89PNG broken")
+    df.loc[4, "mask"] = df.loc[1, "mask"]  # an authentic row with a mask
+    df.to_csv(tmp_path / "m.csv", index=False)
+    monkeypatch.setattr(build, "build_train_model", lambda cfg: pytest.fail("model was built"))
+    with pytest.raises(DataError) as exc:
+        fit(_train_config(tmp_path / "m.csv", tmp_path / "run"))
+    text = str(exc.value)
+    assert "3 problem(s)" in text and "\n" not in text
+    for needle in ("missing_image x1 (row 1", "unreadable_image x1 (row 3",
+                   "authentic_with_mask x1 (row 5"):
+        assert needle in text
+
+
+def test_a_file_that_goes_bad_mid_run_stops_in_one_line(tmp_path, monkeypatch, capsys):
+    from sdfl_lib.data import validate
+
+    manifest = _toy_set(tmp_path / "data", n=4)
+    real = validate.preflight
+
+    def then_break(path, *args, **kw):
+        report = real(path, *args, **kw)
+        (tmp_path / "data" / "img" / "3.png").write_bytes(b"gone bad")
+        return report
+
+    monkeypatch.setattr(validate, "preflight", then_break)
+    cfg = _train_config(manifest, tmp_path / "run", workers=1, balance_classes=False)
+    argv = ["train", *[f"{k}={v}" for k, v in cfg.to_dict().items() if k != "model_kwargs"]]
+    assert sdfl(argv) == EXIT_FAILED
+    line = _one_line_error(capsys, "train")
+    assert "3.png" in line and "sdfl train --resume" in line and "Traceback" not in line
+
+
+# ---- 8: one mask rule (every non-zero pixel is tampered), reported the same way everywhere -----
+def test_one_mask_rule_in_validation_training_and_evaluation(tmp_path):
+    from sdfl_lib.data import ManipulationDataset
+    from sdfl_lib.data.validate import validate_manifest
+    from sdfl_lib.evaluate import evaluate
+
+    image = np.zeros((16, 16, 3), np.uint8)
+    grey = np.zeros((16, 16), np.uint8)
+    grey[2:6, 2:6], grey[8:12, 8:12] = 100, 200  # two grey levels: both regions are tampered
+    image[..., 0] = (grey > 0) * 255
+    rows = [
+        {"image": _write(tmp_path / "grey.png", image), "mask": _write(tmp_path / "gm.png", grey),
+         "label": 1},
+        {"image": _write(tmp_path / "empty.png", image * 0),
+         "mask": _write(tmp_path / "em.png", grey * 0), "label": 1},
+        {"image": _write(tmp_path / "auth.png", image * 0),
+         "mask": _write(tmp_path / "am.png", grey), "label": 0},
+    ]  # fmt: skip
+    pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
+
+    report = validate_manifest(tmp_path / "m.csv", progress=False)
+    by_kind = {(w["kind"], w["row"]): w for w in report["warnings"] + report["errors"]}
+    assert "every non-zero pixel" in by_kind[("mask_non_binary", 1)]["detail"]
+    assert ("tampered_empty_mask", 2) in by_kind and ("authentic_with_mask", 3) in by_kind
+
+    item = ManipulationDataset(tmp_path / "m.csv", image_size=None, augment=False)[0]
+    assert int(item["mask"].sum()) == 32  # both the 100 and the 200 region
+
+    m = evaluate(RedChannel(), tmp_path / "m.csv", tmp_path / "ev", workers=0, figures=False,
+                 progress=False)  # fmt: skip
+    table = pd.read_csv(tmp_path / "ev" / "predictions.csv")
+    first = table[table["row"] == 0].iloc[0]
+    assert (first["tp"], first["fn"]) == (32, 0)  # the 100 region is ground truth too
+    assert m["tampered_empty_mask"] == {"count": 1, "images": [rows[1]["image"]]}
+    assert [e["row"] for e in m["errors"]["images"]] == [3]
+    assert "authentic row (label 0) with a mask" in m["errors"]["images"][0]["error"]
+
+
+# ---- 3: data split keeps every image in one part and refuses contradictory labels --------------
+def test_split_keeps_duplicates_together_and_refuses_conflicting_labels(tmp_path, capsys):
+    from sdfl_lib.data.validate import validate_manifest
+
+    rows = [{"image": f"img/{i}.png", "label": i % 2, "source": "s"} for i in range(30)]
+    rows += [{"image": "img/1.png", "label": 1, "source": "s"}] * 4  # one image, five rows
+    pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
+    argv = ["data", "split", str(tmp_path / "m.csv"), "--out-dir", str(tmp_path / "parts"),
+            "--ratios", "1:1:1"]  # fmt: skip
+    assert sdfl(argv) == 0
+    found = {p: (pd.read_csv(tmp_path / "parts" / f"m_{p}.csv")["image"].str.endswith("img/1.png")
+                 .sum()) for p in ("train", "val", "test")}  # fmt: skip
+    assert sorted(found.values()) == [0, 0, 5]
+
+    rows.append({"image": "img/2.png", "label": 1, "source": "s"})  # also listed as authentic
+    pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
+    assert sdfl(argv) == EXIT_FAILED
+    line = _one_line_error(capsys, "data split")
+    assert "img/2.png is listed as both authentic and tampered (rows [3, 35])" in line
+    kinds = {e["kind"] for e in validate_manifest(tmp_path / "m.csv", progress=False)["errors"]}
+    assert "conflicting_labels" in kinds

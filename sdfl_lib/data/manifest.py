@@ -79,6 +79,30 @@ def _finish(df: pd.DataFrame, where: str) -> pd.DataFrame:
     return df
 
 
+def duplicate_images(df: pd.DataFrame) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+    """Images listed more than once: ({image: 1-based rows} with one label, {image: rows} listed
+    with both labels). Paths are compared as read (absolute, normalised)."""
+    same: dict[str, list[int]] = {}
+    conflicting: dict[str, list[int]] = {}
+    for image, group in df.groupby("image", sort=True):
+        if len(group) < 2:
+            continue
+        rows = [int(i) + 1 for i in group.index]
+        (conflicting if group["label"].nunique() > 1 else same)[str(image)] = rows
+    return same, conflicting
+
+
+def check_labels_agree(df: pd.DataFrame, where: str) -> None:
+    """A `ManifestError` when one image is listed both authentic and tampered."""
+    _, conflicting = duplicate_images(df)
+    if conflicting:
+        image, rows = next(iter(conflicting.items()))
+        raise ManifestError(
+            f"{where}: {image} is listed as both authentic and tampered (rows {rows}); "
+            f"{len(conflicting)} such image(s) in all: fix the labels"
+        )
+
+
 def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     """Reads a manifest CSV; returns absolute path strings ("" when absent), int labels.
 

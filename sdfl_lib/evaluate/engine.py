@@ -304,8 +304,11 @@ def evaluate(
             f"none of the {len(rows)} rows of {manifest_name} could be scored; first: row "
             f"{first['row']}: {first['error']}"
         )
+    # The mask rule's other case, reported as validation reports it: scored, and listed.
+    empty = table[(table["label"] == 1) & table["pixel"] & (table["tp"] + table["fn"] == 0)]
     results = {
         "subsets": _subset_results(table, protocol, threshold, subsets, deep_sources),
+        "tampered_empty_mask": {"count": int(len(empty)), "images": empty["image"].tolist()},
         "errors": stats["errors"],
         "timing": {k: stats.get(k) for k in ("images", "resumed", "forward_s", "wall_s")},
     }

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from sdfl_lib.errors import DataError
 from sdfl_lib.train import distributed as D
 from sdfl_lib.train.build import (
     build_datasets,
@@ -318,7 +319,10 @@ class _Run:
         t_start, time_before = time.perf_counter(), self.acc["time"]
         try:
             for step in range(self.step_in_epoch, n_steps):
-                micro = [next(batches) for _ in range(cfg.grad_accum)]
+                try:
+                    micro = [next(batches) for _ in range(cfg.grad_accum)]
+                except DataError as err:
+                    self._bad_file(step, err)
                 # Global counts normalise the loss, so that any split of the batch over ranks and
                 # accumulation steps gives the full-batch gradient (counted on the CPU: no sync).
                 counts = [float(sum(len(b["label"]) for b in micro)),
@@ -379,6 +383,17 @@ class _Run:
         finally:
             bar.close()
         return None
+
+    def _bad_file(self, step: int, err: DataError) -> None:
+        """A file that went bad after the pre-flight: the run stops in one line (the policy)."""
+        # From a loader worker the message carries the worker's traceback; its last line is ours.
+        text = str(err).strip().splitlines()[-1].split("DataError: ", 1)[-1]
+        last = self.run_dir / "state.pt"
+        kept = f"the last saved state is {last}" if last.exists() else "no state had been saved yet"
+        raise DataError(
+            f"{text} (epoch {self.epoch + 1}, step {step + 1}); the run stopped, {kept}: fix or"
+            f" remove the file, then `sdfl train --resume {self.run_dir}`"
+        ) from None
 
     def _non_finite(self, step: int, total: float, clf: float, seg: float, edge: float) -> None:
         last = self.run_dir / "state.pt"
