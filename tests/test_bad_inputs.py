@@ -3,6 +3,7 @@ silently skipped (the error contract of `sdfl_lib.errors`)."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -259,3 +260,30 @@ def test_split_keeps_duplicates_together_and_refuses_conflicting_labels(tmp_path
     assert "img/2.png is listed as both authentic and tampered (rows [3, 35])" in line
     kinds = {e["kind"] for e in validate_manifest(tmp_path / "m.csv", progress=False)["errors"]}
     assert "conflicting_labels" in kinds
+
+
+# ---- 4: predict DIR neither overwrites, nor skips unseen, nor predicts its own outputs ----------
+def test_predict_folder_collisions_unlisted_files_and_out_inside_input(tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("x.png", "x.jpg", "x.png.jpg"):
+        Image.fromarray(rng.integers(0, 255, (10, 12, 3), np.uint8)).save(src / name)
+    (src / "photo.heic").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    (src / "noext").write_bytes(b"plain bytes")
+    (src / "link.png").symlink_to(src / "gone.png")
+    argv = ["predict", str(src), "--method", "noise", "--image-size", "16",
+            "--out", str(src / "out")]  # fmt: skip
+    assert sdfl(argv) == EXIT_UNSCORED
+    err = capsys.readouterr().err
+    assert "3 of 6 file(s) could not be read" in err
+    listed = pd.read_csv(src / "out" / "unreadable.csv").set_index("file")["error"]
+    assert set(listed.index) == {str(src / n) for n in ("photo.heic", "noext", "link.png")}
+    assert listed[str(src / "link.png")] == "dangling symbolic link"
+    assert "no file extension" in listed[str(src / "noext")]
+    sources = {json.loads(p.read_text())["image"] for p in (src / "out").glob("*.json")}
+    assert sources == {str(src / n) for n in ("x.png", "x.jpg", "x.png.jpg")}  # three outputs
+    # A second run into the same folder inside the input predicts the same six inputs.
+    assert sdfl(argv) == EXIT_UNSCORED
+    assert "3 of 6 file(s)" in capsys.readouterr().err
+    assert sdfl([*argv, "--allow-unscored"]) == 0

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import sys
 from collections import Counter
 from pathlib import Path
@@ -76,6 +77,11 @@ def register(subparsers) -> None:
     pr.add_argument("input", help="an image, or a folder of images")
     _model_args(pr)
     pr.add_argument("--out", required=True, help="output folder")
+    pr.add_argument(
+        "--allow-unscored",
+        action="store_true",
+        help="exit 0 even when some files could not be read (default: exit 3; they are listed)",
+    )
     pr.set_defaults(func=_predict)
 
 
@@ -115,39 +121,81 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _output_names(files: list[Path], root: Path | None) -> dict[Path, Path]:
+    """Output name (relative, without suffix) of every input: the stem, or the whole file name
+    where two inputs of one folder would share it (a.jpg, a.png, a.jpg.png), numbered if still
+    equal, so that no prediction overwrites another."""
+    rel = {f: (f.relative_to(root) if root else Path(f.name)) for f in files}
+    stems = Counter(r.with_name(r.stem) for r in rel.values())
+    names = {f: r.with_name(r.stem) if stems[r.with_name(r.stem)] == 1 else r for f, r in rel.items()}
+    # A stem can still equal another file's whole name (a.png.jpg -> a.png, beside a.png).
+    taken = Counter(names.values())
+    for f in files:
+        if taken[names[f]] > 1:
+            names[f] = rel[f]
+    seen: Counter = Counter()
+    for f in files:
+        seen[names[f]] += 1
+        if seen[names[f]] > 1:
+            names[f] = names[f].with_name(f"{names[f].name}.{seen[names[f]]}")
+    return names
+
+
+def _inputs(src: Path, out: Path) -> list[Path]:
+    """Every file under `src` (symlinks included, dangling ones too), except the output folder:
+    none is skipped unseen; what cannot be read is reported by the caller."""
+    out = out.absolute()
+    files = []
+    for p in sorted(src.rglob("*")):
+        if p.is_dir() and not p.is_symlink():
+            continue
+        if p.absolute() == out or out in p.absolute().parents:
+            continue  # a second run must not predict the first one's outputs
+        files.append(p)
+    return files
+
+
 def _predict(args: argparse.Namespace) -> int:
     from sdfl_lib.data import ImageReadError
+    from sdfl_lib.errors import DataError
     from sdfl_lib.predict import predict, resolve_model
 
-    src = Path(args.input)
+    src, out = Path(args.input), Path(args.out)
     if src.is_dir():
-        from PIL import Image
-
-        known = set(Image.registered_extensions())
-        files = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in known)
+        files = _inputs(src, out)
         if not files:
-            print(f"error: no image files in {src}", file=sys.stderr)
-            return 1
+            raise DataError(f"no files in {src}")
     elif src.is_file():
         files = [src]
     else:
-        print(f"error: no such file or folder: {src}", file=sys.stderr)
-        return 1
+        raise DataError(f"no such file or folder: {src}")
     model = resolve_model(args.checkpoint, args.method, args.device)
-    # Output names drop the extension unless two inputs in one folder share a stem (a.jpg, a.png).
-    stems = Counter((f.parent, f.stem) for f in files)
-    failed = 0
+    names = _output_names(files, src if src.is_dir() else None)
+    failed = []
     for f in files:
         try:
             result = predict(f, model, image_size=args.image_size, threshold=args.threshold)
         except ImageReadError as err:
-            failed += 1
-            print(f"error: {err}", file=sys.stderr)
+            cause = err.cause
+            if f.is_symlink() and not f.exists():
+                cause = "dangling symbolic link"
+            elif not f.suffix:
+                cause = f"no file extension, and not an image PIL can read ({cause})"
+            failed.append({"file": str(f), "error": cause})
             continue
-        rel = f.relative_to(src) if src.is_dir() else Path(f.name)
-        out_dir = Path(args.out) / rel.parent
-        paths = result.save(out_dir, rel.stem if stems[(f.parent, f.stem)] == 1 else rel.name)
+        name = names[f]
+        paths = result.save(out / name.parent, name.name)
         print(f"{f}: score {result.score:.4f} -> {result.decision} ({paths['json']})")
-    if failed:
-        print(f"{failed} of {len(files)} file(s) could not be read", file=sys.stderr)
-    return 1 if failed else 0
+    if not failed:
+        return 0
+    out.mkdir(parents=True, exist_ok=True)
+    listed = out / "unreadable.csv"
+    with open(listed, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["file", "error"])
+        writer.writeheader()
+        writer.writerows(failed)
+    print(f"sdfl predict: {len(failed)} of {len(files)} file(s) could not be read, listed in "
+          f"{listed}:", file=sys.stderr)
+    for item in failed[:10]:
+        print(f"  {item['file']}: {item['error']}", file=sys.stderr)
+    return 0 if args.allow_unscored else EXIT_UNSCORED
