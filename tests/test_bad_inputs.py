@@ -287,3 +287,23 @@ def test_predict_folder_collisions_unlisted_files_and_out_inside_input(tmp_path,
     assert sdfl(argv) == EXIT_UNSCORED
     assert "3 of 6 file(s)" in capsys.readouterr().err
     assert sdfl([*argv, "--allow-unscored"]) == 0
+
+
+# ---- 9: data convert: prefixes end at a folder, a BOM is no path, an empty list is an error -----
+def test_convert_prefix_boundary_bom_and_empty_list(tmp_path, capsys):
+    listed = tmp_path / "paths_train.txt"
+    lines = ["/home/them/data/a.jpg None None 0", "/home/them/database/b.jpg /home/them/data/b.png None 1"]
+    listed.write_bytes(b"\xef\xbb\xbf" + "\n".join(lines).encode() + b"\n")
+    out = tmp_path / "m.csv"
+    argv = ["data", "convert", str(listed), str(out), "--absolute",
+            "--replace-prefix", "/home/them/data", "/new/root"]  # fmt: skip
+    assert sdfl(argv) == 0
+    df = pd.read_csv(out, keep_default_na=False)
+    assert df["image"].tolist() == ["/new/root/a.jpg", "/home/them/database/b.jpg"]
+    assert df["mask"].tolist() == ["", "/new/root/b.png"]
+    assert "in 2 path(s)" in capsys.readouterr().out
+    empty = tmp_path / "paths_empty.txt"
+    empty.write_text("\n")
+    assert sdfl(["data", "convert", str(empty), str(tmp_path / "e.csv")]) == EXIT_FAILED
+    assert "holds no rows" in _one_line_error(capsys, "data convert")
+    assert not (tmp_path / "e.csv").exists()

@@ -113,6 +113,10 @@ def _convert(args: argparse.Namespace) -> int:
     from sdfl_lib.data.manifest import replace_prefix, write_authors_list, write_manifest
 
     df = _read_any(args.input, args.source)
+    if not len(df):
+        from sdfl_lib.data.manifest import ManifestError
+
+        raise ManifestError(f"{args.input} holds no rows: nothing to convert")
     for old, new in args.replace_prefix or []:
         df, changed = replace_prefix(df, old, new)
         print(f"replaced prefix {old!r} -> {new!r} in {changed} path(s)")

@@ -111,7 +111,7 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"manifest not found: {path}")
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     missing = [c for c in ("image", "label") if c not in df.columns]
     if missing:
         raise ManifestError(
@@ -182,7 +182,8 @@ def read_authors_list(path: str | os.PathLike, source: str = "") -> pd.DataFrame
         raise ManifestError(f"data list not found: {path}")
     folder = str(path.parent.absolute())
     rows = []
-    with open(path, encoding="utf-8") as handle:
+    # utf-8-sig: a byte-order mark (Windows editors) is not part of the first path.
+    with open(path, encoding="utf-8-sig") as handle:
         for number, line in enumerate(handle, start=1):
             line = line.rstrip("\r\n")
             if not line.strip():
@@ -221,17 +222,25 @@ def write_authors_list(df: pd.DataFrame, path: str | os.PathLike, relative: bool
 
 
 def replace_prefix(df: pd.DataFrame, old: str, new: str) -> tuple[pd.DataFrame, int]:
-    """Rewrites path prefixes `old` -> `new` in image/mask/edge; returns the copy and #paths changed."""
+    """Rewrites path prefixes `old` -> `new` in image/mask/edge; returns the copy and #paths changed.
+
+    A prefix is a whole folder: `/data` matches `/data` and `/data/x.jpg`, never `/database/x.jpg`.
+    """
     out = df.copy()
     changed = 0
+    if len(old) > 1:
+        old = old.rstrip("/\\")
+    new = new.rstrip("/\\") if len(new) > 1 and len(old) > 1 else new
     for column in PATH_COLUMNS:
         if column not in out.columns:
             continue
         values = []
         for value in out[column]:
             text = "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
-            if text and text.startswith(old):
-                text = new + text[len(old):]
+            rest = text[len(old):]
+            boundary = old.endswith(("/", "\\")) or rest == "" or rest[0] in "/\\"
+            if text and text.startswith(old) and boundary:
+                text = new + rest
                 changed += 1
             values.append(text)
         out[column] = values
