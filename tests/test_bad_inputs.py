@@ -307,3 +307,10 @@ def test_convert_prefix_boundary_bom_and_empty_list(tmp_path, capsys):
     assert sdfl(["data", "convert", str(empty), str(tmp_path / "e.csv")]) == EXIT_FAILED
     assert "holds no rows" in _one_line_error(capsys, "data convert")
     assert not (tmp_path / "e.csv").exists()
+
+
+# ---- 10: a header-only manifest fails validation ------------------------------------------------
+def test_header_only_manifest_fails_validation(tmp_path, capsys):
+    (tmp_path / "h.csv").write_text("image,mask,edge,label,source\n")
+    assert sdfl(["data", "validate", str(tmp_path / "h.csv")]) == EXIT_FAILED
+    assert "empty_manifest" in capsys.readouterr().out

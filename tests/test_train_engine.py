@@ -300,3 +300,12 @@ def test_resume_from_a_corrupt_state_falls_back_to_the_previous_one(tmp_path, ca
     (run / "state.prev.pt").write_text("also broken")
     with pytest.raises(DataError, match="init_checkpoint=.*last.pt"):
         fit(resume=run, train_dataset=ToyItems())
+
+
+def test_run_files_get_the_usual_mode_not_0600(tmp_path):
+    run = tmp_path / "run"
+    fit(tiny_config(run, epochs=1), train_dataset=ToyItems())
+    mask = os.umask(0)
+    os.umask(mask)
+    for name in ("last.pt", "best.pt", "state.pt", "metrics.csv"):
+        assert (run / name).stat().st_mode & 0o777 == 0o666 & ~mask, name
