@@ -55,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         result = args.func(args)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"{_command_name(args)}: interrupted", file=sys.stderr)
+        return 130
     except Exception as err:
         code = exit_code_of(err)
         if debug or code is None:

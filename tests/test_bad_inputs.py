@@ -65,6 +65,9 @@ def test_user_errors_are_one_line_with_exit_1_or_2_and_debug_shows_the_traceback
     text.write_text("hello, not a checkpoint\n")
     header_only = tmp_path / "header.csv"
     header_only.write_text("image,mask,edge,label,source\n")
+    (tmp_path / "empty.csv").write_bytes(b"")
+    (tmp_path / "binary.csv").write_bytes(b"\xff\xfe\x00\x01garbage")
+    (tmp_path / "bad.yaml").write_text("lr: [\n")
     out = str(tmp_path / "ev")
     cases = [
         (["evaluate", "--method", "ela", "--manifest", str(tmp_path / "nope.csv"), "--out", out],
@@ -77,6 +80,16 @@ def test_user_errors_are_one_line_with_exit_1_or_2_and_debug_shows_the_traceback
          "evaluate", EXIT_FAILED, "has no rows"),
         (["predict", str(tmp_path / "data" / "img"), "--checkpoint", str(text), "--out", out],
          "predict", EXIT_FAILED, "notes.pt"),
+        (["evaluate", "--method", "ela", "--manifest", str(tmp_path / "empty.csv"), "--out", out],
+         "evaluate", EXIT_FAILED, "empty.csv: empty file"),
+        (["evaluate", "--method", "ela", "--manifest", str(tmp_path / "binary.csv"), "--out", out],
+         "evaluate", EXIT_FAILED, "binary.csv: not a CSV manifest"),
+        (["evaluate", "--method", "ela", "--manifest", str(manifest), "--out", out,
+          "--subsets", "nosuch"], "evaluate", EXIT_USAGE, "unknown subset(s) ['nosuch']"),
+        (["predict", str(text), "--method", "ela", "--out", out],
+         "predict", EXIT_FAILED, "notes.pt"),
+        (["train", "--config", str(tmp_path / "bad.yaml")], "train", EXIT_USAGE,
+         "bad.yaml: not valid YAML (line 2"),
         (["train", "image_size=-5"], "train", EXIT_USAGE, "image_size"),
         (["train", "workers=-1"], "train", EXIT_USAGE, "workers"),
         (["train", "train_manifest=" + str(tmp_path / "none.csv"), f"out_dir={tmp_path / 'r'}"],

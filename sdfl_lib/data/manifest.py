@@ -111,7 +111,13 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"manifest not found: {path}")
-    df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except pd.errors.EmptyDataError:
+        raise ManifestError(f"{path}: empty file; a manifest needs a header "
+                            f"{','.join(MANIFEST_COLUMNS)} and one row per sample") from None
+    except (UnicodeDecodeError, pd.errors.ParserError) as err:
+        raise ManifestError(f"{path}: not a CSV manifest ({str(err).splitlines()[0]})") from None
     missing = [c for c in ("image", "label") if c not in df.columns]
     if missing:
         raise ManifestError(

@@ -176,6 +176,8 @@ def _predict(args: argparse.Namespace) -> int:
         try:
             result = predict(f, model, image_size=args.image_size, threshold=args.threshold)
         except ImageReadError as err:
+            if not src.is_dir():
+                raise DataError(str(err)) from None  # one file asked for: a plain error
             cause = err.cause
             if f.is_symlink() and not f.exists():
                 cause = "dangling symbolic link"

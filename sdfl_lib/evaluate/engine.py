@@ -263,6 +263,8 @@ def evaluate(
     model = resolve_model(model_or_checkpoint, method, device)
     size = model_image_size(model, image_size)
     rows, manifest_name = _read_rows(manifest)
+    # Bad subset names and kinds fail now, not after the whole pass.
+    subset_masks(pd.DataFrame(rows), subsets, deep_sources)
     out = Path(out_dir)
     spec = dict(getattr(model, "sdfl_spec", {}) or {"name": type(model).__name__})
     checkpoint = (

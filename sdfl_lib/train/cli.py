@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+from sdfl_lib.errors import positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `train` sub-command."""
@@ -18,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--config", help="YAML file of training keys (a study file's `train:` section works)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config keys to change")
-    p.add_argument("--nproc", type=int, default=1, help="start N processes on this machine (torchrun)")
+    p.add_argument("--nproc", type=positive_int, default=1, help="start N processes on this machine (torchrun)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its state.pt")
     p.add_argument("--help-config", action="store_true", help="list every config key and exit")
     p.set_defaults(func=_run)

@@ -152,7 +152,15 @@ class TrainConfig:
         """Read a YAML file (or defaults when None), then apply `key=value` overrides."""
         data: dict[str, Any] = {}
         if path is not None:
-            loaded = yaml.safe_load(Path(path).read_text())
+            try:
+                loaded = yaml.safe_load(Path(path).read_text())
+            except yaml.YAMLError as err:
+                where = getattr(err, "problem_mark", None)
+                at = f" (line {where.line + 1}, column {where.column + 1})" if where else ""
+                problem = getattr(err, "problem", None) or type(err).__name__
+                raise ValueError(f"{path}: not valid YAML{at}: {problem}") from None
+            except UnicodeDecodeError:
+                raise ValueError(f"{path}: not a text (UTF-8) YAML file") from None
             if loaded is not None and not isinstance(loaded, dict):
                 raise ValueError(f"{path}: expected a mapping of config keys, got {type(loaded).__name__}")
             loaded = loaded or {}
