@@ -273,6 +273,9 @@ def test_split_keeps_duplicates_together_and_refuses_conflicting_labels(tmp_path
     assert "img/2.png is listed as both authentic and tampered (rows [3, 35])" in line
     kinds = {e["kind"] for e in validate_manifest(tmp_path / "m.csv", progress=False)["errors"]}
     assert "conflicting_labels" in kinds
+    (tmp_path / "h.csv").write_text("image,mask,edge,label,source\n")
+    assert sdfl(["data", "split", str(tmp_path / "h.csv"), "--out-dir", str(tmp_path / "h")]) == 1
+    assert "no rows to split" in _one_line_error(capsys, "data split")
 
 
 # ---- 4: predict DIR neither overwrites, nor skips unseen, nor predicts its own outputs ----------

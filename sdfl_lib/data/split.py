@@ -15,7 +15,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sdfl_lib.data.manifest import check_labels_agree, read_manifest, write_manifest
+from sdfl_lib.data.manifest import (
+    ManifestError,
+    check_labels_agree,
+    read_manifest,
+    write_manifest,
+)
 
 PARTS = ("train", "val", "test")
 PRESETS: dict[str, dict[int, tuple[float, float, float]]] = {
@@ -104,6 +109,8 @@ def split_manifest_file(
     if fake_ratios is not None:
         per_label[1] = fake_ratios
     df = read_manifest(manifest)
+    if not len(df):
+        raise ManifestError(f"{manifest}: no rows to split")
     parts = split_manifest(df, per_label, seed, stratify.split("+"), group)
     out_dir = Path(out_dir)
     stem = Path(manifest).stem
