@@ -92,6 +92,8 @@ def test_user_errors_are_one_line_with_exit_1_or_2_and_debug_shows_the_traceback
          "bad.yaml: not valid YAML (line 2"),
         (["train", "image_size=-5"], "train", EXIT_USAGE, "image_size"),
         (["train", "workers=-1"], "train", EXIT_USAGE, "workers"),
+        (["train", "lr=nan"], "train", EXIT_USAGE, "lr must be a finite number"),
+        (["train", "plateau_factor=2"], "train", EXIT_USAGE, "plateau_factor must be in (0, 1]"),
         (["train", "train_manifest=" + str(tmp_path / "none.csv"), f"out_dir={tmp_path / 'r'}"],
          "train", EXIT_FAILED, "none.csv"),
     ]  # fmt: skip
@@ -301,8 +303,13 @@ def test_predict_folder_collisions_unlisted_files_and_out_inside_input(tmp_path,
     assert sources == {str(src / n) for n in ("x.png", "x.jpg", "x.png.jpg")}  # three outputs
     # A second run into the same folder inside the input predicts the same six inputs.
     assert sdfl(argv) == EXIT_UNSCORED
-    assert "3 of 6 file(s)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "3 of 6 file(s)" in err and "10 file(s) in" in err and "earlier run" in err
     assert sdfl([*argv, "--allow-unscored"]) == 0
+    # --out the input folder itself: its images are still inputs, its outputs are not.
+    argv[-1] = str(src)
+    assert sdfl(argv) == EXIT_UNSCORED
+    assert "3 of 6 file(s)" in capsys.readouterr().err
 
 
 # ---- 9: data convert: prefixes end at a folder, a BOM is no path, an empty list is an error -----

@@ -141,18 +141,24 @@ def _output_names(files: list[Path], root: Path | None) -> dict[Path, Path]:
     return names
 
 
-def _inputs(src: Path, out: Path) -> list[Path]:
-    """Every file under `src` (symlinks included, dangling ones too), except the output folder:
-    none is skipped unseen; what cannot be read is reported by the caller."""
+_OUTPUTS = ("*_map.png", "*_overlay.png", "*.json", "unreadable.csv")
+
+
+def _inputs(src: Path, out: Path) -> tuple[list[Path], int]:
+    """Every file under `src` (symlinks included, dangling ones too) but the outputs of a run
+    into `out` (when `out` lies inside `src`), and how many outputs were left out: nothing is
+    skipped unseen; what cannot be read is reported by the caller."""
     out = out.absolute()
-    files = []
+    files, outputs = [], 0
     for p in sorted(src.rglob("*")):
         if p.is_dir() and not p.is_symlink():
             continue
-        if p.absolute() == out or out in p.absolute().parents:
-            continue  # a second run must not predict the first one's outputs
+        inside = p.absolute() == out or out in p.absolute().parents
+        if inside and any(p.match(pattern) for pattern in _OUTPUTS):
+            outputs += 1  # a second run must not predict the first one's outputs
+            continue
         files.append(p)
-    return files
+    return files, outputs
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -162,7 +168,10 @@ def _predict(args: argparse.Namespace) -> int:
 
     src, out = Path(args.input), Path(args.out)
     if src.is_dir():
-        files = _inputs(src, out)
+        files, outputs = _inputs(src, out)
+        if outputs:
+            print(f"sdfl predict: {outputs} file(s) in {out} are outputs of an earlier run and "
+                  "are not read as inputs", file=sys.stderr)
         if not files:
             raise DataError(f"no files in {src}")
     elif src.is_file():
