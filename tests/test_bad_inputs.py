@@ -275,6 +275,11 @@ def test_split_keeps_duplicates_together_and_refuses_conflicting_labels(tmp_path
     assert "img/2.png is listed as both authentic and tampered (rows [3, 35])" in line
     kinds = {e["kind"] for e in validate_manifest(tmp_path / "m.csv", progress=False)["errors"]}
     assert "conflicting_labels" in kinds
+    code = sdfl(["evaluate", "--method", "ela", "--manifest", str(tmp_path / "m.csv"),
+                 "--out", str(tmp_path / "ev")])  # fmt: skip
+    assert code == EXIT_FAILED and "both authentic and tampered" in _one_line_error(
+        capsys, "evaluate"
+    )
     (tmp_path / "h.csv").write_text("image,mask,edge,label,source\n")
     assert sdfl(["data", "split", str(tmp_path / "h.csv"), "--out-dir", str(tmp_path / "h")]) == 1
     assert "no rows to split" in _one_line_error(capsys, "data split")

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from sdfl_lib.data.dataset import worker_start_method
 from sdfl_lib.data.io import MaskSizeError
-from sdfl_lib.data.manifest import ManifestError
+from sdfl_lib.data.manifest import ManifestError, check_labels_agree
 from sdfl_lib.errors import DataError
 from sdfl_lib.evaluate.dataset import EvalDataset, collate, map_paths
 from sdfl_lib.evaluate.predictions import Writer, make_row, read_predictions
@@ -203,6 +203,7 @@ def _read_rows(manifest: str | os.PathLike | pd.DataFrame) -> tuple[list[dict], 
     if not len(df):
         raise ManifestError(f"manifest {name} has no rows")
     df = df.reset_index(drop=True)
+    check_labels_agree(df, name)  # one image cannot count as both a hit and a false alarm
     df["row"] = df.index
     keep = ["row", "image", "mask", "label", "source"] + (["kind"] if "kind" in df else [])
     rows = df[keep].to_dict("records")
