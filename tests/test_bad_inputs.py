@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from PIL import Image
 
 from sdfl_lib.cli import main as sdfl
@@ -25,17 +24,6 @@ def _one_line_error(capsys, command: str) -> str:
     assert err and err[-1].startswith(f"sdfl {command}: error: "), err
     assert not any("Traceback" in line for line in err)
     return err[-1]
-
-
-@pytest.fixture()
-def red_checkpoint(tmp_path) -> Path:
-    """A checkpoint of a built model (tiny input size), for the CLI's --checkpoint."""
-    from sdfl_lib.models import build_model, make_checkpoint
-
-    model = build_model("noise")
-    path = tmp_path / "noise.pt"
-    torch.save(make_checkpoint(model), path)
-    return path
 
 
 # ---- 7: the error contract ------------------------------------------------------------------
