@@ -330,3 +330,20 @@ def test_header_only_manifest_fails_validation(tmp_path, capsys):
     (tmp_path / "h.csv").write_text("image,mask,edge,label,source\n")
     assert sdfl(["data", "validate", str(tmp_path / "h.csv")]) == EXIT_FAILED
     assert "empty_manifest" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["data", "synth", "--out", "x", "--n", "0"],
+        ["data", "split", "m.csv", "--out-dir", "x", "--seed", "-1"],
+        ["data", "explore", "m.csv", "--out-dir", "x", "--examples", "-1"],
+        ["data", "validate", "m.csv", "--max-pixels", "0"],
+        ["train", "--nproc", "0"],
+    ],
+)
+def test_out_of_range_numbers_are_usage_errors_everywhere(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        sdfl(argv)
+    assert exc.value.code == EXIT_USAGE
+    assert "must be >=" in capsys.readouterr().err
