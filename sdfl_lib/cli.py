@@ -26,20 +26,49 @@ def build_parser() -> argparse.ArgumentParser:
         description="Shallow- and deep-fake image manipulation detection and localization.",
     )
     parser.add_argument("--version", action="version", version=f"sdfl {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of an error (anywhere on the line)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     return parser
 
 
+def _command_name(args: argparse.Namespace) -> str:
+    """`sdfl evaluate`, `sdfl data split`: the command as the user typed it."""
+    words = ["sdfl", getattr(args, "command", None) or ""]
+    sub = getattr(args, f"{args.command}_command", None) if args.command else None
+    return " ".join(w for w in [*words, sub or ""] if w)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `sdfl` console script."""
+    """Entry point of the `sdfl` console script (the error contract: `sdfl_lib.errors`)."""
+    from sdfl_lib.errors import exit_code_of
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `--debug` is accepted anywhere on the line, so that it can be added to a failing command.
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
-    result = args.func(args)
+    try:
+        result = args.func(args)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"{_command_name(args)}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        code = exit_code_of(err)
+        if debug or code is None:
+            raise
+        message = "; ".join(line for line in (str(err) or type(err).__name__).splitlines() if line)
+        print(f"{_command_name(args)}: error: {message}", file=sys.stderr)
+        return code
     return int(result or 0)
 
 

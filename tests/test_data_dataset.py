@@ -16,7 +16,8 @@ from sdfl_lib.data.dataset import (
     build_augment,
     worker_init,
 )
-from sdfl_lib.data.io import MaskSizeError, load_image, load_mask
+from sdfl_lib.data.io import load_image, load_mask
+from sdfl_lib.errors import DataError
 
 
 def _png(path, array) -> str:
@@ -128,7 +129,7 @@ def test_resized_masks_stay_binary_and_mask_policy(tmp_path):
         assert item["edge"].sum() > 0  # drawn from the mask when the manifest has none
     skipped = ManipulationDataset(df, image_size=50, mask_policy="skip")[0]
     assert not skipped["has_mask"] and skipped["mask"].sum() == 0
-    with pytest.raises(MaskSizeError):
+    with pytest.raises(DataError, match="training item 0: .*mask is 45x60"):
         ManipulationDataset(df, image_size=50, mask_policy="fail")[0]
 
 

@@ -330,3 +330,51 @@ def test_rar_through_the_external_tool(tmp_path, monkeypatch):
                                           ("top/sub/b.txt", b"world", 0x20)], host_os=2)
     extract_archive(archive, tmp_path / "out")
     assert (tmp_path / "out" / "top" / "sub" / "b.txt").read_bytes() == b"world"
+
+
+# ---- downloads that are not what they should be are moved aside; the next run starts afresh ----
+def test_html_page_served_as_archive_is_moved_aside_and_refetched(server, tmp_path):
+    root, base, _ = server
+    (root / "page.zip").write_text("<!DOCTYPE html><html><body>Sign in</body></html>")
+    url = f"{base}/page.zip"
+    with pytest.raises(dl.DownloadError, match="web page .*next run downloads it afresh"):
+        dl.download("cifake", tmp_path / "c", url=url)
+    assert (tmp_path / "c" / "cifake.zip.not-an-archive").is_file()
+    assert not (tmp_path / "c" / "cifake.zip").exists()
+    _zip(root / "page.zip", {"cifake/a.jpg": b"1"})  # the server now serves the real file
+    out = dl.download("cifake", tmp_path / "c", url=url)
+    assert (out / "cifake" / "a.jpg").read_bytes() == b"1"
+
+
+def test_cut_download_fails_extraction_once_then_is_fetched_again(server, tmp_path):
+    root, base, _ = server
+    good = _zip(tmp_path / "good.zip", {"cifake/a.jpg": os.urandom(5000)}).read_bytes()
+    (root / "m.zip").write_bytes(good[: len(good) // 2])  # cut, as without Content-Length
+    url = f"{base}/m.zip"
+    with pytest.raises(dl.DownloadError, match="moved to .*extraction-failed"):
+        dl.download("cifake", tmp_path / "c", url=url)
+    assert not (tmp_path / "c" / "cifake.zip").exists()
+    (root / "m.zip").write_bytes(good)
+    assert (dl.download("cifake", tmp_path / "c", url=url) / "cifake" / "a.jpg").is_file()
+
+
+def test_recorded_sha256_is_checked_on_later_runs(server, tmp_path):
+    root, base, _ = server
+    _zip(root / "m.zip", {"cifake/a.jpg": b"1"})
+    out = dl.download("cifake", tmp_path / "c", url=f"{base}/m.zip", extract=False)
+    recorded = (out / "cifake.zip.sha256").read_text().split()[0]
+    assert recorded == hashlib.sha256((root / "m.zip").read_bytes()).hexdigest()
+    _zip(out / "cifake.zip", {"cifake/a.jpg": b"2"})  # the file changed on disk since
+    with pytest.raises(dl.ChecksumError, match="recorded in cifake.zip.sha256"):
+        dl.download("cifake", out, url=f"{base}/m.zip")
+    assert (out / "cifake.zip.sha256-mismatch").is_file()
+
+
+def test_zip_bomb_is_refused_before_writing(tmp_path):
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("zeros.bin", bytes(200 << 20))  # 200 MB of zeros, ~200 KB packed
+    assert bomb.stat().st_size < 1 << 20
+    with pytest.raises(UnsafeArchiveError, match="would expand to 209,715,200 bytes"):
+        extract_archive(bomb, tmp_path / "out")
+    assert not list((tmp_path / "out").rglob("*.bin"))

@@ -126,7 +126,8 @@ def test_load_mask_thresholds_rgba_and_size_policies(tmp_path):
     assert load_mask(_save(alpha, tmp_path / "alpha.png")).sum() == 32
     soft = mask.copy()
     soft[0, 0], soft[9, 19] = 100, 200
-    assert load_mask(_save(soft, tmp_path / "soft.png"), stats=stats).sum() == 33
+    # The one mask rule: every non-zero level is tampered, the faint 100 included.
+    assert load_mask(_save(soft, tmp_path / "soft.png"), stats=stats).sum() == 34
     assert stats == Counter(mask_rgba=1, mask_non_binary=1)
     small = _save(mask[::2, ::2], tmp_path / "small.png")
     resized = load_mask(small, size=(10, 20), stats=stats)

@@ -28,6 +28,8 @@ def bad_manifest(tmp_path):
     Image.fromarray(rgb).convert("RGBA").save(d / "rgba.png")
     Image.fromarray(rgb[..., 0]).save(d / "grey.png")
     Image.fromarray(rgb).save(d / "other" / "good.png")  # same basename as files/good.png
+    for name in ("soft_t.png", "auth.png", "small_t.png"):  # one image, one label
+        Image.fromarray(rgb).save(d / name)
     mask = np.zeros((16, 20), np.uint8)
     mask[4:8, 4:10] = 255
     Image.fromarray(mask).save(d / "mask.png")
@@ -43,9 +45,9 @@ def bad_manifest(tmp_path):
         ("pal.png", "", 0),  # 5
         ("rgba.png", "", 0),  # 6
         ("grey.png", "", 0),  # 7
-        ("good.png", "soft.png", 1),  # 8 non-binary mask
-        ("good.png", "mask.png", 0),  # 9 authentic with a mask
-        ("good.png", "small.png", 1),  # 10 mask of another size
+        ("soft_t.png", "soft.png", 1),  # 8 non-binary mask
+        ("auth.png", "mask.png", 0),  # 9 authentic with a mask
+        ("small_t.png", "small.png", 1),  # 10 mask of another size
         ("other/good.png", "", 1),  # 11 label-only fake; duplicate basename
         ("missing.png", "", 0),  # 12 missing
     ]

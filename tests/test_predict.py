@@ -87,7 +87,7 @@ def test_cli_predict_folder_keeps_structure_and_reports_bad_files(tmp_path, caps
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(src / "sub" / "b.png")  # same stem as b.tif
     code = sdfl(["predict", str(src), "--checkpoint", str(ckpt), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
-    assert code == 1 and "c.png" in err and "1 of 4" in err
+    assert code == 3 and "c.png" in err and "1 of 4" in err
     for name in ("a_map.png", "a_overlay.png", "a.json", "sub/b.tif_map.png", "sub/b.png.json"):
         assert (tmp_path / "o" / name).is_file()
     assert Image.open(tmp_path / "o" / "sub" / "b.tif_map.png").size == (9, 12)

@@ -250,3 +250,62 @@ def test_each_optimizer_trains(tmp_path, optimizer):
     start = initial_weights()
     moved = weights(tmp_path / optimizer)
     assert result.global_step == 2 and any(not torch.equal(moved[k], start[k]) for k in start)
+
+
+def test_resume_applies_changed_keys_and_records_the_step(tmp_path, capsys):
+    run = tmp_path / "run"
+    fit(tiny_config(run, epochs=1, scheduler="none"), train_dataset=ToyItems())
+    resumed = fit(resume=run, overrides=["epochs=2", "lr=1e-3"], train_dataset=ToyItems())
+    assert resumed.epochs == 2 and resumed.global_step == 12
+    assert [r["lr"] for r in resumed.metrics] == pytest.approx([1e-2, 1e-3])
+    state = torch.load(run / "state.pt", weights_only=True)
+    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-3)
+    recorded = {c["key"]: c for c in state["changes"]}
+    assert recorded["lr"]["global_step"] == 6 and recorded["lr"]["old"] == 1e-2
+    assert recorded["epochs"]["new"] == 2
+    changes = list(csv.DictReader(open(run / "config_changes.csv")))
+    assert {c["key"] for c in changes} == {"lr", "epochs"}
+    assert "resume: lr 0.01 -> 0.001 from global step 6" in capsys.readouterr().out
+
+    # A finished run says so and trains nothing.
+    again = fit(resume=run, train_dataset=ToyItems())
+    assert again.status == "completed" and again.global_step == 12
+    assert "is finished (completed: epoch 2 of 2" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("edit", ["image_size=32", "backbone=resnet18", "batch_size=8",
+                                  "seed=1", "model=upernet"])
+def test_resume_refuses_keys_that_cannot_change_in_one_line(tmp_path, edit):
+    from sdfl_lib.errors import UsageError
+
+    run = tmp_path / "run"
+    fit(tiny_config(run, epochs=1), train_dataset=ToyItems())
+    key, _, new = edit.partition("=")
+    with pytest.raises(UsageError, match=rf"cannot change {key} \(was .*, now '?{new}'?\)"):
+        fit(resume=run, overrides=["epochs=2", edit], train_dataset=ToyItems())
+
+
+def test_resume_from_a_corrupt_state_falls_back_to_the_previous_one(tmp_path, capsys):
+    from sdfl_lib.errors import DataError
+
+    run = tmp_path / "run"
+    fit(tiny_config(run, epochs=2), train_dataset=ToyItems())
+    previous = torch.load(run / "state.prev.pt", weights_only=True)
+    assert (previous["epoch"], previous["global_step"]) == (1, 6)
+    (run / "state.pt").write_bytes(b"cut off")
+    resumed = fit(resume=run, train_dataset=ToyItems())
+    assert "not a readable training state" in capsys.readouterr().out
+    assert resumed.global_step == 12 and resumed.epochs == 2
+    (run / "state.pt").write_bytes(b"cut off")
+    (run / "state.prev.pt").write_text("also broken")
+    with pytest.raises(DataError, match="init_checkpoint=.*last.pt"):
+        fit(resume=run, train_dataset=ToyItems())
+
+
+def test_run_files_get_the_usual_mode_not_0600(tmp_path):
+    run = tmp_path / "run"
+    fit(tiny_config(run, epochs=1), train_dataset=ToyItems())
+    mask = os.umask(0)
+    os.umask(mask)
+    for name in ("last.pt", "best.pt", "state.pt", "metrics.csv"):
+        assert (run / name).stat().st_mode & 0o777 == 0o666 & ~mask, name

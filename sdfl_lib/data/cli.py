@@ -12,6 +12,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from sdfl_lib.errors import non_negative_int, positive_int
+
 
 def _clear_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """Bad input ends with its message on stderr and exit code 1, not a traceback."""
@@ -118,6 +120,10 @@ def _convert(args: argparse.Namespace) -> int:
     from sdfl_lib.data.manifest import replace_prefix, write_authors_list, write_manifest
 
     df = _read_any(args.input, args.source)
+    if not len(df):
+        from sdfl_lib.data.manifest import ManifestError
+
+        raise ManifestError(f"{args.input} holds no rows: nothing to convert")
     for old, new in args.replace_prefix or []:
         df, changed = replace_prefix(df, old, new)
         print(f"replaced prefix {old!r} -> {new!r} in {changed} path(s)")
@@ -133,10 +139,18 @@ def _convert(args: argparse.Namespace) -> int:
 
 def _explore(args: argparse.Namespace) -> int:
     from sdfl_lib.data.explore import save_figures
+    from sdfl_lib.errors import EXIT_UNSCORED
 
-    paths = save_figures(args.manifest, args.out_dir, examples=args.examples, seed=args.seed)
+    skipped: list[dict] = []
+    paths = save_figures(args.manifest, args.out_dir, examples=args.examples, seed=args.seed,
+                         skipped=skipped)
     for path in paths:
         print(path)
+    if skipped:
+        print(f"sdfl data explore: {len(skipped)} file(s) left out of the figures, listed in "
+              f"{Path(args.out_dir) / 'unreadable.csv'}; first: {skipped[0]['error']}",
+              file=sys.stderr)
+        return EXIT_UNSCORED
     return 0
 
 
@@ -167,12 +181,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("name", help="casia2, casia1, columbia, coverage, nist16, icnc-deepfakes, ffpp, cifake")
     p.add_argument("--root", required=True, help="the data set's folder")
     p.add_argument("--out", required=True, help="manifest CSV to write (report JSON beside it)")
-    p.add_argument("--real-frames", type=int, help="ffpp: frames per real video (default 7)")
-    p.add_argument("--fake-frames", type=int, help="ffpp: frames per fake video (default 2)")
+    p.add_argument("--real-frames", type=positive_int, help="ffpp: frames per real video (default 7)")
+    p.add_argument("--fake-frames", type=positive_int, help="ffpp: frames per fake video (default 2)")
     p.add_argument("--methods", nargs="+", help="ffpp / icnc-deepfakes: manipulation methods")
     p.add_argument("--compression", help="ffpp: c0, c23 or c40 (default c23)")
-    p.add_argument("--limit", type=int, help="ffpp: at most this many videos per method")
-    p.add_argument("--edge-width", type=int, help="band width of generated edge maps")
+    p.add_argument("--limit", type=positive_int, help="ffpp: at most this many videos per method")
+    p.add_argument("--edge-width", type=positive_int, help="band width of generated edge maps")
     p.add_argument("--drop-unmatched", action="store_true",
                    help="casia1/casia2: leave out tampered images without a mask (default: kept "
                         "as label-only fakes, listed in the report)")
@@ -188,7 +202,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ratios", type=_parse_ratios, help="train:val:test for every class")
     p.add_argument("--real-ratios", type=_parse_ratios, help="train:val:test for label 0")
     p.add_argument("--fake-ratios", type=_parse_ratios, help="train:val:test for label 1")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument(
         "--stratify", choices=("label", "label+source"), default="label+source",
         help="groups split separately (default label+source)",
@@ -199,7 +213,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("manifest")
     p.add_argument("--json", help="write the report here")
     p.add_argument("--mask-policy", choices=("resize", "skip", "fail"), default="resize")
-    p.add_argument("--max-pixels", type=int, help="decompression-bomb limit (PIL's by default)")
+    p.add_argument("--max-pixels", type=positive_int, help="decompression-bomb limit (PIL's by default)")
     p.set_defaults(func=_clear_errors(_validate))
 
     p = sub.add_parser("convert", help="CSV manifest <-> authors' paths_*.txt, prefix rewriting")
@@ -217,8 +231,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("explore", help="figures of a manifest: counts, sizes, mask areas, examples")
     p.add_argument("manifest")
     p.add_argument("--out-dir", required=True)
-    p.add_argument("--examples", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--examples", type=non_negative_int, default=8)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.set_defaults(func=_clear_errors(_explore))
 
     p = sub.add_parser("download", help="download and extract a data set")
@@ -230,7 +244,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("synth", help="synthetic forgeries for offline runs")
     p.add_argument("--out", required=True)
-    p.add_argument("--n", type=int, required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", type=int, help="image side in pixels")
+    p.add_argument("--n", type=positive_int, required=True)
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--size", type=positive_int, help="image side in pixels")
     p.set_defaults(func=_clear_errors(_synth))

@@ -211,8 +211,15 @@ class ManipulationDataset(Dataset):
         return image, mask, edge, has_mask
 
     def __getitem__(self, index: int) -> dict:
+        from sdfl_lib.data.io import ImageReadError
+        from sdfl_lib.errors import DataError
+
         index = int(index)
-        image, mask, edge, has_mask = self._load(index)
+        try:
+            image, mask, edge, has_mask = self._load(index)
+        except ImageReadError as err:
+            # One-argument type: it crosses from a loader worker intact (ImageReadError does not).
+            raise DataError(f"training item {index}: {err}") from None
         if self.transform is not None:
             result = self.transform(image=image, mask=mask, edge=edge)
             image, mask, edge = result["image"], result["mask"], result["edge"]

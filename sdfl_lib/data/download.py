@@ -3,8 +3,11 @@
 `DATASETS` (from `sdfl_lib.data.download_registry`) describes every data set of the study: where
 each file comes from (Google Drive via gdown, Dropbox, plain HTTP(S)) or, for sets behind a
 registration or request form, what to fetch by hand and where to put it. A download resumes
-from `<file>.part` (HTTP Range), is checked against a SHA-256 when one is known or given, and
-archives (.zip, .tar.*, .rar) are extracted safely (see `sdfl_lib.data.download_archive`).
+from `<file>.part` (HTTP Range), is checked against a SHA-256 when one is known or given (else
+against the one its first download recorded in `<file>.sha256`), and archives (.zip, .tar.*,
+.rar) are extracted safely (see `sdfl_lib.data.download_archive`). A file that is not what it
+should be (a web page, another type, a failed checksum or extraction) is moved aside as
+`<file>.<why>` with a message, so the next run downloads it afresh.
 Files already in the target folder (put there by hand) are used as they are: verified and
 extracted, never fetched again.
 """
@@ -20,7 +23,12 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from sdfl_lib.data.download_archive import ArchiveError, extract_archive, is_archive
+from sdfl_lib.data.download_archive import (
+    ArchiveError,
+    RarToolMissing,
+    extract_archive,
+    is_archive,
+)
 from sdfl_lib.data.download_registry import DATASETS, DatasetInfo, RemoteFile
 
 CHUNK = 1 << 20
@@ -61,18 +69,63 @@ def sha256sum(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def _digest_file(path: Path) -> Path:
+    return Path(f"{path}.sha256")
+
+
+def _quarantine(path: Path, why: str, tag: str) -> Path:
+    """Moves a file that is not what it should be aside (and forgets its recorded digest), so
+    that the next run fetches it afresh instead of failing on it again."""
+    bad = path.with_name(f"{path.name}.{tag}")
+    os.replace(path, bad)
+    _digest_file(path).unlink(missing_ok=True)
+    return bad
+
+
 def _verify(path: Path, expected: str | None) -> str:
+    """Checks the SHA-256 against the pinned one, else the one recorded by the first download
+    (kept beside the file as `<file>.sha256`); a mismatch moves the file aside."""
     actual = sha256sum(path)
-    # The digest is kept beside the file so a user can pin it in DATASETS or with --sha256.
-    Path(f"{path}.sha256").write_text(f"{actual}  {path.name}\n")
-    if expected and actual.lower() != expected.lower():
-        bad = path.with_name(path.name + ".sha256-mismatch")
-        os.replace(path, bad)
+    record = _digest_file(path)
+    recorded = record.read_text().split()[0] if record.is_file() and record.read_text().strip() else ""
+    wanted = (expected or recorded).lower()
+    if wanted and actual.lower() != wanted:
+        bad = _quarantine(path, "SHA-256 mismatch", "sha256-mismatch")
+        source = "expected" if expected else f"recorded in {record.name} by its first download"
         raise ChecksumError(
-            f"SHA-256 mismatch for {path.name}: expected {expected.lower()}, got {actual}. "
-            f"The file was moved to {bad} (delete it to download again)."
+            f"SHA-256 mismatch for {path.name}: {source} {wanted}, got {actual}. The file was "
+            f"moved to {bad}; the next run downloads it afresh."
         )
+    if not recorded:
+        # Kept beside the file so later runs check it, and a user can pin it with --sha256.
+        record.write_text(f"{actual}  {path.name}\n")
     return actual
+
+
+# Leading bytes of each archive type; a file that starts otherwise is not that archive.
+_MAGIC = {
+    ".zip": (b"PK\x03\x04", b"PK\x05\x06"),
+    ".rar": (b"Rar!\x1a\x07",),
+    ".gz": (b"\x1f\x8b",), ".tgz": (b"\x1f\x8b",),
+    ".xz": (b"\xfd7zXZ\x00",), ".txz": (b"\xfd7zXZ\x00",),
+    ".bz2": (b"BZh",), ".tbz2": (b"BZh",), ".tbz": (b"BZh",),
+}  # fmt: skip
+
+
+def _wrong_type(path: Path) -> str:
+    """Why `path` is not the archive its name says ("" when it looks right)."""
+    suffix = path.suffix.lower()
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+    text = head.lstrip().lower()
+    if text.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head")):
+        return "a web page (HTML) was served instead of the file"
+    if suffix == ".tar":
+        return "" if head[257:262] == b"ustar" or not head else "not a tar archive"
+    magic = _MAGIC.get(suffix)
+    if magic and not head.startswith(magic):
+        return f"not a {suffix} file (it starts with {head[:16]!r})"
+    return ""
 
 
 def _drive_id(url: str) -> str | None:
@@ -223,11 +276,20 @@ def download(
                 raise DownloadError(_manual_message(info, item, to, why)) from err
         if dest.is_dir():
             continue  # a folder the user unpacked by hand
+        why = _wrong_type(dest) if is_archive(dest) else ""
+        if why:
+            bad = _quarantine(dest, why, "not-an-archive")
+            raise DownloadError(f"{dest.name}: {why}; it was moved to {bad}, and the next run "
+                                "downloads it afresh")
         digest = _verify(dest, item.sha256)
         if extract and is_archive(dest):
             try:
                 extract_archive(dest, to / item.subdir)
+            except RarToolMissing as err:
+                raise DownloadError(f"{dest}: {err}") from err  # the tool, not the file
             except ArchiveError as err:
-                raise DownloadError(f"{dest}: {err}") from err
+                bad = _quarantine(dest, str(err), "extraction-failed")
+                raise DownloadError(f"{dest.name}: {err}; it was moved to {bad}, and the next "
+                                    "run downloads it afresh") from err
             _done_marker(to, item).write_text(digest + "\n")
     return to

@@ -2,7 +2,8 @@
 
 Every member is checked before anything is written: absolute paths, `..` components, members
 written through a symbolic link, links (symbolic or hard) whose target leaves the destination,
-and device files are refused with `UnsafeArchiveError`. The archive is unpacked into a staging
+and device files are refused with `UnsafeArchiveError`, and so is an archive that would expand
+past `MAX_EXTRACT_BYTES` or `MAX_EXTRACT_RATIO` times its size (a zip bomb). The archive is unpacked into a staging
 folder inside `dest` and moved into place only when all of it succeeded, so a refused or broken
 archive leaves nothing behind. RAR archives need an external tool (see `RAR_TOOL_HELP`).
 """
@@ -42,11 +43,21 @@ class RarToolMissing(ArchiveError):
     """No external tool that rarfile can use to decompress RAR members was found."""
 
 
+# Extraction limits (environment variables override them): an archive that would expand past
+# MAX_EXTRACT_BYTES, or past MAX_EXTRACT_RATIO times its own size once it expands past
+# RATIO_FLOOR_BYTES, is refused before anything is written (image data sets barely compress;
+# a zip bomb does, by orders of magnitude).
+MAX_EXTRACT_BYTES = int(os.environ.get("SDFL_MAX_EXTRACT_BYTES", 1 << 40))  # 1 TiB
+MAX_EXTRACT_RATIO = float(os.environ.get("SDFL_MAX_EXTRACT_RATIO", 100))
+RATIO_FLOOR_BYTES = 64 << 20
+
+
 @dataclass(frozen=True)
 class _Member:
     name: str
     kind: str  # "file", "dir", "symlink", "hardlink", "special"
     target: str = ""
+    size: int = 0  # uncompressed bytes, as the archive declares them
 
 
 def is_archive(path: str | os.PathLike) -> bool:
@@ -79,7 +90,22 @@ def _problem(member: _Member, links: set[str]) -> str | None:
     return None
 
 
+def _check_size(members: list[_Member], archive: Path) -> None:
+    total = sum(m.size for m in members)
+    packed = max(archive.stat().st_size, 1)
+    if total > MAX_EXTRACT_BYTES or (
+        total > RATIO_FLOOR_BYTES and total / packed > MAX_EXTRACT_RATIO
+    ):
+        raise UnsafeArchiveError(
+            f"refusing to extract {archive.name}: it would expand to {total:,} bytes from "
+            f"{packed:,} ({total / packed:.0f}x); the limits are {MAX_EXTRACT_BYTES:,} bytes and "
+            f"{MAX_EXTRACT_RATIO:g}x above {RATIO_FLOOR_BYTES:,} bytes (SDFL_MAX_EXTRACT_BYTES, "
+            "SDFL_MAX_EXTRACT_RATIO raise them for an archive you trust)"
+        )
+
+
 def _check(members: list[_Member], archive: Path) -> None:
+    _check_size(members, archive)
     links = {m.name.replace("\\", "/").strip("/") for m in members if m.kind == "symlink"}
     bad = [(m.name, why) for m in members if (why := _problem(m, links))]
     if bad:
@@ -99,7 +125,9 @@ def _zip_members(zf: zipfile.ZipFile) -> list[_Member]:
         elif mode and (mode & 0o170000) not in (0, 0o100000, 0o040000):
             members.append(_Member(info.filename, "special"))
         else:
-            members.append(_Member(info.filename, "dir" if info.is_dir() else "file"))
+            members.append(
+                _Member(info.filename, "dir" if info.is_dir() else "file", size=info.file_size)
+            )
     return members
 
 
@@ -111,7 +139,7 @@ def _tar_members(tf: tarfile.TarFile) -> list[_Member]:
         elif info.islnk():
             members.append(_Member(info.name, "hardlink", info.linkname))
         elif info.isdir() or info.isfile():
-            members.append(_Member(info.name, "dir" if info.isdir() else "file"))
+            members.append(_Member(info.name, "dir" if info.isdir() else "file", size=info.size))
         else:
             members.append(_Member(info.name, "special"))
     return members
@@ -126,7 +154,8 @@ def _rar_members(rf) -> list[_Member]:
         elif info.file_redir:  # RAR5 hard links and file copies
             members.append(_Member(info.filename, "hardlink", info.file_redir[2]))
         else:
-            members.append(_Member(info.filename, "dir" if info.is_dir() else "file"))
+            members.append(_Member(info.filename, "dir" if info.is_dir() else "file",
+                                   size=int(info.file_size or 0)))
     return members
 
 

@@ -47,22 +47,29 @@ def plot_counts(manifest: str | os.PathLike | pd.DataFrame) -> Figure:
     return fig
 
 
-def image_sizes(manifest: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
-    """Height and width of every readable image (from headers), with label and source."""
+def image_sizes(
+    manifest: str | os.PathLike | pd.DataFrame, skipped: list[dict] | None = None
+) -> pd.DataFrame:
+    """Height and width of every readable image (from headers), with label and source; the
+    unreadable ones are appended to `skipped` as {path, error}."""
     df = _frame(manifest)
     records = []
     for r in df.itertuples():
         try:
             h, w = image_size(r.image)
-        except (ImageReadError, FileNotFoundError):
+        except (ImageReadError, FileNotFoundError) as err:
+            if skipped is not None:
+                skipped.append({"path": r.image, "error": str(err)})
             continue
         records.append({"height": h, "width": w, "label": r.label, "source": r.source})
     return pd.DataFrame(records, columns=["height", "width", "label", "source"])
 
 
-def plot_image_sizes(manifest: str | os.PathLike | pd.DataFrame, bins: int = 30) -> Figure:
-    """Histograms of image heights, widths and megapixels."""
-    sizes = image_sizes(manifest)
+def plot_image_sizes(
+    manifest: str | os.PathLike | pd.DataFrame, bins: int = 30, skipped: list[dict] | None = None
+) -> Figure:
+    """Histograms of image heights, widths and megapixels (unreadable images into `skipped`)."""
+    sizes = image_sizes(manifest, skipped)
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
     values = (sizes["height"], sizes["width"], sizes["height"] * sizes["width"] / 1e6)
     for ax, data, name in zip(axes, values, ("height (px)", "width (px)", "megapixels"), strict=True):
@@ -74,22 +81,29 @@ def plot_image_sizes(manifest: str | os.PathLike | pd.DataFrame, bins: int = 30)
     return fig
 
 
-def mask_areas(manifest: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
-    """Fraction of manipulated pixels of every tampered image with a mask."""
+def mask_areas(
+    manifest: str | os.PathLike | pd.DataFrame, skipped: list[dict] | None = None
+) -> pd.DataFrame:
+    """Fraction of manipulated pixels of every tampered image with a mask; the unreadable masks
+    are appended to `skipped` as {path, error}."""
     df = _frame(manifest)
     records = []
     for r in df[(df["label"] == 1) & (df["mask"] != "")].itertuples():
         try:
             mask = load_mask(r.mask)
-        except ImageReadError:
+        except ImageReadError as err:
+            if skipped is not None:
+                skipped.append({"path": r.mask, "error": str(err)})
             continue
         records.append({"image": r.image, "source": r.source, "area": float(mask.mean())})
     return pd.DataFrame(records, columns=["image", "source", "area"])
 
 
-def plot_mask_areas(manifest: str | os.PathLike | pd.DataFrame, bins: int = 20) -> Figure:
-    """Histogram of manipulated-area fractions, one colour per source."""
-    areas = mask_areas(manifest)
+def plot_mask_areas(
+    manifest: str | os.PathLike | pd.DataFrame, bins: int = 20, skipped: list[dict] | None = None
+) -> Figure:
+    """Histogram of manipulated-area fractions, one colour per source (unreadable into `skipped`)."""
+    areas = mask_areas(manifest, skipped)
     fig, ax = plt.subplots(figsize=(6, 3.5))
     edges = np.linspace(0, 1, bins + 1)
     for source, group in areas.groupby("source"):
@@ -136,16 +150,22 @@ def plot_examples(
 
 
 def save_figures(
-    manifest: str | os.PathLike, out_dir: str | os.PathLike, examples: int = 8, seed: int = 0
+    manifest: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    examples: int = 8,
+    seed: int = 0,
+    skipped: list[dict] | None = None,
 ) -> list[Path]:
-    """Writes counts.png, image_sizes.png, mask_areas.png and examples.png; returns the paths."""
+    """Writes counts.png, image_sizes.png, mask_areas.png and examples.png; returns the paths.
+    Files left out of the figures are appended to `skipped` and listed in unreadable.csv."""
     df = read_manifest(manifest)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    skipped = [] if skipped is None else skipped
     figures = {
         "counts": plot_counts(df),
-        "image_sizes": plot_image_sizes(df),
-        "mask_areas": plot_mask_areas(df),
+        "image_sizes": plot_image_sizes(df, skipped=skipped),
+        "mask_areas": plot_mask_areas(df, skipped=skipped),
         "examples": plot_examples(df, n=examples, seed=seed),
     }
     paths = []
@@ -155,4 +175,9 @@ def save_figures(
         plt.close(fig)
         paths.append(path)
     counts_table(df).to_csv(out_dir / "counts.csv")
+    listed = out_dir / "unreadable.csv"
+    if skipped:
+        pd.DataFrame(skipped, columns=["path", "error"]).to_csv(listed, index=False)
+    else:
+        listed.unlink(missing_ok=True)
     return paths

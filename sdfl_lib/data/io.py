@@ -1,4 +1,5 @@
-"""Reading images and masks the same way everywhere: RGB uint8 images, binary {0, 1} masks.
+"""Reading images and masks the same way everywhere: RGB uint8 images, binary {0, 1} masks
+(every non-zero mask pixel is tampered).
 
 What gets normalised on the way is counted in an optional `stats` counter (keys in `NORMALISED`),
 so that a validation report can say how many CMYK, 16-bit, palette, RGBA or grey images a data set
@@ -140,30 +141,33 @@ def load_image(
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """(H, W) of an image from its header, without decoding the pixels."""
+    if not Path(path).is_file():
+        raise ImageReadError(path, "file not found")
     try:
-        with Image.open(path) as img:
-            return img.height, img.width
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                return img.height, img.width
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ImageReadError(path, f"decompression bomb refused ({err})") from None
     except (OSError, SyntaxError, ValueError) as err:
         raise ImageReadError(path, str(err) or type(err).__name__) from None
 
 
 def binarize(array: np.ndarray, stats: MutableMapping[str, int] | None = None) -> np.ndarray:
-    """{0, 1} uint8 from a grey mask. Two-level masks {0, v} map v to 1 as they are; masks with
-    more levels are thresholded at half the dtype's range (counted as `mask_non_binary`)."""
+    """{0, 1} uint8 from a grey mask by the one mask rule: every non-zero pixel is tampered.
+
+    The same rule serves validation, training and evaluation, and is the authors' evaluation's
+    (which counts every non-zero ground-truth pixel). Masks with more than two levels are counted
+    as `mask_non_binary`: their grey levels, however faint, count as tampered.
+    """
     # Cheaper than np.unique on large masks: a mask is two-level when every non-zero pixel
     # equals the maximum.
-    top = array.max()
     nonzero = array > 0
-    if top == 0 or not np.any(nonzero & (array != top)):
-        return nonzero.astype(np.uint8)
-    _count(stats, "mask_non_binary")
-    return (array > _half_range(array)).astype(np.uint8)
-
-
-def _half_range(array: np.ndarray) -> float:
-    if np.issubdtype(array.dtype, np.integer):
-        return float(np.iinfo(array.dtype).max) / 2
-    return 0.5
+    top = array.max()
+    if top != 0 and np.any(nonzero & (array != top)):
+        _count(stats, "mask_non_binary")
+    return nonzero.astype(np.uint8)
 
 
 def load_mask(
@@ -172,10 +176,11 @@ def load_mask(
     policy: str = "resize",
     stats: MutableMapping[str, int] | None = None,
 ) -> np.ndarray | None:
-    """Reads a mask as uint8 {0, 1} HxW; a pixel is manipulated when bright.
+    """Reads a mask as uint8 {0, 1} HxW by the one mask rule: a pixel is tampered when it is not
+    zero (see `binarize`).
 
-    Colour masks: a pixel counts when its brightest channel is above half range. RGBA masks whose
-    colour is constant but alpha varies use the alpha channel. When `size` = (H, W) differs from
+    Colour masks: a pixel counts when any channel is non-zero. RGBA masks whose colour is
+    constant but alpha varies use the alpha channel. When `size` = (H, W) differs from
     the mask: "resize" (nearest neighbour, counted), "skip" (returns None, counted) or "fail"
     (raises `MaskSizeError`).
     """

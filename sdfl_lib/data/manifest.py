@@ -79,6 +79,30 @@ def _finish(df: pd.DataFrame, where: str) -> pd.DataFrame:
     return df
 
 
+def duplicate_images(df: pd.DataFrame) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+    """Images listed more than once: ({image: 1-based rows} with one label, {image: rows} listed
+    with both labels). Paths are compared as read (absolute, normalised)."""
+    same: dict[str, list[int]] = {}
+    conflicting: dict[str, list[int]] = {}
+    for image, group in df.groupby("image", sort=True):
+        if len(group) < 2:
+            continue
+        rows = [int(i) + 1 for i in group.index]
+        (conflicting if group["label"].nunique() > 1 else same)[str(image)] = rows
+    return same, conflicting
+
+
+def check_labels_agree(df: pd.DataFrame, where: str) -> None:
+    """A `ManifestError` when one image is listed both authentic and tampered."""
+    _, conflicting = duplicate_images(df)
+    if conflicting:
+        image, rows = next(iter(conflicting.items()))
+        raise ManifestError(
+            f"{where}: {image} is listed as both authentic and tampered (rows {rows}); "
+            f"{len(conflicting)} such image(s) in all: fix the labels"
+        )
+
+
 def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     """Reads a manifest CSV; returns absolute path strings ("" when absent), int labels.
 
@@ -87,7 +111,13 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"manifest not found: {path}")
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except pd.errors.EmptyDataError:
+        raise ManifestError(f"{path}: empty file; a manifest needs a header "
+                            f"{','.join(MANIFEST_COLUMNS)} and one row per sample") from None
+    except (UnicodeDecodeError, pd.errors.ParserError) as err:
+        raise ManifestError(f"{path}: not a CSV manifest ({str(err).splitlines()[0]})") from None
     missing = [c for c in ("image", "label") if c not in df.columns]
     if missing:
         raise ManifestError(
@@ -158,7 +188,8 @@ def read_authors_list(path: str | os.PathLike, source: str = "") -> pd.DataFrame
         raise ManifestError(f"data list not found: {path}")
     folder = str(path.parent.absolute())
     rows = []
-    with open(path, encoding="utf-8") as handle:
+    # utf-8-sig: a byte-order mark (Windows editors) is not part of the first path.
+    with open(path, encoding="utf-8-sig") as handle:
         for number, line in enumerate(handle, start=1):
             line = line.rstrip("\r\n")
             if not line.strip():
@@ -197,17 +228,25 @@ def write_authors_list(df: pd.DataFrame, path: str | os.PathLike, relative: bool
 
 
 def replace_prefix(df: pd.DataFrame, old: str, new: str) -> tuple[pd.DataFrame, int]:
-    """Rewrites path prefixes `old` -> `new` in image/mask/edge; returns the copy and #paths changed."""
+    """Rewrites path prefixes `old` -> `new` in image/mask/edge; returns the copy and #paths changed.
+
+    A prefix is a whole folder: `/data` matches `/data` and `/data/x.jpg`, never `/database/x.jpg`.
+    """
     out = df.copy()
     changed = 0
+    if len(old) > 1:
+        old = old.rstrip("/\\")
+    new = new.rstrip("/\\") if len(new) > 1 and len(old) > 1 else new
     for column in PATH_COLUMNS:
         if column not in out.columns:
             continue
         values = []
         for value in out[column]:
             text = "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
-            if text and text.startswith(old):
-                text = new + text[len(old):]
+            rest = text[len(old):]
+            boundary = old.endswith(("/", "\\")) or rest == "" or rest[0] in "/\\"
+            if text and text.startswith(old) and boundary:
+                text = new + rest
                 changed += 1
             values.append(text)
         out[column] = values

@@ -15,7 +15,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sdfl_lib.data.manifest import read_manifest, write_manifest
+from sdfl_lib.data.manifest import (
+    ManifestError,
+    check_labels_agree,
+    read_manifest,
+    write_manifest,
+)
 
 PARTS = ("train", "val", "test")
 PRESETS: dict[str, dict[int, tuple[float, float, float]]] = {
@@ -49,13 +54,21 @@ def split_manifest(
 
     `ratios`: train:val:test for every label, or {label: ratios}. `stratify`: columns whose value
     combinations are split separately. `group`: a column whose rows stay in one part (split by group).
+    Rows of the same image always stay in one part; an image listed with both labels is refused.
     """
     per_label = dict(ratios) if isinstance(ratios, Mapping) else {0: ratios, 1: ratios}
     keys = [stratify] if isinstance(stratify, str) else list(stratify)
     keys = [k for k in keys if k in df.columns] or ["label"]
     rng = np.random.default_rng(seed)
-    assigned = pd.Series("", index=df.index)
-    for _, stratum in df.groupby(keys, sort=True):
+    if "image" in df.columns:
+        # An image listed more than once (e.g. under two masks) goes to one part with all its
+        # rows: its first row is split, the others follow it. Both labels at once: refused.
+        check_labels_agree(df, "split")
+        first = df.loc[~df["image"].duplicated()]
+    else:
+        first = df
+    assigned = pd.Series("", index=first.index)
+    for _, stratum in first.groupby(keys, sort=True):
         label = int(stratum["label"].iloc[0])
         if label not in per_label:
             raise ValueError(f"no ratios for label {label}")
@@ -69,6 +82,8 @@ def split_manifest(
             chosen = [units[i] for i in order[lo:hi]]
             where = stratum.index[stratum[group].astype(str).isin(chosen)] if group else chosen
             assigned.loc[where] = part
+    if first is not df:
+        assigned = df["image"].map(dict(zip(first["image"], assigned, strict=True)))
     return {part: df.loc[assigned == part].reset_index(drop=True) for part in PARTS}
 
 
@@ -94,6 +109,8 @@ def split_manifest_file(
     if fake_ratios is not None:
         per_label[1] = fake_ratios
     df = read_manifest(manifest)
+    if not len(df):
+        raise ManifestError(f"{manifest}: no rows to split")
     parts = split_manifest(df, per_label, seed, stratify.split("+"), group)
     out_dir = Path(out_dir)
     stem = Path(manifest).stem

@@ -3,8 +3,10 @@
 Errors (the command exits non-zero): missing files, unreadable or truncated images and masks,
 decompression bombs, label 0 with a non-empty mask, a mask size mismatch under the "fail" policy.
 Counted warnings: CMYK / 16-bit / palette / RGBA / grey images (normalised on load), non-binary
-masks (thresholded), masks of another size (resized or skipped by the policy), RGBA masks,
-label-only fakes, duplicate basenames (two files of the same name confuse per-image outputs).
+masks (several grey levels: every non-zero pixel is tampered), masks of another size (resized or
+skipped by the policy), RGBA masks, label-only fakes, tampered rows whose mask is all zero, images
+listed twice, duplicate basenames (two files of the same name confuse per-image outputs).
+Errors also: an image listed both authentic and tampered, a manifest without rows.
 """
 
 from __future__ import annotations
@@ -16,17 +18,26 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from sdfl_lib.data.io import MASK_POLICIES, ImageReadError, MaskSizeError, load_image, load_mask
-from sdfl_lib.data.manifest import read_manifest
+from sdfl_lib.data.io import (
+    MASK_POLICIES,
+    ImageReadError,
+    MaskSizeError,
+    image_size,
+    load_image,
+    load_mask,
+)
+from sdfl_lib.data.manifest import duplicate_images, read_manifest
 
 # Keys of `report["counts"]` that are errors; the others are warnings.
 ERROR_KINDS = (
     "missing_image", "missing_mask", "missing_edge", "unreadable_image", "unreadable_mask",
     "unreadable_edge", "decompression_bomb", "authentic_with_mask", "mask_size_mismatch_fail",
+    "conflicting_labels", "empty_manifest",
 )
 WARNING_KINDS = (
     "cmyk", "16bit", "palette", "rgba", "grey", "other_mode", "mask_non_binary", "mask_rgba",
     "mask_size_mismatch", "mask_resized", "mask_skipped", "label_only", "duplicate_basename",
+    "duplicate_image", "tampered_empty_mask",
 )
 
 
@@ -43,8 +54,12 @@ def validate_manifest(
     mask_policy: str = "resize",
     max_pixels: int | None = None,
     progress: bool = True,
+    decode: bool = True,
 ) -> dict[str, Any]:
     """Checks every row of the manifest at `path`; returns a JSON-ready report.
+
+    `decode=False` (training's pre-flight) reads only the images' headers, which is fast; masks
+    and edges are always decoded, since the mask rule looks at their pixels.
 
     `report["counts"]` counts each kind (see ERROR_KINDS / WARNING_KINDS), `report["errors"]` and
     `report["warnings"]` list `{row, kind, path, detail}` items, `report["ok"]` is True without errors.
@@ -67,7 +82,10 @@ def validate_manifest(
         image_stats: Counter = Counter()
         shape = None
         try:
-            shape = load_image(r.image, stats=image_stats, max_pixels=max_pixels).shape[:2]
+            if decode:
+                shape = load_image(r.image, stats=image_stats, max_pixels=max_pixels).shape[:2]
+            else:
+                shape = image_size(r.image)
         except ImageReadError as err:
             note(_classify(err, "image"), number, r.image, err.cause)
         for kind, n in image_stats.items():
@@ -86,7 +104,9 @@ def validate_manifest(
                 continue
             for kind, n in stats.items():
                 for _ in range(n):
-                    note(kind, number, file)
+                    detail = ("several grey levels: every non-zero pixel counts as tampered"
+                              if kind == "mask_non_binary" else "")
+                    note(kind, number, file, detail)
             if shape is not None and mask.shape != shape:
                 detail = f"{what} {mask.shape[0]}x{mask.shape[1]}, image {shape[0]}x{shape[1]}"
                 note("mask_size_mismatch", number, file, detail)
@@ -97,12 +117,22 @@ def validate_manifest(
                     note("mask_size_mismatch_fail", number, file, err.cause)
             if what == "mask" and r.label == 0 and mask.any():
                 note("authentic_with_mask", number, file, f"{int(mask.sum())} manipulated pixels")
-    by_name: dict[str, list[int]] = {}
-    for i, image in enumerate(df["image"]):
-        by_name.setdefault(os.path.basename(image), []).append(i + 1)
-    for name, numbers in sorted(by_name.items()):
-        if len(numbers) > 1:
+            if what == "mask" and r.label == 1 and not mask.any():
+                note("tampered_empty_mask", number, file, "label 1 but no tampered pixel")
+    same, conflicting = duplicate_images(df)
+    for image, numbers in conflicting.items():
+        note("conflicting_labels", numbers[0], image, f"labels 0 and 1 in rows {numbers}")
+    for image, numbers in same.items():
+        note("duplicate_image", numbers[0], image, f"rows {numbers}")
+    by_name: dict[str, set[str]] = {}
+    for image in df["image"]:
+        by_name.setdefault(os.path.basename(image), set()).add(image)
+    for name, images in sorted(by_name.items()):
+        if len(images) > 1:
+            numbers = [int(i) + 1 for i in df.index[df["image"].map(os.path.basename) == name]]
             note("duplicate_basename", numbers[0], name, f"rows {numbers}")
+    if not len(df):
+        note("empty_manifest", 0, str(path), "no rows (a header only)")
     for kind in (*ERROR_KINDS, *WARNING_KINDS):
         counts.setdefault(kind, 0)
     return {
@@ -134,3 +164,25 @@ def print_report(report: dict[str, Any], limit: int = 20) -> None:
         if len(items) > limit:
             print(f"  ... {len(items) - limit} more {title}")
     print("OK" if report["ok"] else f"{len(report['errors'])} error(s)")
+
+
+def preflight(path: str | os.PathLike, what: str = "manifest", mask_policy: str = "resize") -> dict:
+    """Training's check before anything is built: every file exists and its header decodes, and
+    the rows follow the mask rule. All problems at once in one `DataError`; returns the report."""
+    from sdfl_lib.errors import DataError
+
+    report = validate_manifest(path, mask_policy=mask_policy, progress=False, decode=False)
+    if report["errors"]:
+        kinds: dict[str, list[dict]] = {}
+        for e in report["errors"]:
+            kinds.setdefault(e["kind"], []).append(e)
+        listed = "; ".join(
+            f"{kind} x{len(items)} (row {items[0]['row']}: {items[0]['path']}"
+            f"{' ' + items[0]['detail'] if items[0]['detail'] else ''})"
+            for kind, items in kinds.items()
+        )
+        raise DataError(
+            f"{what} {report['manifest']} has {len(report['errors'])} problem(s): {listed}; "
+            f"`sdfl data validate {path}` lists them all"
+        )
+    return report

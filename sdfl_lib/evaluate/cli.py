@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import sys
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
+
+from sdfl_lib.errors import EXIT_UNSCORED, non_negative_int, positive_int, probability
 
 _SUMMARY_KEYS = (
     "paper/pixel_f1", "paper/image_f1", "paper/combined_f1", "paper/auc",
@@ -39,11 +41,13 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--image-size",
-        type=int,
+        type=positive_int,
         default=None,
         help="model input size (default: the model's own, else 512)",
     )
-    p.add_argument("--threshold", type=float, default=0.5, help="decision threshold (0.5)")
+    p.add_argument(
+        "--threshold", type=probability, default=0.5, help="decision threshold in [0, 1] (0.5)"
+    )
     p.add_argument("--device", default="auto", help="auto (this process's GPU if any, else cpu), cpu, cuda or cuda:N")
 
 
@@ -65,8 +69,8 @@ def register(subparsers) -> None:
         help="e.g. jpeg,blur,noise_sigma,noise_var,resize or jpeg:90/70/50,resize:0.5/1.5 "
         "(noise_sigma: levels are standard deviations; noise_var: variances, as IMDL-BenCo)",
     )
-    ev.add_argument("--batch-size", type=int, default=8)
-    ev.add_argument("--workers", type=int, default=2, help="DataLoader workers")
+    ev.add_argument("--batch-size", type=positive_int, default=8)
+    ev.add_argument("--workers", type=non_negative_int, default=2, help="DataLoader workers")
     ev.add_argument(
         "--mask-policy",
         choices=("resize", "skip", "fail"),
@@ -86,28 +90,23 @@ def register(subparsers) -> None:
     ev.add_argument("--no-maps", action="store_true", help="do not save predicted maps")
     ev.add_argument("--no-figures", action="store_true", help="do not draw figures")
     ev.add_argument("--no-resume", action="store_true", help="start over in --out")
-    ev.set_defaults(func=_weights_error(_evaluate))
+    ev.add_argument(
+        "--allow-unscored",
+        action="store_true",
+        help="exit 0 even when some rows could not be scored (default: exit 3; they are listed)",
+    )
+    ev.set_defaults(func=_evaluate)
 
     pr = subparsers.add_parser("predict", help="probability map, overlay and score of images")
     pr.add_argument("input", help="an image, or a folder of images")
     _model_args(pr)
     pr.add_argument("--out", required=True, help="output folder")
-    pr.set_defaults(func=_weights_error(_predict))
-
-
-def _weights_error(command: Callable[[argparse.Namespace], int]) -> Callable:
-    """Runs a command, turning a named-weights problem into one line and exit status 1."""
-
-    def run(args: argparse.Namespace) -> int:
-        from sdfl_lib.models.weights import WeightsError
-
-        try:
-            return command(args)
-        except WeightsError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 1
-
-    return run
+    pr.add_argument(
+        "--allow-unscored",
+        action="store_true",
+        help="exit 0 even when some files could not be read (default: exit 3; they are listed)",
+    )
+    pr.set_defaults(func=_predict)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -135,45 +134,106 @@ def _evaluate(args: argparse.Namespace) -> int:
         )
         for r in mm["images"]:
             print(f"  {r['mask']}: mask {r['mask_size']}, image {r['image_size']}")
-    if metrics["errors"]["count"]:
-        print(f"unreadable files: {metrics['errors']['count']} (listed in metrics.json)")
     print(f"report: {Path(args.out) / 'report.md'}")
+    unscored = metrics["errors"]["count"]
+    if unscored:
+        print(
+            f"sdfl evaluate: {unscored} row(s) could not be scored and are left out of every "
+            f"metric; listed under 'errors' in {Path(args.out) / 'metrics.json'} and in report.md",
+            file=sys.stderr,
+        )
+        for e in metrics["errors"]["images"][:5]:
+            print(f"  row {e['row']}: {e['error']}", file=sys.stderr)
+        return 0 if args.allow_unscored else EXIT_UNSCORED
     return 0
+
+
+def _output_names(files: list[Path], root: Path | None) -> dict[Path, Path]:
+    """Output name (relative, without suffix) of every input: the stem, or the whole file name
+    where two inputs of one folder would share it (a.jpg, a.png, a.jpg.png), numbered if still
+    equal, so that no prediction overwrites another."""
+    rel = {f: (f.relative_to(root) if root else Path(f.name)) for f in files}
+    stems = Counter(r.with_name(r.stem) for r in rel.values())
+    names = {f: r.with_name(r.stem) if stems[r.with_name(r.stem)] == 1 else r for f, r in rel.items()}
+    # A stem can still equal another file's whole name (a.png.jpg -> a.png, beside a.png).
+    taken = Counter(names.values())
+    for f in files:
+        if taken[names[f]] > 1:
+            names[f] = rel[f]
+    seen: Counter = Counter()
+    for f in files:
+        seen[names[f]] += 1
+        if seen[names[f]] > 1:
+            names[f] = names[f].with_name(f"{names[f].name}.{seen[names[f]]}")
+    return names
+
+
+_OUTPUTS = ("*_map.png", "*_overlay.png", "*.json", "unreadable.csv")
+
+
+def _inputs(src: Path, out: Path) -> tuple[list[Path], int]:
+    """Every file under `src` (symlinks included, dangling ones too) but the outputs of a run
+    into `out` (when `out` lies inside `src`), and how many outputs were left out: nothing is
+    skipped unseen; what cannot be read is reported by the caller."""
+    out = out.absolute()
+    files, outputs = [], 0
+    for p in sorted(src.rglob("*")):
+        if p.is_dir() and not p.is_symlink():
+            continue
+        inside = p.absolute() == out or out in p.absolute().parents
+        if inside and any(p.match(pattern) for pattern in _OUTPUTS):
+            outputs += 1  # a second run must not predict the first one's outputs
+            continue
+        files.append(p)
+    return files, outputs
 
 
 def _predict(args: argparse.Namespace) -> int:
     from sdfl_lib.data import ImageReadError
+    from sdfl_lib.errors import DataError
     from sdfl_lib.predict import predict, resolve_model
 
-    src = Path(args.input)
+    src, out = Path(args.input), Path(args.out)
     if src.is_dir():
-        from PIL import Image
-
-        known = set(Image.registered_extensions())
-        files = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in known)
+        files, outputs = _inputs(src, out)
+        if outputs:
+            print(f"sdfl predict: {outputs} file(s) in {out} are outputs of an earlier run and "
+                  "are not read as inputs", file=sys.stderr)
         if not files:
-            print(f"error: no image files in {src}", file=sys.stderr)
-            return 1
+            raise DataError(f"no files in {src}")
     elif src.is_file():
         files = [src]
     else:
-        print(f"error: no such file or folder: {src}", file=sys.stderr)
-        return 1
+        raise DataError(f"no such file or folder: {src}")
     model = resolve_model(args.checkpoint, args.method, args.device)
-    # Output names drop the extension unless two inputs in one folder share a stem (a.jpg, a.png).
-    stems = Counter((f.parent, f.stem) for f in files)
-    failed = 0
+    names = _output_names(files, src if src.is_dir() else None)
+    failed = []
     for f in files:
         try:
             result = predict(f, model, image_size=args.image_size, threshold=args.threshold)
         except ImageReadError as err:
-            failed += 1
-            print(f"error: {err}", file=sys.stderr)
+            if not src.is_dir():
+                raise DataError(str(err)) from None  # one file asked for: a plain error
+            cause = err.cause
+            if f.is_symlink() and not f.exists():
+                cause = "dangling symbolic link"
+            elif not f.suffix:
+                cause = f"no file extension, and not an image PIL can read ({cause})"
+            failed.append({"file": str(f), "error": cause})
             continue
-        rel = f.relative_to(src) if src.is_dir() else Path(f.name)
-        out_dir = Path(args.out) / rel.parent
-        paths = result.save(out_dir, rel.stem if stems[(f.parent, f.stem)] == 1 else rel.name)
+        name = names[f]
+        paths = result.save(out / name.parent, name.name)
         print(f"{f}: score {result.score:.4f} -> {result.decision} ({paths['json']})")
-    if failed:
-        print(f"{failed} of {len(files)} file(s) could not be read", file=sys.stderr)
-    return 1 if failed else 0
+    if not failed:
+        return 0
+    out.mkdir(parents=True, exist_ok=True)
+    listed = out / "unreadable.csv"
+    with open(listed, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["file", "error"])
+        writer.writeheader()
+        writer.writerows(failed)
+    print(f"sdfl predict: {len(failed)} of {len(files)} file(s) could not be read, listed in "
+          f"{listed}:", file=sys.stderr)
+    for item in failed[:10]:
+        print(f"  {item['file']}: {item['error']}", file=sys.stderr)
+    return 0 if args.allow_unscored else EXIT_UNSCORED

@@ -21,7 +21,8 @@ class EvalDataset(Dataset):
 
     `rows`: dicts with image, mask, label (from `read_manifest`). Authentic images without a mask
     file get an all-zero mask; tampered images without one are label-only (no pixel ground truth).
-    An unreadable image or mask becomes an item with `error` set, reported, never dropped.
+    An unreadable image, a missing or unreadable mask, and an authentic row whose mask marks
+    tampered pixels become an item with `error` set: not scored, reported, never dropped.
     """
 
     def __init__(
@@ -54,27 +55,45 @@ class EvalDataset(Dataset):
             "mask_event": "",
             "mask_size": "",
             "error": "",
+            "fatal": None,
         }
         try:
             image = load_image(row["image"])
-            size = image.shape[:2]  # the ground truth's size, whatever the perturbation does
-            if self.perturb is not None:
-                image = self.perturb(image, int(row.get("row", i)))
-            item["x"] = prepare_input(image, self.image_size)
-            item["size"] = size
-            if row["mask"]:
-                stats: Counter = Counter()
-                mask = load_mask(row["mask"], size=size, policy=self.mask_policy, stats=stats)
-                if stats["mask_resized"] or stats["mask_skipped"]:
-                    item["mask_event"] = "resized" if stats["mask_resized"] else "skipped"
-                    mh, mw = image_size(row["mask"])
-                    item["mask_size"] = f"{mh}x{mw}"
-                if mask is not None:
-                    item["mask"] = torch.from_numpy(mask)
-        except MaskSizeError:
-            raise  # policy "fail": the user asked evaluation to stop here
         except ImageReadError as err:
             item["error"] = str(err)
+            return item
+        size = image.shape[:2]  # the ground truth's size, whatever the perturbation does
+        mask = None
+        if row["mask"]:
+            stats: Counter = Counter()
+            try:
+                mask = load_mask(row["mask"], size=size, policy=self.mask_policy, stats=stats)
+            except MaskSizeError as err:
+                # Policy "fail": the user asked evaluation to stop here. The error is rebuilt in
+                # the main process (an exception raised in a loader worker loses its type).
+                item["fatal"] = (err.path, err.mask_size, err.image_size)
+                return item
+            except ImageReadError as err:
+                # A tampered row without its ground truth cannot be scored: an error, never a
+                # silent label-only row.
+                item["error"] = f"mask {err}"
+                return item
+            if stats["mask_resized"] or stats["mask_skipped"]:
+                item["mask_event"] = "resized" if stats["mask_resized"] else "skipped"
+                mh, mw = image_size(row["mask"])
+                item["mask_size"] = f"{mh}x{mw}"
+            if mask is not None and int(row["label"]) == 0 and mask.any():
+                item["error"] = (
+                    f"authentic row (label 0) with a mask of {int(mask.sum())} tampered pixels: "
+                    f"{row['mask']} (fix the label or the mask)"
+                )
+                return item
+        if self.perturb is not None:
+            image = self.perturb(image, int(row.get("row", i)))
+        item["x"] = prepare_input(image, self.image_size)
+        item["size"] = size
+        if mask is not None:
+            item["mask"] = torch.from_numpy(mask)
         return item
 
 

@@ -20,6 +20,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from sdfl_lib.data.io import MaskSizeError
+from sdfl_lib.data.manifest import ManifestError, check_labels_agree
+from sdfl_lib.errors import DataError
 from sdfl_lib.evaluate.dataset import EvalDataset, collate, map_paths
 from sdfl_lib.evaluate.predictions import FORMAT, Writer, make_row, read_predictions
 from sdfl_lib.evaluate.robustness import Perturbation, parse_robustness
@@ -116,7 +119,12 @@ def run_pass(
     try:
         for batch in loader:
             for it in batch["errors"]:
-                stats["errors"].append({"image": todo[it["i"]]["image"], "error": it["error"]})
+                meta = todo[it["i"]]
+                if it["fatal"]:
+                    raise MaskSizeError(*it["fatal"])
+                stats["errors"].append(
+                    {"row": meta["row"] + 1, "image": meta["image"], "error": it["error"]}
+                )
             if batch["x"] is not None:
                 t0 = time.perf_counter()
                 with torch.no_grad(), autocast(device):
@@ -197,8 +205,9 @@ def _read_rows(manifest: str | os.PathLike | pd.DataFrame) -> tuple[list[dict], 
     else:
         df, name = read_manifest(manifest), str(Path(manifest).absolute())
     if not len(df):
-        raise ValueError(f"manifest {name} has no rows")
+        raise ManifestError(f"manifest {name} has no rows")
     df = df.reset_index(drop=True)
+    check_labels_agree(df, name)  # one image cannot count as both a hit and a false alarm
     df["row"] = df.index
     keep = ["row", "image", "mask", "label", "source"] + (["kind"] if "kind" in df else [])
     rows = df[keep].to_dict("records")
@@ -265,6 +274,8 @@ def evaluate(
     model = resolve_model(model_or_checkpoint, method, device)
     size = model_image_size(model, image_size)
     rows, manifest_name = _read_rows(manifest)
+    # Bad subset names and kinds fail now, not after the whole pass.
+    subset_masks(pd.DataFrame(rows), subsets, deep_sources)
     out = Path(out_dir)
     spec = dict(getattr(model, "sdfl_spec", {}) or {"name": type(model).__name__})
     checkpoint = (
@@ -303,8 +314,17 @@ def evaluate(
     table = read_predictions(out / "predictions.csv")
     table = table[[k in keys for k in zip(table["row"], table["image"], strict=True)]]
     table = _with_kinds(table, rows)
+    if not len(table):
+        first = stats["errors"][0] if stats["errors"] else {"row": "?", "error": "no rows"}
+        raise DataError(
+            f"none of the {len(rows)} rows of {manifest_name} could be scored; first: row "
+            f"{first['row']}: {first['error']}"
+        )
+    # The mask rule's other case, reported as validation reports it: scored, and listed.
+    empty = table[(table["label"] == 1) & table["pixel"] & (table["tp"] + table["fn"] == 0)]
     results = {
         "subsets": _subset_results(table, protocol, threshold, subsets, deep_sources, band),
+        "tampered_empty_mask": {"count": int(len(empty)), "images": empty["image"].tolist()},
         "errors": stats["errors"],
         "timing": {k: stats.get(k) for k in ("images", "resumed", "forward_s", "wall_s")},
     }

@@ -104,6 +104,7 @@ def write_report(
         "subsets": subsets,
         "mask_size_mismatch": _mismatches(table, config["mask_policy"]),
         "label_only": {"count": int(len(label_only)), "images": label_only["image"].tolist()},
+        "tampered_empty_mask": results.get("tampered_empty_mask", {"count": 0, "images": []}),
         "errors": {"count": len(results["errors"]), "images": results["errors"]},
         "table3": table3_comparison(subsets, name),
         "timing": results["timing"],
@@ -144,7 +145,11 @@ def _markdown(metrics: dict, config: dict, fig_paths: list[Path]) -> str:
     parts.append(
         f"\nLabel-only fakes (image-level metrics only): {metrics['label_only']['count']}\n"
     )
-    parts.append(f"\n## Unreadable files: {metrics['errors']['count']}\n")
+    empty = metrics["tampered_empty_mask"]
+    parts.append(f"\nTampered rows whose mask is all zero (scored): {empty['count']}\n")
+    parts += [f"- {image}\n" for image in empty["images"]]
+    parts.append(f"\n## Rows not scored (unreadable files, missing masks): "
+                 f"{metrics['errors']['count']}\n")
     parts.append(_md_table(metrics["errors"]["images"]))
     if metrics["table3"]:
         parts.append("\n## Side by side with the paper's Table III (paper protocol)\n")

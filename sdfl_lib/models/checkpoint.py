@@ -72,7 +72,9 @@ def read_checkpoint(src: str | Path | Mapping, map_location: Any = "cpu") -> Map
         raise CheckpointError(
             f"{path} is not a PyTorch checkpoint (cannot unpickle: {err})"
         ) from err
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError,
+            IndexError, TypeError, AttributeError) as err:
+        # A text or other non-pickle file fails inside the unpickler with any of these.
         raise CheckpointError(
             f"{path} is not a readable PyTorch checkpoint (truncated or another kind of file; "
             f"{path.stat().st_size} bytes): {err}"

@@ -68,9 +68,14 @@ def build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer):
 def build_datasets(config: TrainConfig):
     """(train, val or None) `ManipulationDataset`s from the manifests; images in [0, 1] as the paper."""
     from sdfl_lib.data import ManipulationDataset
+    from sdfl_lib.data.validate import preflight
 
     if not config.train_manifest:
         raise ValueError("train_manifest is empty: give the manifest CSV of the training set")
+    # Pre-flight: a missing or broken file is found now, not hours into an epoch.
+    preflight(config.train_manifest, "train_manifest")
+    if config.val_manifest:
+        preflight(config.val_manifest, "val_manifest")
     train = ManipulationDataset(
         config.train_manifest, image_size=config.image_size, augment=config.augment
     )

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+from sdfl_lib.errors import positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `train` sub-command."""
@@ -18,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--config", help="YAML file of training keys (a study file's `train:` section works)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config keys to change")
-    p.add_argument("--nproc", type=int, default=1, help="start N processes on this machine (torchrun)")
+    p.add_argument("--nproc", type=positive_int, default=1, help="start N processes on this machine (torchrun)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its state.pt")
     p.add_argument("--help-config", action="store_true", help="list every config key and exit")
     p.set_defaults(func=_run)
@@ -55,17 +57,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.nproc > 1 and "RANK" not in os.environ:
         argv = sys.argv[1:] if sys.argv[1:2] == ["train"] else ["train", *_args_to_argv(args)]
         return subprocess.call(_torchrun_command(argv, args.nproc))
-    from sdfl_lib.train.engine import NonFiniteLossError, fit
+    from sdfl_lib.train.engine import fit
 
-    try:
-        result = fit(args.config or ({} if not args.resume else None), resume=args.resume,
-                     overrides=args.overrides)
-    except NonFiniteLossError as err:
-        print(f"sdfl train: {err}", file=sys.stderr)
-        return 1
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        print(f"sdfl train: {err}", file=sys.stderr)
-        return 2
+    # Bad keys and values (exit 2), bad data and a failed run (exit 1) end in one line: `sdfl_lib.cli`.
+    result = fit(args.config or ({} if not args.resume else None), resume=args.resume,
+                 overrides=args.overrides)
     if result.status == "interrupted":
         return 128 + result.signal
     return 0

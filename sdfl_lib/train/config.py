@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -110,6 +111,22 @@ class TrainConfig:
         for name in ("batch_size", "grad_accum", "image_size", "epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("workers", "plateau_patience", "step_size", "early_stop_patience",
+                     "checkpoint_every_steps", "log_every_steps", "max_steps",
+                     "limit_train_batches", "limit_val_batches"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{f.name} must be a finite number, got {value}")
+        for name in ("weight_decay", "momentum", "grad_clip", "min_lr", "lambda_clf",
+                     "lambda_seg", "lambda_edge"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("plateau_factor", "step_gamma"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         from sdfl_lib.runtime import check_device_name
@@ -150,7 +167,15 @@ class TrainConfig:
         """Read a YAML file (or defaults when None), then apply `key=value` overrides."""
         data: dict[str, Any] = {}
         if path is not None:
-            loaded = yaml.safe_load(Path(path).read_text())
+            try:
+                loaded = yaml.safe_load(Path(path).read_text())
+            except yaml.YAMLError as err:
+                where = getattr(err, "problem_mark", None)
+                at = f" (line {where.line + 1}, column {where.column + 1})" if where else ""
+                problem = getattr(err, "problem", None) or type(err).__name__
+                raise ValueError(f"{path}: not valid YAML{at}: {problem}") from None
+            except UnicodeDecodeError:
+                raise ValueError(f"{path}: not a text (UTF-8) YAML file") from None
             if loaded is not None and not isinstance(loaded, dict):
                 raise ValueError(f"{path}: expected a mapping of config keys, got {type(loaded).__name__}")
             loaded = loaded or {}

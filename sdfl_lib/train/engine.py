@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from sdfl_lib.errors import DataError
 from sdfl_lib.runtime import autocast, make_loader
 from sdfl_lib.train import distributed as D
 from sdfl_lib.train.build import (
@@ -31,6 +32,8 @@ from sdfl_lib.train.signals import StopSignals
 from sdfl_lib.train.state import (
     atomic_torch_save,
     load_training_state,
+    read_training_state,
+    resume_changes,
     rng_state,
     save_training_state,
     write_metrics_csv,
@@ -134,6 +137,12 @@ class _Run:
         self.run_dir = Path(config.out_dir)
         self.micro = config.per_rank_batch(env.world_size)
         self._check_run_dir()
+        self._state = None
+        if resume:
+            # Read and compare before anything is built: an edited backbone or image size is
+            # refused in one line, not met as a shape error later.
+            self._state = read_training_state(self.run_dir)
+            resume_changes(self._state["config"], config.to_dict())
         self._seed_everything(config.seed)
         if train_ds is None:
             train_ds, built_val = build_datasets(config)
@@ -156,6 +165,7 @@ class _Run:
         self.metrics: list[dict[str, Any]] = []
         self.acc = self._fresh_acc()
         self.has_edge = False
+        self.changes: list[dict[str, Any]] = []
         if resume:
             self._load_state()
         self.writer = None
@@ -217,10 +227,37 @@ class _Run:
         save_training_state(self, D.gather_objects(rng_state(), self.env))
 
     def _load_state(self) -> None:
-        load_training_state(self)
-        if self.env.is_main:
+        before = len(self.changes)
+        load_training_state(self, self._state)
+        self._state = None
+        if not self.env.is_main:
+            return
+        for c in self.changes[before:]:
+            tqdm.write(f"resume: {c['key']} {c['old']!r} -> {c['new']!r} from global step"
+                       f" {c['global_step']} (epoch {c['epoch']})")
+        if self.changes:
+            write_metrics_csv(self.changes, self.run_dir / "config_changes.csv")
+        finished = self._finished()
+        if finished:
+            tqdm.write(f"{self.run_dir} is finished ({finished}; {self.epoch} epoch(s), global step"
+                       f" {self.global_step}): nothing to resume. Raise epochs= (or"
+                       " early_stop_patience=) to train on.")
+        else:
             tqdm.write(f"resuming {self.run_dir} at epoch {self.epoch + 1}, step {self.step_in_epoch}"
                        f" (global step {self.global_step})")
+
+    def _finished(self) -> str:
+        """Why the restored run has nothing left to do ("" when it has)."""
+        cfg = self.cfg
+        if self.step_in_epoch:
+            return ""
+        if self.epoch >= cfg.epochs:
+            return f"completed: epoch {self.epoch} of {cfg.epochs}"
+        if cfg.early_stop_patience and self.bad_epochs >= cfg.early_stop_patience:
+            return f"early_stopped: no improvement for {self.bad_epochs} epochs"
+        if cfg.max_steps and self.global_step >= cfg.max_steps:
+            return f"max_steps: {self.global_step} of {cfg.max_steps} steps"
+        return ""
 
     def _save_checkpoint(self, name: str, row: dict[str, Any]) -> None:
         from sdfl_lib.models import make_checkpoint
@@ -232,6 +269,12 @@ class _Run:
     def run(self) -> RunResult:
         cfg = self.cfg
         status, signum = "completed", 0
+        finished = self._finished() if self.resume else ""
+        if finished:
+            if self.writer is not None:
+                self.writer.close()
+            return RunResult(self.run_dir, finished.split(":")[0], self.epoch, self.global_step,
+                             self.best, self.best_epoch, list(self.metrics))
         if self.env.is_main:
             tqdm.write(f"training {cfg.model} ({cfg.backbone}) on {self.env.world_size} process(es),"
                        f" {self.env.device.type}; global batch {cfg.batch_size} = {self.env.world_size}"
@@ -268,7 +311,10 @@ class _Run:
         t_start, time_before = time.perf_counter(), self.acc["time"]
         try:
             for step in range(self.step_in_epoch, n_steps):
-                micro = [next(batches) for _ in range(cfg.grad_accum)]
+                try:
+                    micro = [next(batches) for _ in range(cfg.grad_accum)]
+                except DataError as err:
+                    self._bad_file(step, err)
                 # Global counts normalise the loss, so that any split of the batch over ranks and
                 # accumulation steps gives the full-batch gradient (counted on the CPU: no sync).
                 counts = [float(sum(len(b["label"]) for b in micro)),
@@ -329,6 +375,17 @@ class _Run:
         finally:
             bar.close()
         return None
+
+    def _bad_file(self, step: int, err: DataError) -> None:
+        """A file that went bad after the pre-flight: the run stops in one line (the policy)."""
+        # From a loader worker the message carries the worker's traceback; its last line is ours.
+        text = str(err).strip().splitlines()[-1].split("DataError: ", 1)[-1]
+        last = self.run_dir / "state.pt"
+        kept = f"the last saved state is {last}" if last.exists() else "no state had been saved yet"
+        raise DataError(
+            f"{text} (epoch {self.epoch + 1}, step {step + 1}); the run stopped, {kept}: fix or"
+            f" remove the file, then `sdfl train --resume {self.run_dir}`"
+        ) from None
 
     def _non_finite(self, step: int, total: float, clf: float, seg: float, edge: float) -> None:
         last = self.run_dir / "state.pt"

@@ -6,6 +6,7 @@ import csv
 import io
 import os
 import random
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -14,10 +15,21 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from sdfl_lib.errors import DataError, UsageError
+
 STATE_FORMAT = "sdfl-train-state"
 # Counters of a run kept in state.pt besides the model, optimizer, scheduler and scaler states.
 _COUNTERS = ("epoch", "step_in_epoch", "global_step", "best", "best_epoch", "bad_epochs",
              "metrics", "acc", "has_edge")
+# Keys a resumed run may change: applied from the step it resumes at, and recorded.
+RESUMABLE_KEYS = (
+    "lr", "epochs", "early_stop_patience", "plateau_patience", "grad_clip", "workers",
+    "log_every_steps", "checkpoint_every_steps", "progress", "max_steps", "limit_train_batches",
+    "limit_val_batches", "device", "compile", "channels_last",
+)  # fmt: skip
+# Where the run lives, not what it computes: neither refused nor recorded.
+_PLACE_KEYS = ("out_dir", "overwrite")
+PREVIOUS_STATE = "state.prev.pt"
 
 
 def atomic_write_bytes(data: bytes, path: str | Path) -> None:
@@ -29,6 +41,8 @@ def atomic_write_bytes(data: bytes, path: str | Path) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        # mkstemp makes the file 0600; give it the mode a plain open() would (0666 & ~umask).
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -36,10 +50,26 @@ def atomic_write_bytes(data: bytes, path: str | Path) -> None:
         raise
 
 
-def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """`torch.save` through a temporary file and `os.replace`."""
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_torch_save(obj: Any, path: str | Path, keep_previous: Path | None = None) -> None:
+    """`torch.save` through a temporary file and `os.replace`; with `keep_previous`, the file
+    it replaces stays there (a hard link, else a copy), so one bad write never loses the run."""
     buffer = io.BytesIO()
     torch.save(obj, buffer)
+    path = Path(path)
+    if keep_previous is not None and path.is_file():
+        tmp = keep_previous.with_name(f".{keep_previous.name}.tmp")
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(path, tmp)
+        except OSError:
+            shutil.copyfile(path, tmp)
+        os.replace(tmp, keep_previous)
     atomic_write_bytes(buffer.getvalue(), path)
 
 
@@ -83,7 +113,8 @@ def write_metrics_csv(rows: list[dict[str, Any]], path: str | Path) -> None:
 
 
 def save_training_state(run: Any, rngs: list[dict[str, Any]]) -> None:
-    """Write `run`'s full training state to its state.pt (rank 0 only; `rngs`: every rank's)."""
+    """Write `run`'s full training state to its state.pt (rank 0 only; `rngs`: every rank's);
+    the state it replaces is kept as state.prev.pt."""
     if not run.env.is_main:
         return
     state = {
@@ -91,24 +122,68 @@ def save_training_state(run: Any, rngs: list[dict[str, Any]]) -> None:
         "world_size": run.env.world_size, "rng": rngs,
         "model": run.raw.state_dict(), "optimizer": run.optimizer.state_dict(),
         "scheduler": run.scheduler.state_dict() if run.scheduler else None,
-        "scaler": run.scaler.state_dict(),
+        "scaler": run.scaler.state_dict(), "changes": list(run.changes),
         **{name: getattr(run, name) for name in _COUNTERS},
     }
-    atomic_torch_save(state, run.run_dir / "state.pt")
+    atomic_torch_save(state, run.run_dir / "state.pt", keep_previous=run.run_dir / PREVIOUS_STATE)
 
 
-def load_training_state(run: Any) -> None:
-    """Restore what `save_training_state` wrote into `run` (same global batch and seed required)."""
-    path = run.run_dir / "state.pt"
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if state.get("format") != STATE_FORMAT:
-        raise ValueError(f"{path} is not an sdfl training state")
-    old = state["config"]
-    if old.get("batch_size") != run.cfg.batch_size or old.get("seed") != run.cfg.seed:
-        raise ValueError(
-            "resume needs the same batch_size and seed as the interrupted run"
-            f" (was batch_size={old.get('batch_size')}, seed={old.get('seed')})"
+def _read_state(path: Path) -> dict[str, Any]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated, overwritten or not a torch file at all
+        raise DataError(f"{path} is not a readable training state ({type(err).__name__}: "
+                        f"{str(err).splitlines()[0] if str(err) else 'no detail'})") from err
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise DataError(f"{path} is not an sdfl training state")
+    return state
+
+
+def read_training_state(run_dir: str | Path) -> dict[str, Any]:
+    """The run's state.pt; when it is unreadable, the one before it (state.prev.pt) with a note.
+    Neither readable: a `DataError` saying which weights are left (last.pt)."""
+    run_dir = Path(run_dir)
+    try:
+        return _read_state(run_dir / "state.pt")
+    except DataError as err:
+        previous = run_dir / PREVIOUS_STATE
+        if previous.is_file():
+            try:
+                state = _read_state(previous)
+            except DataError:
+                pass
+            else:
+                tqdm.write(f"note: {err}; resuming from the state before it, {previous} (epoch"
+                           f" {state['epoch'] + 1}, step {state['step_in_epoch']}, global step"
+                           f" {state['global_step']})")
+                return state
+        last = run_dir / "last.pt"
+        hint = (f"; {last} holds the weights of the last finished epoch: start a new run from them"
+                f" with init_checkpoint={last}" if last.is_file() else "")
+        raise DataError(f"cannot resume: {err} and no earlier state is readable{hint}") from None
+
+
+def resume_changes(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(key, old, new) of every key a resume changes; a `UsageError` naming each key that cannot
+    change (the model, the data, the batch, the seed ...: see `RESUMABLE_KEYS`)."""
+    changed = [(k, old[k], v) for k, v in new.items() if k in old and old[k] != v
+               and k not in _PLACE_KEYS]
+    fixed = [c for c in changed if c[0] not in RESUMABLE_KEYS]
+    if fixed:
+        what = ", ".join(f"{k} (was {a!r}, now {b!r})" for k, a, b in fixed)
+        raise UsageError(
+            f"a resumed run cannot change {what}; undo the edit, or start a new run in another"
+            f" out_dir (only {', '.join(RESUMABLE_KEYS)} may change on resume)"
         )
+    return changed
+
+
+def load_training_state(run: Any, state: dict[str, Any] | None = None) -> None:
+    """Restore what `save_training_state` wrote into `run`, then apply the keys the resume
+    changed (`run.cfg` against the saved config): the learning rate into the optimizer and the
+    schedule, patience and epochs into the schedule; each change recorded in `run.changes`."""
+    state = read_training_state(run.run_dir) if state is None else state
+    changes = resume_changes(state["config"], run.cfg.to_dict())
     run.raw.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     if run.scheduler is not None and state["scheduler"] is not None:
@@ -118,6 +193,11 @@ def load_training_state(run: Any) -> None:
         value = state[name]
         setattr(run, name, list(value) if isinstance(value, list) else
                 dict(value) if isinstance(value, dict) else value)
+    run.changes = list(state.get("changes", []))
+    for key, old, new in changes:
+        _apply_change(run, key, new)
+        run.changes.append({"global_step": run.global_step, "epoch": run.epoch + 1,
+                            "step_in_epoch": run.step_in_epoch, "key": key, "old": old, "new": new})
     rngs, rank = state["rng"], run.env.rank
     if len(rngs) != run.env.world_size:
         if run.env.is_main:
@@ -126,3 +206,22 @@ def load_training_state(run: Any) -> None:
                        " (the data order and augmentations are unaffected)")
         rank = 0
     set_rng_state(rngs[rank])
+
+
+def _apply_change(run: Any, key: str, value: Any) -> None:
+    """Puts one changed key into the restored optimizer and schedule (the others are read from
+    `run.cfg` as the run goes)."""
+    scheduler = run.scheduler
+    if key == "lr":
+        for group in run.optimizer.param_groups:
+            group["lr"] = value
+            if "initial_lr" in group:
+                group["initial_lr"] = value
+        if scheduler is not None and hasattr(scheduler, "base_lrs"):
+            scheduler.base_lrs = [value] * len(run.optimizer.param_groups)
+        if scheduler is not None and hasattr(scheduler, "_last_lr"):
+            scheduler._last_lr = [value] * len(run.optimizer.param_groups)
+    elif key == "plateau_patience" and hasattr(scheduler, "patience"):
+        scheduler.patience = value
+    elif key == "epochs" and hasattr(scheduler, "T_max"):
+        scheduler.T_max = value

@@ -1,0 +1,87 @@
+"""The command line's error contract: user mistakes end in one line and a documented exit code.
+
+`sdfl <command>: error: <what> (<which file/row/key>)` on stderr, then:
+
+- exit 2 (`EXIT_USAGE`): bad usage (an unknown option, a value out of range, a bad config key);
+- exit 1 (`EXIT_FAILED`): bad data (a missing or unreadable file, a bad manifest row) or a failed run;
+- exit 3 (`EXIT_UNSCORED`): the run completed but could not score some rows; it says how many and
+  where they are listed (`--allow-unscored` turns this into 0).
+
+`sdfl --debug ...` shows the traceback instead of the one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNSCORED = 0, 1, 2, 3
+
+
+class UserError(Exception):
+    """A mistake in what the user gave; `main` prints it as one line and exits `exit_code`."""
+
+    exit_code = EXIT_FAILED
+
+
+class UsageError(UserError, ValueError):
+    """A bad option or setting (exit 2)."""
+
+    exit_code = EXIT_USAGE
+
+
+class DataError(UserError, ValueError):
+    """Data that cannot be used: names the file, row or key (exit 1)."""
+
+    exit_code = EXIT_FAILED
+
+
+def exit_code_of(err: BaseException) -> int | None:
+    """The exit code for a user mistake, or None for a fault of the program (a traceback)."""
+    from sdfl_lib.data.io import ImageReadError
+    from sdfl_lib.data.manifest import ManifestError
+
+    if isinstance(err, UserError):
+        return err.exit_code
+    if isinstance(err, (ManifestError, ImageReadError)):
+        return EXIT_FAILED
+    # Checkpoint errors are ValueErrors too, but name a file: bad data.
+    if type(err).__name__ in ("CheckpointError", "DownloadError", "NonFiniteLossError", "WeightsError"):
+        return EXIT_FAILED
+    if isinstance(err, (FileNotFoundError, FileExistsError, IsADirectoryError,
+                        NotADirectoryError, PermissionError)):
+        return EXIT_FAILED
+    if isinstance(err, ValueError):
+        return EXIT_USAGE
+    return None
+
+
+def _number(kind: type, text: str) -> int | float:
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                         f"got {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = _number(int, text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    value = _number(int, text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def probability(text: str) -> float:
+    """argparse type: a number in [0, 1]."""
+    value = float(_number(float, text))
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value:g}")
+    return value

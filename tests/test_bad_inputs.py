@@ -1,0 +1,349 @@
+"""Bad input through the real CLI and the API: one clear line, a documented exit code, nothing
+silently skipped (the error contract of `sdfl_lib.errors`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from sdfl_lib.cli import main as sdfl
+from sdfl_lib.errors import EXIT_FAILED, EXIT_UNSCORED, EXIT_USAGE
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_evaluate import RedChannel, _toy_set, _write  # noqa: E402
+
+
+def _one_line_error(capsys, command: str) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and err[-1].startswith(f"sdfl {command}: error: "), err
+    assert not any("Traceback" in line for line in err)
+    return err[-1]
+
+
+# ---- 7: the error contract ------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "extra, code, needle",
+    [
+        (["--batch-size", "0"], EXIT_USAGE, "--batch-size: must be >= 1"),
+        (["--workers", "-1"], EXIT_USAGE, "--workers: must be >= 0"),
+        (["--image-size", "-5"], EXIT_USAGE, "--image-size: must be >= 1"),
+        (["--threshold", "1.5"], EXIT_USAGE, "--threshold: must be in [0, 1]"),
+    ],
+)
+def test_evaluate_refuses_bad_numbers_in_one_line(tmp_path, capsys, extra, code, needle):
+    manifest = _toy_set(tmp_path / "data", n=2)
+    argv = ["evaluate", "--method", "ela", "--manifest", str(manifest), "--out", str(tmp_path)]
+    with pytest.raises(SystemExit) as exc:
+        sdfl(argv + extra)
+    assert exc.value.code == code
+    assert needle in capsys.readouterr().err
+
+
+def test_user_errors_are_one_line_with_exit_1_or_2_and_debug_shows_the_traceback(
+    tmp_path, capsys
+):
+    manifest = _toy_set(tmp_path / "data", n=2)
+    text = tmp_path / "notes.pt"
+    text.write_text("hello, not a checkpoint\n")
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("image,mask,edge,label,source\n")
+    (tmp_path / "empty.csv").write_bytes(b"")
+    (tmp_path / "binary.csv").write_bytes(b"\xff\xfe\x00\x01garbage")
+    (tmp_path / "bad.yaml").write_text("lr: [\n")
+    out = str(tmp_path / "ev")
+    cases = [
+        (["evaluate", "--method", "ela", "--manifest", str(tmp_path / "nope.csv"), "--out", out],
+         "evaluate", EXIT_FAILED, "nope.csv"),
+        (["evaluate", "--method", "nosuch", "--manifest", str(manifest), "--out", out],
+         "evaluate", EXIT_USAGE, "nosuch"),
+        (["evaluate", "--checkpoint", str(text), "--manifest", str(manifest), "--out", out],
+         "evaluate", EXIT_FAILED, "notes.pt"),
+        (["evaluate", "--method", "ela", "--manifest", str(header_only), "--out", out],
+         "evaluate", EXIT_FAILED, "has no rows"),
+        (["predict", str(tmp_path / "data" / "img"), "--checkpoint", str(text), "--out", out],
+         "predict", EXIT_FAILED, "notes.pt"),
+        (["evaluate", "--method", "ela", "--manifest", str(tmp_path / "empty.csv"), "--out", out],
+         "evaluate", EXIT_FAILED, "empty.csv: empty file"),
+        (["evaluate", "--method", "ela", "--manifest", str(tmp_path / "binary.csv"), "--out", out],
+         "evaluate", EXIT_FAILED, "binary.csv: not a CSV manifest"),
+        (["evaluate", "--method", "ela", "--manifest", str(manifest), "--out", out,
+          "--subsets", "nosuch"], "evaluate", EXIT_USAGE, "unknown subset(s) ['nosuch']"),
+        (["predict", str(text), "--method", "ela", "--out", out],
+         "predict", EXIT_FAILED, "notes.pt"),
+        (["train", "--config", str(tmp_path / "bad.yaml")], "train", EXIT_USAGE,
+         "bad.yaml: not valid YAML (line 2"),
+        (["train", "image_size=-5"], "train", EXIT_USAGE, "image_size"),
+        (["train", "workers=-1"], "train", EXIT_USAGE, "workers"),
+        (["train", "lr=nan"], "train", EXIT_USAGE, "lr must be a finite number"),
+        (["train", "plateau_factor=2"], "train", EXIT_USAGE, "plateau_factor must be in (0, 1]"),
+        (["train", "train_manifest=" + str(tmp_path / "none.csv"), f"out_dir={tmp_path / 'r'}"],
+         "train", EXIT_FAILED, "none.csv"),
+    ]  # fmt: skip
+    for argv, command, code, needle in cases:
+        assert sdfl(argv) == code, argv
+        assert needle in _one_line_error(capsys, command), argv
+    with pytest.raises(Exception, match="notes.pt"):
+        sdfl(["--debug", *cases[2][0]])
+
+
+def test_mask_policy_fail_and_every_row_unreadable_end_in_one_line(tmp_path, capsys):
+    manifest = _toy_set(tmp_path / "data", n=2)
+    df = pd.read_csv(manifest, keep_default_na=False)
+    df.loc[1, "mask"] = _write(tmp_path / "small.png", np.full((8, 8), 255, np.uint8))
+    df.to_csv(tmp_path / "m.csv", index=False)
+    argv = ["evaluate", "--method", "ela", "--manifest", str(tmp_path / "m.csv"),
+            "--image-size", "32", "--no-figures", "--mask-policy", "fail"]  # fmt: skip
+    for workers in ("0", "1"):
+        code = sdfl([*argv, "--out", str(tmp_path / f"f{workers}"), "--workers", workers])
+        assert code == EXIT_FAILED
+        assert "small.png" in _one_line_error(capsys, "evaluate")
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    pd.DataFrame([{"image": str(bad), "label": 0}] * 2).to_csv(tmp_path / "b.csv", index=False)
+    code = sdfl(["evaluate", "--method", "ela", "--manifest", str(tmp_path / "b.csv"),
+                 "--out", str(tmp_path / "b"), "--workers", "0"])  # fmt: skip
+    assert code == EXIT_FAILED
+    line = _one_line_error(capsys, "evaluate")
+    assert "none of the 2 rows" in line and "bad.png" in line
+
+
+# ---- 1: missing or unreadable masks are counted, listed, and change the exit code -------------
+def test_missing_and_unreadable_masks_are_unscored_rows_not_label_only(tmp_path, capsys):
+    manifest = _toy_set(tmp_path / "data", n=6)
+    df = pd.read_csv(manifest, keep_default_na=False)
+    df.loc[1, "mask"] = str(tmp_path / "data" / "mask" / "gone.png")
+    (tmp_path / "data" / "mask" / "broken.png").write_text("not a png")
+    df.loc[3, "mask"] = str(tmp_path / "data" / "mask" / "broken.png")
+    df.to_csv(tmp_path / "m.csv", index=False)
+    from sdfl_lib.evaluate import evaluate
+
+    m = evaluate(RedChannel(), tmp_path / "m.csv", tmp_path / "api", workers=0, figures=False,
+                 progress=False)  # fmt: skip
+    assert m["errors"]["count"] == 2
+    listed = {e["row"]: e["error"] for e in m["errors"]["images"]}
+    assert "gone.png" in listed[2] and "file not found" in listed[2]
+    assert "broken.png" in listed[4]
+    assert m["subsets"]["both"]["count/images"] == 4  # neither is scored as label-only
+    assert m["label_only"]["count"] == 0
+    report = (tmp_path / "api" / "report.md").read_text()
+    assert "gone.png" in report and "broken.png" in report
+
+    argv = ["evaluate", "--checkpoint", "", "--manifest", str(tmp_path / "m.csv"),
+            "--workers", "0", "--no-figures", "--image-size", "32"]  # fmt: skip
+    argv[1:3] = ["--method", "ela"]
+    assert sdfl([*argv, "--out", str(tmp_path / "cli")]) == EXIT_UNSCORED
+    err = capsys.readouterr().err
+    assert "2 row(s) could not be scored" in err and "metrics.json" in err and "gone.png" in err
+    assert sdfl([*argv, "--out", str(tmp_path / "cli"), "--allow-unscored"]) == 0
+
+
+def test_explore_lists_decompression_bombs_and_exits_3(tmp_path, capsys, monkeypatch):
+    manifest = _toy_set(tmp_path / "data", n=2)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # the 32x32 files are "bombs" now (2 images, 1 mask)
+    code = sdfl(["data", "explore", str(manifest), "--out-dir", str(tmp_path / "fig")])
+    assert code == EXIT_UNSCORED
+    err = capsys.readouterr().err
+    assert "3 file(s) left out" in err and "decompression bomb" in err and "Traceback" not in err
+    listed = pd.read_csv(tmp_path / "fig" / "unreadable.csv")
+    assert len(listed) == 3 and listed["error"].str.contains("decompression bomb").all()
+
+
+# ---- 5: training checks its data first; a file going bad later stops in one line --------------
+def _train_config(manifest: Path, out_dir: Path, **kw):
+    from test_train_engine import train_test_tiny  # noqa: F401  (registers the tiny model)
+
+    from sdfl_lib.train import TrainConfig
+
+    base = dict(model="train_test_tiny", image_size=16, batch_size=2, epochs=1, workers=0,
+                progress=False, train_manifest=str(manifest), out_dir=str(out_dir))
+    return TrainConfig(**{**base, **kw})
+
+
+def test_training_preflight_reports_every_problem_before_building(tmp_path, monkeypatch):
+    from sdfl_lib.errors import DataError
+    from sdfl_lib.train import build, fit
+
+    manifest = _toy_set(tmp_path / "data", n=6)
+    df = pd.read_csv(manifest, keep_default_na=False)
+    df.loc[0, "image"] = str(tmp_path / "gone.png")
+    (tmp_path / "data" / "img" / "2.png").write_bytes(b"\x89PNG broken")
+    df.loc[4, "mask"] = df.loc[1, "mask"]  # an authentic row with a mask
+    df.to_csv(tmp_path / "m.csv", index=False)
+    monkeypatch.setattr(build, "build_train_model", lambda cfg: pytest.fail("model was built"))
+    with pytest.raises(DataError) as exc:
+        fit(_train_config(tmp_path / "m.csv", tmp_path / "run"))
+    text = str(exc.value)
+    assert "3 problem(s)" in text and "\n" not in text
+    for needle in ("missing_image x1 (row 1", "unreadable_image x1 (row 3",
+                   "authentic_with_mask x1 (row 5"):
+        assert needle in text
+
+
+def test_a_file_that_goes_bad_mid_run_stops_in_one_line(tmp_path, monkeypatch, capsys):
+    from sdfl_lib.data import validate
+
+    manifest = _toy_set(tmp_path / "data", n=4)
+    real = validate.preflight
+
+    def then_break(path, *args, **kw):
+        report = real(path, *args, **kw)
+        (tmp_path / "data" / "img" / "3.png").write_bytes(b"gone bad")
+        return report
+
+    monkeypatch.setattr(validate, "preflight", then_break)
+    cfg = _train_config(manifest, tmp_path / "run", workers=1, balance_classes=False)
+    argv = ["train", *[f"{k}={v}" for k, v in cfg.to_dict().items() if k != "model_kwargs"]]
+    assert sdfl(argv) == EXIT_FAILED
+    line = _one_line_error(capsys, "train")
+    assert "3.png" in line and "sdfl train --resume" in line and "Traceback" not in line
+
+
+# ---- 8: one mask rule (every non-zero pixel is tampered), reported the same way everywhere -----
+def test_one_mask_rule_in_validation_training_and_evaluation(tmp_path):
+    from sdfl_lib.data import ManipulationDataset
+    from sdfl_lib.data.validate import validate_manifest
+    from sdfl_lib.evaluate import evaluate
+
+    image = np.zeros((16, 16, 3), np.uint8)
+    grey = np.zeros((16, 16), np.uint8)
+    grey[2:6, 2:6], grey[8:12, 8:12] = 100, 200  # two grey levels: both regions are tampered
+    image[..., 0] = (grey > 0) * 255
+    rows = [
+        {"image": _write(tmp_path / "grey.png", image), "mask": _write(tmp_path / "gm.png", grey),
+         "label": 1},
+        {"image": _write(tmp_path / "empty.png", image * 0),
+         "mask": _write(tmp_path / "em.png", grey * 0), "label": 1},
+        {"image": _write(tmp_path / "auth.png", image * 0),
+         "mask": _write(tmp_path / "am.png", grey), "label": 0},
+    ]  # fmt: skip
+    pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
+
+    report = validate_manifest(tmp_path / "m.csv", progress=False)
+    by_kind = {(w["kind"], w["row"]): w for w in report["warnings"] + report["errors"]}
+    assert "every non-zero pixel" in by_kind[("mask_non_binary", 1)]["detail"]
+    assert ("tampered_empty_mask", 2) in by_kind and ("authentic_with_mask", 3) in by_kind
+
+    item = ManipulationDataset(tmp_path / "m.csv", image_size=None, augment=False)[0]
+    assert int(item["mask"].sum()) == 32  # both the 100 and the 200 region
+
+    m = evaluate(RedChannel(), tmp_path / "m.csv", tmp_path / "ev", workers=0, figures=False,
+                 progress=False)  # fmt: skip
+    table = pd.read_csv(tmp_path / "ev" / "predictions.csv")
+    first = table[table["row"] == 0].iloc[0]
+    assert (first["tp"], first["fn"]) == (32, 0)  # the 100 region is ground truth too
+    assert m["tampered_empty_mask"] == {"count": 1, "images": [rows[1]["image"]]}
+    assert [e["row"] for e in m["errors"]["images"]] == [3]
+    assert "authentic row (label 0) with a mask" in m["errors"]["images"][0]["error"]
+
+
+# ---- 3: data split keeps every image in one part and refuses contradictory labels --------------
+def test_split_keeps_duplicates_together_and_refuses_conflicting_labels(tmp_path, capsys):
+    from sdfl_lib.data.validate import validate_manifest
+
+    rows = [{"image": f"img/{i}.png", "label": i % 2, "source": "s"} for i in range(30)]
+    rows += [{"image": "img/1.png", "label": 1, "source": "s"}] * 4  # one image, five rows
+    pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
+    argv = ["data", "split", str(tmp_path / "m.csv"), "--out-dir", str(tmp_path / "parts"),
+            "--ratios", "1:1:1"]  # fmt: skip
+    assert sdfl(argv) == 0
+    found = {p: (pd.read_csv(tmp_path / "parts" / f"m_{p}.csv")["image"].str.endswith("img/1.png")
+                 .sum()) for p in ("train", "val", "test")}  # fmt: skip
+    assert sorted(found.values()) == [0, 0, 5]
+
+    rows.append({"image": "img/2.png", "label": 1, "source": "s"})  # also listed as authentic
+    pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
+    assert sdfl(argv) == EXIT_FAILED
+    line = _one_line_error(capsys, "data split")
+    assert "img/2.png is listed as both authentic and tampered (rows [3, 35])" in line
+    kinds = {e["kind"] for e in validate_manifest(tmp_path / "m.csv", progress=False)["errors"]}
+    assert "conflicting_labels" in kinds
+    code = sdfl(["evaluate", "--method", "ela", "--manifest", str(tmp_path / "m.csv"),
+                 "--out", str(tmp_path / "ev")])  # fmt: skip
+    assert code == EXIT_FAILED and "both authentic and tampered" in _one_line_error(
+        capsys, "evaluate"
+    )
+    (tmp_path / "h.csv").write_text("image,mask,edge,label,source\n")
+    assert sdfl(["data", "split", str(tmp_path / "h.csv"), "--out-dir", str(tmp_path / "h")]) == 1
+    assert "no rows to split" in _one_line_error(capsys, "data split")
+
+
+# ---- 4: predict DIR neither overwrites, nor skips unseen, nor predicts its own outputs ----------
+def test_predict_folder_collisions_unlisted_files_and_out_inside_input(tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("x.png", "x.jpg", "x.png.jpg"):
+        Image.fromarray(rng.integers(0, 255, (10, 12, 3), np.uint8)).save(src / name)
+    (src / "photo.heic").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    (src / "noext").write_bytes(b"plain bytes")
+    (src / "link.png").symlink_to(src / "gone.png")
+    argv = ["predict", str(src), "--method", "noise", "--image-size", "16",
+            "--out", str(src / "out")]  # fmt: skip
+    assert sdfl(argv) == EXIT_UNSCORED
+    err = capsys.readouterr().err
+    assert "3 of 6 file(s) could not be read" in err
+    listed = pd.read_csv(src / "out" / "unreadable.csv").set_index("file")["error"]
+    assert set(listed.index) == {str(src / n) for n in ("photo.heic", "noext", "link.png")}
+    assert listed[str(src / "link.png")] == "dangling symbolic link"
+    assert "no file extension" in listed[str(src / "noext")]
+    sources = {json.loads(p.read_text())["image"] for p in (src / "out").glob("*.json")}
+    assert sources == {str(src / n) for n in ("x.png", "x.jpg", "x.png.jpg")}  # three outputs
+    # A second run into the same folder inside the input predicts the same six inputs.
+    assert sdfl(argv) == EXIT_UNSCORED
+    err = capsys.readouterr().err
+    assert "3 of 6 file(s)" in err and "10 file(s) in" in err and "earlier run" in err
+    assert sdfl([*argv, "--allow-unscored"]) == 0
+    # --out the input folder itself: its images are still inputs, its outputs are not.
+    argv[-1] = str(src)
+    assert sdfl(argv) == EXIT_UNSCORED
+    assert "3 of 6 file(s)" in capsys.readouterr().err
+
+
+# ---- 9: data convert: prefixes end at a folder, a BOM is no path, an empty list is an error -----
+def test_convert_prefix_boundary_bom_and_empty_list(tmp_path, capsys):
+    listed = tmp_path / "paths_train.txt"
+    lines = ["/home/them/data/a.jpg None None 0", "/home/them/database/b.jpg /home/them/data/b.png None 1"]
+    listed.write_bytes(b"\xef\xbb\xbf" + "\n".join(lines).encode() + b"\n")
+    out = tmp_path / "m.csv"
+    argv = ["data", "convert", str(listed), str(out), "--absolute",
+            "--replace-prefix", "/home/them/data", "/new/root"]  # fmt: skip
+    assert sdfl(argv) == 0
+    df = pd.read_csv(out, keep_default_na=False)
+    assert df["image"].tolist() == ["/new/root/a.jpg", "/home/them/database/b.jpg"]
+    assert df["mask"].tolist() == ["", "/new/root/b.png"]
+    assert "in 2 path(s)" in capsys.readouterr().out
+    empty = tmp_path / "paths_empty.txt"
+    empty.write_text("\n")
+    assert sdfl(["data", "convert", str(empty), str(tmp_path / "e.csv")]) == EXIT_FAILED
+    assert "holds no rows" in _one_line_error(capsys, "data convert")
+    assert not (tmp_path / "e.csv").exists()
+
+
+# ---- 10: a header-only manifest fails validation ------------------------------------------------
+def test_header_only_manifest_fails_validation(tmp_path, capsys):
+    (tmp_path / "h.csv").write_text("image,mask,edge,label,source\n")
+    assert sdfl(["data", "validate", str(tmp_path / "h.csv")]) == EXIT_FAILED
+    assert "empty_manifest" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["data", "synth", "--out", "x", "--n", "0"],
+        ["data", "split", "m.csv", "--out-dir", "x", "--seed", "-1"],
+        ["data", "explore", "m.csv", "--out-dir", "x", "--examples", "-1"],
+        ["data", "validate", "m.csv", "--max-pixels", "0"],
+        ["train", "--nproc", "0"],
+    ],
+)
+def test_out_of_range_numbers_are_usage_errors_everywhere(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        sdfl(argv)
+    assert exc.value.code == EXIT_USAGE
+    assert "must be >=" in capsys.readouterr().err
