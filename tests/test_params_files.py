@@ -21,6 +21,15 @@ NOTEBOOKS = ["01_data", "02_modules", "03_train", "04_evaluate", "05_optimizatio
 needs_samples = pytest.mark.skipif(not (SAMPLES / "casia2-sample").is_dir(), reason="no shared samples")
 
 
+@pytest.fixture(autouse=True)
+def _free_disk(tmp_path: Path):
+    """A study of the paper's network writes gigabytes of checkpoints: gone after each test."""
+    yield
+    import shutil
+
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
 def _study(tmp_path: Path, params: str, *sets: str, extra: tuple[str, ...] = ()) -> tuple[Path, str]:
     """`sdfl study --params FILE --smoke` as a user runs it; (run folder, its terminal output)."""
     cmd = [sys.executable, "-m", "sdfl_lib.cli", "study", "--params", str(REPO_ROOT / "params" / params),

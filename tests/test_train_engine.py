@@ -138,6 +138,13 @@ def test_fit_writes_the_run_folder(tmp_path):
         fit(tiny_config(run), train_dataset=ToyItems())
 
 
+def test_keep_state_false_leaves_best_only_once_the_run_ends(tmp_path):
+    run = tmp_path / "short"
+    result = fit(tiny_config(run, keep_state=False), train_dataset=ToyItems())
+    assert result.status == "completed"
+    assert sorted(p.name for p in run.glob("*.pt")) == ["best.pt"]
+
+
 def test_gradient_accumulation_matches_the_full_batch(tmp_path):
     one = fit(tiny_config(tmp_path / "one", epochs=1, limit_train_batches=3),
               train_dataset=ToyItems(), val_dataset=ToyItems(n=6, seed=1, augment=False))

@@ -75,3 +75,31 @@ def _args_to_argv(args: argparse.Namespace) -> list[str]:
     if args.resume:
         argv += ["--resume", args.resume]
     return argv + list(args.overrides)
+
+
+def launch(config, nproc: int, resume: str | os.PathLike | None = None) -> int:
+    """Train `config` (a TrainConfig) in `nproc` processes on this machine with torchrun, showing
+    their output as it comes (in a notebook too, where a child's own output would not appear).
+    Raises RuntimeError naming the exit status when the run fails."""
+    import tempfile
+
+    out = os.fspath(config.out_dir)
+    os.makedirs(out, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=out, prefix="launch-", delete=False) as f:
+        path = f.name
+    config.dump(path)
+    argv = ["train", "--config", path] + (["--resume", os.fspath(resume)] if resume else [])
+    try:
+        proc = subprocess.Popen(_torchrun_command(argv, nproc), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT)
+        assert proc.stdout is not None
+        # Chunks, not lines: progress bars redraw with carriage returns.
+        while chunk := os.read(proc.stdout.fileno(), 4096):
+            sys.stdout.write(chunk.decode(errors="replace"))
+            sys.stdout.flush()
+        code = proc.wait()
+    finally:
+        os.unlink(path)
+    if code:
+        raise RuntimeError(f"training with {nproc} processes failed (torchrun exit status {code})")
+    return code

@@ -296,6 +296,12 @@ class _Run:
         finally:
             if self.writer is not None:
                 self.writer.close()
+        if status != "interrupted" and not cfg.keep_state and self.env.is_main:
+            # A short run keeps best.pt only: the resume state of a large model is gigabytes.
+            from sdfl_lib.train.state import PREVIOUS_STATE
+
+            for name in ("state.pt", PREVIOUS_STATE, "last.pt"):
+                (self.run_dir / name).unlink(missing_ok=True)
         return RunResult(self.run_dir, status, self.epoch, self.global_step, self.best,
                          self.best_epoch, list(self.metrics), signum)
 
