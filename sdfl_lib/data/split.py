@@ -1,6 +1,6 @@
 """Seeded, stratified train/val/test splits and the paper's train/val/test lists.
 
-Ratios (SPEC §1): shallowfakes 8:1:1; deepfakes 6:2:2 for real frames and 5:2:3 for fake frames.
+Ratios (the paper's, docs/datasets.md): shallowfakes 8:1:1; deepfakes 6:2:2 for real frames and 5:2:3 for fake frames.
 Each stratum (a label, or a label and source pair) is shuffled with the seed and cut by largest
 remainders, so counts add up exactly and the same seed gives the same split. Deepfake frames of one
 video can be kept together with `group="video"` (no video in two parts).

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-# The numbers a reader looks for first, each named by its protocol (SPEC.md §1, §2).
+# The numbers a reader looks for first, each named by its protocol (docs/protocols.md).
 HEADLINE = (
     "standard/pixel_f1@0.5", "standard/pixel_f1@best", "standard/image_f1@0.5", "standard/image_auc",
     "paper/pixel_f1", "paper/image_f1", "paper/combined_f1", "paper/auc",
