@@ -91,7 +91,7 @@ class TrainConfig:
     checkpoint_every_steps: int = _doc("also save state.pt every N optimizer steps (0 = per epoch only)", 0)
     log_every_steps: int = _doc("TensorBoard scalars every N optimizer steps", 10)
     progress: bool = _doc("tqdm progress bars (rank 0)", True)
-    keep_state: bool = _doc("keep state.pt and last.pt once the run has ended (false: best.pt only, for short runs)", True)
+    keep_state: bool = _doc("write state.pt and last.pt (false: best.pt only, and state only when a signal stops the run: short runs)", True)
     # smoke runs
     max_steps: int = _doc("stop after this many optimizer steps in total, closing that epoch (0 = no limit)", 0)
     limit_train_batches: int = _doc("optimizer steps per epoch at most (0 = whole epoch)", 0)

@@ -376,7 +376,7 @@ class _Run:
                 if cfg.max_steps and self.global_step >= cfg.max_steps:
                     return "max_steps"
                 every = cfg.checkpoint_every_steps
-                if every and self.global_step % every == 0 and self.step_in_epoch < n_steps:
+                if every and cfg.keep_state and self.global_step % every == 0 and self.step_in_epoch < n_steps:
                     self._save_state()
         finally:
             bar.close()
@@ -442,7 +442,8 @@ class _Run:
         if self.env.is_main:
             if improved:
                 self._save_checkpoint("best.pt", row)
-            self._save_checkpoint("last.pt", row)
+            if cfg.keep_state:
+                self._save_checkpoint("last.pt", row)
             write_metrics_csv(self.metrics, self.run_dir / "metrics.csv")
             for key, value in row.items():
                 if key not in ("epoch", "step", "best"):
@@ -456,7 +457,8 @@ class _Run:
         self.epoch += 1
         self.step_in_epoch = 0
         self.acc = self._fresh_acc()
-        self._save_state()
+        if cfg.keep_state:
+            self._save_state()
         patience = cfg.early_stop_patience
         if patience and self.bad_epochs >= patience and self.epoch < cfg.epochs:
             if self.env.is_main:
