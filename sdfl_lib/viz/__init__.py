@@ -6,11 +6,19 @@ from __future__ import annotations
 
 from sdfl_lib.viz.charts import loss_curves
 from sdfl_lib.viz.maps import module_io, photo_tensor, show_filters, show_maps
-from sdfl_lib.viz.results import compare_runs, headline, headline_row, metrics_table, show_pngs
+from sdfl_lib.viz.results import (
+    compare_runs,
+    describe_checkpoint,
+    headline,
+    headline_row,
+    metrics_table,
+    per_type_table,
+    show_pngs,
+)
 
 __all__ = [
-    "compare_runs", "headline", "headline_row", "loss_curves", "metrics_table", "module_io", "photo_tensor",
-    "setup", "show_filters", "show_maps", "show_pngs",
+    "compare_runs", "describe_checkpoint", "headline", "headline_row", "loss_curves",
+    "metrics_table", "module_io", "per_type_table", "photo_tensor", "setup", "show_filters", "show_maps", "show_pngs",
 ]
 
 
