@@ -120,6 +120,8 @@ def test_own_format_round_trip(upernet, tmp_path):
         "image_size": 64,
         "backbone": "resnet50",
         "pretrained": False,
+        "input_mean": [0.0, 0.0, 0.0],  # the paper's ResNet-50 takes [0, 1] as it is
+        "input_std": [1.0, 1.0, 1.0],
     }
     rebuilt = load_model(path)
     assert not rebuilt.training and rebuilt.sdfl_spec["name"] == "upernet"

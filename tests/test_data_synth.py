@@ -103,3 +103,15 @@ def test_plan_is_balanced_and_checks_its_arguments():
         plan(4, 0, kinds=("blur",))
     with pytest.raises(ValueError, match="fake_ratio"):
         plan(4, 0, fake_ratio=1.5)
+
+
+def test_photos_pass_a_camera_jpeg_before_they_are_edited(tmp_path):
+    raw = make_sample(np.random.default_rng(3), "authentic", size=64, source_jpeg_prob=0.0)
+    cam = make_sample(np.random.default_rng(3), "authentic", size=64, source_jpeg_prob=1.0,
+                      source_jpeg_quality=(75, 75))
+    diff = np.abs(raw.image.astype(int) - cam.image.astype(int))
+    assert diff.max() > 0 and diff.mean() < 8  # the same crop, with JPEG's small errors
+    with pytest.raises(ValueError, match="source_jpeg_quality"):
+        synthesize(tmp_path, 2, source_jpeg_quality=(90, 80), progress=False)
+    with pytest.raises(ValueError, match="source_jpeg_prob"):
+        synthesize(tmp_path, 2, source_jpeg_prob=1.5, progress=False)

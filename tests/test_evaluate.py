@@ -83,7 +83,8 @@ def test_cli_evaluate_ela_on_coverage_lists_pair_41(shared_data, tmp_path, capsy
     both = metrics["subsets"]["both"]
     assert both["count/mask_resized"] == 1 and 0 <= both["paper/pixel_f1"] <= 1
     assert both["paper/auc"] == pytest.approx(both["standard/image_auc"])
-    for fig in ("roc", "confusion", "score_histograms", "gallery_best", "gallery_worst", "table3"):
+    for fig in ("roc", "confusion", "score_histograms", "per_type", "gallery_best", "gallery_worst",
+                "table3"):
         assert (out / "figures" / f"{fig}.png").stat().st_size > 1000
     assert Image.open(out / "maps" / "coverage" / "41t.png").size == (588, 376)
     report = (out / "report.md").read_text()

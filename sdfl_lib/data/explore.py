@@ -1,7 +1,7 @@
 """Figures for exploring a manifest: counts per source and label, image sizes, mask areas, examples.
 
-Each function takes a manifest (path or DataFrame) and returns a matplotlib Figure; `save_figures`
-writes them all as PNG files. Sizes are read from file headers (no decoding).
+Each function takes a manifest (path or DataFrame) and returns a matplotlib Figure (the charts
+drawn with seaborn); `save_figures` writes them all as PNG files. Sizes are read from file headers (no decoding).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import seaborn as sns
 from matplotlib.figure import Figure
 
 from sdfl_lib.data.io import ImageReadError, image_size, load_image, load_mask
@@ -32,17 +33,22 @@ def counts_table(manifest: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
 
 
 def plot_counts(manifest: str | os.PathLike | pd.DataFrame) -> Figure:
-    """Bar chart per source and label, and a pie of authentic vs tampered."""
+    """Bars of images per source and label, and of the two labels overall."""
     table = counts_table(manifest)
-    fig, (bar, pie) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [2, 1]})
-    table.plot.bar(ax=bar, color=["tab:blue", "tab:red"])
-    bar.set_xlabel("source")
-    bar.set_ylabel("images")
+    long = table.rename_axis(index="source", columns="label").stack().rename("images").reset_index()
+    palette = {"authentic": "tab:blue", "tampered": "tab:red"}
+    fig, (bar, total) = plt.subplots(1, 2, figsize=(11, 0.35 * len(table) + 2.5),
+                                     gridspec_kw={"width_ratios": [2, 1]})
+    sns.barplot(long, y="source", x="images", hue="label", palette=palette, ax=bar)
     bar.set_title("images per source and label")
-    totals = table.sum(axis=0)
-    pie.pie(totals.values, labels=[f"{k} ({v})" for k, v in totals.items()],
-            colors=["tab:blue", "tab:red"], autopct="%1.0f%%")
-    pie.set_title("labels")
+    sums = long.groupby("label", as_index=False)["images"].sum()
+    sns.barplot(sums, x="label", y="images", hue="label", palette=palette, legend=False, ax=total)
+    for ax in (bar, total):
+        for bars in ax.containers:
+            ax.bar_label(bars, fontsize=7, padding=2)
+    share = sums.set_index("label")["images"] / max(1, sums["images"].sum())
+    total.set_title(" / ".join(f"{k} {v:.0%}" for k, v in share.items()))
+    total.set_xlabel("")
     fig.tight_layout()
     return fig
 
@@ -70,12 +76,14 @@ def plot_image_sizes(
 ) -> Figure:
     """Histograms of image heights, widths and megapixels (unreadable images into `skipped`)."""
     sizes = image_sizes(manifest, skipped)
+    sizes["megapixels"] = sizes["height"] * sizes["width"] / 1e6
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
-    values = (sizes["height"], sizes["width"], sizes["height"] * sizes["width"] / 1e6)
-    for ax, data, name in zip(axes, values, ("height (px)", "width (px)", "megapixels"), strict=True):
-        ax.hist(data, bins=bins, color="tab:gray")
-        ax.set_xlabel(name)
-        ax.set_ylabel("images")
+    for ax, column, name in zip(
+        axes, ("height", "width", "megapixels"), ("height (px)", "width (px)", "megapixels"),
+        strict=True,
+    ):
+        sns.histplot(sizes, x=column, bins=bins, color="tab:gray", ax=ax)
+        ax.set(xlabel=name, ylabel="images")
     fig.suptitle(f"image sizes ({len(sizes)} images)")
     fig.tight_layout()
     return fig
@@ -104,15 +112,13 @@ def plot_mask_areas(
 ) -> Figure:
     """Histogram of manipulated-area fractions, one colour per source (unreadable into `skipped`)."""
     areas = mask_areas(manifest, skipped)
+    areas["source"] = areas["source"].replace("", "(none)")
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    edges = np.linspace(0, 1, bins + 1)
-    for source, group in areas.groupby("source"):
-        ax.hist(group["area"], bins=edges, alpha=0.6, label=source or "(none)")
-    ax.set_xlabel("manipulated fraction of the image")
-    ax.set_ylabel("images")
-    ax.set_title(f"mask areas ({len(areas)} masks)")
     if len(areas):
-        ax.legend()
+        sns.histplot(areas, x="area", hue="source", bins=np.linspace(0, 1, bins + 1),
+                     multiple="stack", ax=ax)
+    ax.set(xlabel="manipulated fraction of the image", ylabel="images", xlim=(0, 1),
+           title=f"mask areas ({len(areas)} masks)")
     fig.tight_layout()
     return fig
 

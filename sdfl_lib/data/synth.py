@@ -4,7 +4,10 @@ Built from the photographs scikit-image ships (nothing is downloaded): authentic
 and fakes made by splicing, copy-move, removal (inpainting) and face blending, each with its
 exact mask and edge map. A fraction `fake_ratio` of the samples (default 0.5, rounded half up) are fakes,
 split evenly over the manipulations; a face sample whose crop shows no detectable face falls
-back to splicing and is counted in `synth.json`. Each output is re-compressed as JPEG with
+back to splicing and is counted in `synth.json`. Every photo crop (base and donor alike) first
+goes through a "camera" JPEG with probability `source_jpeg_prob` (quality from
+`source_jpeg_quality`), as real photos arrive before they are edited; pasting, moving and
+inpainting then break its block grid as real edits do. Each output is re-compressed as JPEG with
 probability `jpeg_prob` (quality drawn from `jpeg_quality`), else stored as PNG; both classes
 alike, so the file type tells nothing. The same arguments give the same files, bit for bit:
 every sample draws from its own generator seeded by (seed, index).
@@ -44,26 +47,36 @@ class Sample:
     fallback: bool = False
 
 
+SOURCE_JPEG_PROB = 0.8
+SOURCE_JPEG_QUALITY = (70, 95)
+
+
 def make_sample(rng: np.random.Generator, kind: str, size: int = 256,
-                feather: int = ops.DEFAULT_FEATHER, photos: tuple[str, ...] = ops.PHOTOS) -> Sample:
-    """One sample of `kind` ("authentic" or one of `KINDS`) at `size` x `size`, not compressed."""
+                feather: int = ops.DEFAULT_FEATHER, photos: tuple[str, ...] = ops.PHOTOS,
+                source_jpeg_prob: float = SOURCE_JPEG_PROB,
+                source_jpeg_quality: tuple[int, int] = SOURCE_JPEG_QUALITY) -> Sample:
+    """One sample of `kind` ("authentic" or one of `KINDS`) at `size` x `size`, not compressed
+    after the manipulation; its crops went through the "camera" JPEG (`ops.camera_jpeg`)."""
+    def crop(name: str, box=None) -> np.ndarray:
+        image = ops.random_crop(rng, ops.photo(name), size, box)
+        return ops.camera_jpeg(rng, image, source_jpeg_prob, source_jpeg_quality)
+
     if kind == "face":
         name = ops.FACE_PHOTOS[int(rng.integers(len(ops.FACE_PHOTOS)))]
-        box = ops.face_box(name)
-        base = ops.random_crop(rng, ops.photo(name), size, box)
+        base = crop(name, ops.face_box(name))
         try:
             image, mask = ops.face_blend(rng, base, feather)
             return Sample(base, image, mask, "synth-face", name)
         except ops.NoFaceFound:
-            sample = _splice(rng, base, name, size, feather, photos)
+            sample = _splice(rng, base, name, crop, feather, photos)
             sample.fallback = True
             return sample
     name = photos[int(rng.integers(len(photos)))]
-    base = ops.random_crop(rng, ops.photo(name), size)
+    base = crop(name)
     if kind == "authentic":
         return Sample(base, base, None, "synth-authentic", name)
     if kind == "splice":
-        return _splice(rng, base, name, size, feather, photos)
+        return _splice(rng, base, name, crop, feather, photos)
     if kind == "copymove":
         image, mask = ops.copy_move(rng, base, feather)
         return Sample(base, image, mask, "synth-copymove", name)
@@ -73,10 +86,10 @@ def make_sample(rng: np.random.Generator, kind: str, size: int = 256,
     raise ValueError(f"unknown manipulation {kind!r}: expected 'authentic' or one of {KINDS}")
 
 
-def _splice(rng, base, name, size, feather, photos) -> Sample:
+def _splice(rng, base, name, crop, feather, photos) -> Sample:
     others = [p for p in photos if p != name] or list(photos)
     donor = others[int(rng.integers(len(others)))]
-    image, mask = ops.splice(rng, base, ops.random_crop(rng, ops.photo(donor), size), feather)
+    image, mask = ops.splice(rng, base, crop(donor), feather)
     return Sample(base, image, mask, "synth-splice", name, donor)
 
 
@@ -109,6 +122,8 @@ def synthesize(
     jpeg_prob: float = 0.5,
     jpeg_quality: tuple[int, int] = (70, 95),
     feather: int = ops.DEFAULT_FEATHER,
+    source_jpeg_prob: float = SOURCE_JPEG_PROB,
+    source_jpeg_quality: tuple[int, int] = SOURCE_JPEG_QUALITY,
     progress: bool = True,
 ) -> Path:
     """Writes `n` synthetic samples into `out_dir`; returns `out_dir/manifest.csv`.
@@ -127,6 +142,10 @@ def synthesize(
     lo, hi = jpeg_quality
     if not 1 <= lo <= hi <= 100:
         raise ValueError(f"jpeg_quality must be a range within 1..100, got {jpeg_quality}")
+    if not 1 <= source_jpeg_quality[0] <= source_jpeg_quality[1] <= 100:
+        raise ValueError(f"source_jpeg_quality must be a range within 1..100, got {source_jpeg_quality}")
+    if not 0.0 <= source_jpeg_prob <= 1.0:
+        raise ValueError(f"source_jpeg_prob must be in [0, 1], got {source_jpeg_prob}")
     out = Path(out_dir)
     for sub in ("images", "masks", "edges"):
         (out / sub).mkdir(parents=True, exist_ok=True)
@@ -138,7 +157,8 @@ def synthesize(
     try:
         for index, kind in enumerate(tqdm(kinds_of, desc="synth", disable=not progress)):
             rng = np.random.default_rng([seed, index])
-            sample = make_sample(rng, kind, size, feather)
+            sample = make_sample(rng, kind, size, feather, source_jpeg_prob=source_jpeg_prob,
+                                 source_jpeg_quality=tuple(source_jpeg_quality))
             counts[sample.source] += 1
             counts["face_fallback"] += sample.fallback
             stem = f"{index:05d}"
@@ -167,7 +187,8 @@ def synthesize(
     report = {
         "config": {"n": n, "seed": seed, "size": size, "fake_ratio": fake_ratio,
                    "kinds": list(kinds), "jpeg_prob": jpeg_prob, "jpeg_quality": [lo, hi],
-                   "feather": feather, "face_detector": ops._face_detector()[0]},
+                   "feather": feather, "source_jpeg_prob": source_jpeg_prob,
+                   "source_jpeg_quality": list(source_jpeg_quality), "face_detector": ops._face_detector()[0]},
         "counts": {"authentic": counts["synth-authentic"], "fake": n - counts["synth-authentic"],
                    **{k: counts[k] for k in sorted(counts) if k != "face_fallback"},
                    "face_fallback": counts["face_fallback"]},

@@ -68,6 +68,20 @@ def random_crop(rng: np.random.Generator, image: np.ndarray, size: int,
     return np.ascontiguousarray(out[:, ::-1]) if rng.random() < 0.5 else out
 
 
+def camera_jpeg(rng: np.random.Generator, image: np.ndarray, prob: float,
+                quality: tuple[int, int]) -> np.ndarray:
+    """The photo as a camera or an earlier save left it: JPEG-compressed at a random quality in
+    `quality` with probability `prob`, else unchanged. Manipulations made afterwards break its
+    8x8 block grid where they paste, move or fill (the trace double-JPEG detectors look for)."""
+    if rng.random() >= prob:
+        return image
+    q = int(rng.integers(quality[0], quality[1] + 1))
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(image[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, q])
+    if not ok:  # pragma: no cover - OpenCV always encodes uint8 RGB
+        raise OSError("JPEG encoding failed")
+    return np.ascontiguousarray(cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1])
+
+
 def blob(rng: np.random.Generator, size: int, area: tuple[float, float] = (0.02, 0.2),
          center: tuple[float, float] | None = None) -> np.ndarray:
     """An object-like random shape: a smoothed star polygon, uint8 {0, 1} `size` x `size`."""

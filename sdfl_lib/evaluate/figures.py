@@ -1,5 +1,6 @@
-"""Figures of an evaluation (matplotlib, Agg): ROC curves, confusion matrices, score histograms,
-galleries of the best and worst localizations, Table III side by side, robustness curves."""
+"""Figures of an evaluation (Agg): ROC curves, confusion matrices, score histograms, per-type
+bars, galleries of the best and worst localizations, Table III side by side, robustness curves.
+The statistical ones are seaborn's; the galleries are this project's overlays."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
 from sdfl_lib.evaluate.robustness import LEVEL_NAMES  # noqa: E402
@@ -65,38 +67,60 @@ def roc_figure(table: pd.DataFrame, selections: dict, path: Path) -> Path:
 def confusion_figure(table: pd.DataFrame, selections: dict, threshold: float, path: Path) -> Path:
     """Image-level confusion matrix per subset at the threshold."""
     fig, axes = _grid(len(selections))
+    names = ["authentic", "tampered"]
     for ax, (name, sel) in zip(axes, selections.items(), strict=False):
         t = table[sel]
         pred = (t["score"] >= threshold).astype(int)
-        cm = np.array([[((t["label"] == a) & (pred == p)).sum() for p in (0, 1)] for a in (0, 1)])
-        ax.imshow(cm, cmap="Blues")
-        for (i, j), v in np.ndenumerate(cm):
-            ax.text(j, i, str(v), ha="center", va="center", color="k")
-        ax.set(
-            xticks=[0, 1],
-            yticks=[0, 1],
-            xticklabels=["authentic", "tampered"],
-            yticklabels=["authentic", "tampered"],
-            xlabel="predicted",
-            ylabel="true",
-            title=f"{name} (t={threshold:g})",
-        )
+        cm = pd.crosstab(t["label"], pred).reindex(index=[0, 1], columns=[0, 1], fill_value=0)
+        sns.heatmap(cm.set_axis(names, axis=0).set_axis(names, axis=1), annot=True, fmt="d",
+                    cmap="Blues", cbar=False, square=True, ax=ax)
+        ax.set(xlabel="predicted", ylabel="true", title=f"{name} (t={threshold:g})")
     return _save(fig, path)
 
 
 def histogram_figure(table: pd.DataFrame, selections: dict, threshold: float, path: Path) -> Path:
     """Image scores per class, per subset."""
     fig, axes = _grid(len(selections))
-    bins = np.linspace(0, 1, 26)
+    palette = {"authentic": "tab:blue", "tampered": "tab:red"}
     for ax, (name, sel) in zip(axes, selections.items(), strict=False):
         t = table[sel]
-        for label, colour, text in ((0, "tab:blue", "authentic"), (1, "tab:red", "tampered")):
-            s = t.loc[t["label"] == label, "score"]
-            if len(s):
-                ax.hist(s, bins=bins, alpha=0.6, color=colour, label=f"{text} ({len(s)})")
+        counts = t["label"].value_counts()
+        names = {k: f"{v} ({counts.get(k, 0)})" for k, v in ((0, "authentic"), (1, "tampered"))}
+        cls = t["label"].map(names)
+        frame = pd.DataFrame({"image score": t["score"].to_numpy(), "class": cls.to_numpy()})
+        sns.histplot(frame, x="image score", hue="class", bins=np.linspace(0, 1, 26),
+                     palette={k: palette[k.split(" ")[0]] for k in frame["class"].unique()},
+                     ax=ax)
         ax.axvline(threshold, color="k", ls=":")
-        ax.set(xlabel="image score", ylabel="images", title=name)
-        ax.legend(fontsize=7)
+        ax.set(ylabel="images", title=name, xlim=(0, 1))
+    return _save(fig, path)
+
+
+PER_TYPE_KEYS = {
+    "standard/pixel_f1@0.5": "standard pixel F1@0.5",
+    "standard/pixel_f1@best": "standard pixel F1 (best t)",
+    "paper/pixel_f1": "paper pixel F1",
+}
+
+
+def per_type_figure(metrics: dict, path: Path) -> Path | None:
+    """Bars of the pixel F1s per source (the kinds of forgery), both protocols."""
+    rows = [
+        {"source": name.split("/", 1)[1], "metric": label, "value": m[key]}
+        for name, m in metrics["subsets"].items()
+        if name.startswith("source/") and m.get("count/tampered")
+        for key, label in PER_TYPE_KEYS.items()
+        if m.get(key) is not None
+    ]
+    if not rows:
+        return None
+    frame = pd.DataFrame(rows)
+    fig, ax = plt.subplots(figsize=(7, 0.5 * frame["source"].nunique() + 1.8))
+    sns.barplot(frame, y="source", x="value", hue="metric", ax=ax)
+    for bars in ax.containers:
+        ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
+    ax.set(xlim=(0, 1.1), xlabel="pixel F1", ylabel="", title="localization per type of forgery")
+    ax.legend(fontsize=7, loc="lower right")
     return _save(fig, path)
 
 
@@ -157,25 +181,23 @@ def table3_figure(rows: list[dict], path: Path) -> Path | None:
 def robustness_figures(metrics: dict, out: Path) -> list[Path]:
     """A curve per perturbation kind: key metrics of the subset "both" against the level, the
     clean value dashed."""
-    by_kind: dict[str, list] = {}
-    for r in metrics.get("robustness", {}).values():
-        by_kind.setdefault(r["kind"], []).append(r)
     clean = metrics["subsets"].get("both", {})
+    rows = [
+        {"kind": r["kind"], "level": r["level"], "metric": key, "value": value}
+        for r in metrics.get("robustness", {}).values()
+        for key in CURVE_KEYS
+        if key in clean and (value := r["subsets"].get("both", {}).get(key)) is not None
+    ]
     paths = []
-    for kind, runs in by_kind.items():
-        runs.sort(key=lambda r: r["level"])
+    frame = pd.DataFrame(rows, columns=["kind", "level", "metric", "value"])
+    palette = dict(zip(CURVE_KEYS, sns.color_palette(n_colors=len(CURVE_KEYS)), strict=True))
+    for kind, group in frame.groupby("kind", sort=False):
         fig, ax = plt.subplots(figsize=(6, 4))
-        for i, key in enumerate(k for k in CURVE_KEYS if k in clean):
-            vals = [r["subsets"].get("both", {}).get(key) for r in runs]
-            line = ax.plot(
-                [r["level"] for r in runs],
-                [np.nan if v is None else v for v in vals],
-                "o-",
-                label=key,
-                color=f"C{i}",
-            )
+        sns.lineplot(group, x="level", y="value", hue="metric", marker="o", palette=palette,
+                     ax=ax)
+        for key in group["metric"].unique():
             if clean.get(key) is not None:
-                ax.axhline(clean[key], ls="--", lw=0.8, color=line[0].get_color())
+                ax.axhline(clean[key], ls="--", lw=0.8, color=palette[key])
         ax.set(
             xlabel=LEVEL_NAMES[kind],
             ylabel="metric",
@@ -197,6 +219,7 @@ def write_figures(out: Path, table: pd.DataFrame, metrics: dict, config: dict) -
         roc_figure(table, selections, fig_dir / "roc.png"),
         confusion_figure(table, selections, threshold, fig_dir / "confusion.png"),
         histogram_figure(table, selections, threshold, fig_dir / "score_histograms.png"),
+        per_type_figure(metrics, fig_dir / "per_type.png"),
         gallery_figure(table, out, worst=False),
         gallery_figure(table, out, worst=True),
         table3_figure(metrics["table3"], fig_dir / "table3.png"),

@@ -23,11 +23,19 @@ from sdfl_lib.models.checkpoint import (
     make_checkpoint,
     read_checkpoint,
 )
-from sdfl_lib.models.encoder import PretrainedWeightsUnavailable, build_encoder, pretrained_dir
+from sdfl_lib.models.encoder import (
+    WEIGHT_PACKAGES,
+    PretrainedWeightsUnavailable,
+    build_encoder,
+    input_normalization,
+    pretrained_dir,
+    weight_source,
+)
 from sdfl_lib.models.inference import fold_batchnorm, optimize_for_inference
 from sdfl_lib.models.summary import extract_intermediates, summarize
 
 __all__ = [
+    "WEIGHT_PACKAGES",
     "CheckpointError",
     "LoadReport",
     "ModelOutput",
@@ -37,6 +45,7 @@ __all__ = [
     "detect_variant",
     "extract_intermediates",
     "fold_batchnorm",
+    "input_normalization",
     "list_models",
     "load_checkpoint",
     "load_model",
@@ -46,6 +55,7 @@ __all__ = [
     "read_checkpoint",
     "register_model",
     "summarize",
+    "weight_source",
 ]
 
 

@@ -61,7 +61,9 @@ def _load_builtins() -> None:
 
 def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     """Decorator: register a model constructor under its function name. Every model it builds
-    carries `sdfl_spec`: the name and the arguments (defaults included) that rebuild it."""
+    carries `sdfl_spec`: the name and the arguments (defaults included) that rebuild it; values a
+    model resolves itself (its `sdfl_resolved` dict, e.g. a backbone's input normalisation) are
+    recorded as they were resolved."""
     signature = inspect.signature(fn)
 
     @functools.wraps(fn)
@@ -75,6 +77,7 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
                 spec.update(value)
             else:
                 spec[key] = value
+        spec.update(getattr(model, "sdfl_resolved", {}))
         model.sdfl_spec = spec
         return model
 

@@ -18,6 +18,7 @@ FORMAT_VERSION = 1
 # that matter (running_mean/var) are saved beside them.
 _SYNC_BN_EXTRAS = ("._tmp_running_mean", "._tmp_running_var", "._running_iter")
 _PREFIXES = ("module.", "_orig_mod.")  # DataParallel/DDP and torch.compile wrappers
+_NORMALISED = ("ours", "upernet")  # models whose spec records their input normalisation
 _SHOW = 12  # keys named in an error message before "... and N more"
 
 
@@ -265,6 +266,9 @@ def load_model(
     fmt, spec, state = _state_of(obj)
     if fmt == FORMAT:
         spec = {**spec, "pretrained": False, **build_kw}  # the file holds the weights
+        if spec["name"] in _NORMALISED and "input_mean" not in spec:
+            # Files written before the model normalised its input were trained on [0, 1].
+            spec.update(input_mean=[0.0, 0.0, 0.0], input_std=[1.0, 1.0, 1.0])
         if model is not None and model != spec["name"]:
             raise CheckpointError(f"this checkpoint is a {spec['name']!r} model, not {model!r}")
         net = build_model(**spec)

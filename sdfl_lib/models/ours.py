@@ -11,7 +11,7 @@ from torch import nn
 
 from sdfl_lib.models.base import ModelOutput, register_model
 from sdfl_lib.models.bayar import BayarConv2d, rgb_to_grey
-from sdfl_lib.models.encoder import build_encoder
+from sdfl_lib.models.encoder import build_encoder, input_normalization
 from sdfl_lib.models.fpn import FPN
 from sdfl_lib.models.heads import DetectionHead, LocalizationHead
 from sdfl_lib.models.ppm import PPM
@@ -51,8 +51,9 @@ def pad_to_multiple(x: torch.Tensor, multiple: int = _PAD_MULTIPLE) -> torch.Ten
 class TwoStreamUPerNet(nn.Module):
     """The paper's network (Zhang et al., ICNC 2023): UPerNet over one or two ResNet-50 streams.
 
-    RGB stream: the image in [0, 1] (no mean/std) -> encoder -> C2..C5. With `noise_stream`, the
-    image also goes to grey (0.2989 R + 0.5870 G + 0.1140 B) -> `BayarConv2d` (1 -> 3, 5x5) -> a
+    RGB stream: the image in [0, 1], normalised by the backbone's own mean/std (`input_mean`,
+    `input_std`; none for the paper's CSAIL ResNet-50) -> encoder -> C2..C5. With `noise_stream`,
+    the [0, 1] image also goes to grey (0.2989 R + 0.5870 G + 0.1140 B) -> `BayarConv2d` (1 -> 3, 5x5) -> a
     second encoder; at each level the two maps are concatenated (RGB first) and fused by a 3x3
     conv (2C -> C, with bias, no norm or activation). The UPerNet decoder (`PPM` with Precise RoI
     Pooling on C5, then `FPN`) feeds two heads:
@@ -78,6 +79,9 @@ class TwoStreamUPerNet(nn.Module):
         fpn_channels: channels of `f` and P2..P4 and of the heads (256).
         bn_momentum: batch-norm momentum (PyTorch convention, 0.1; the original trained with a
             synchronized BN whose running averages used 0.001).
+        input_mean, input_std: per-channel normalisation of the RGB stream's input; None takes
+            `encoder.input_normalization(backbone)`. The values used are recorded in `sdfl_spec`,
+            so a checkpoint carries them.
     """
 
     def __init__(
@@ -90,9 +94,20 @@ class TwoStreamUPerNet(nn.Module):
         ppm_channels: int = 512,
         fpn_channels: int = 256,
         bn_momentum: float | None = 0.1,
+        input_mean: tuple[float, ...] | None = None,
+        input_std: tuple[float, ...] | None = None,
     ) -> None:
         super().__init__()
         self.image_size = image_size
+        default_mean, default_std = input_normalization(backbone)
+        mean = tuple(float(v) for v in (default_mean if input_mean is None else input_mean))
+        std = tuple(float(v) for v in (default_std if input_std is None else input_std))
+        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+            raise ValueError(f"input_mean/input_std need 3 values (std > 0), got {mean}, {std}")
+        # Not in the state dict (its keys stay the authors'); the spec records the values.
+        self.register_buffer("input_mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("input_std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self.sdfl_resolved = {"input_mean": list(mean), "input_std": list(std)}
         self.noise_stream = noise_stream
         self.rgb_encoder = build_encoder(backbone, pretrained, bn_momentum=bn_momentum)
         channels = list(self.rgb_encoder.out_channels)
@@ -117,7 +132,7 @@ class TwoStreamUPerNet(nn.Module):
             )
         h, w = x.shape[-2:]
         xp = pad_to_multiple(x)
-        levels = self.rgb_encoder(xp)
+        levels = self.rgb_encoder((xp - self.input_mean) / self.input_std)
         if self.noise_stream:
             residual = self.bayar(rgb_to_grey(xp))
             noise = self.noise_encoder(residual)

@@ -45,7 +45,7 @@ class TrainConfig:
     # model
     model: str = _doc("model name for build_model: ours, upernet, mvssnet", "ours")
     backbone: str = _doc("backbone of the encoder (resnet50 as the paper, or a timm name)", "resnet50")
-    pretrained: bool = _doc("start the backbone from ImageNet weights (must be cached locally)", False)
+    pretrained: bool = _doc("start the backbone from ImageNet weights (tf_efficientnet_lite0: from its installed package; others: cached locally)", False)
     init_checkpoint: str = _doc("weights to start from: an sdfl checkpoint or an authors' .pth", "")
     model_kwargs: dict = _doc("extra keyword arguments for build_model", {})
     sync_bn: bool = _doc("SyncBatchNorm across GPUs under DDP (PyTorch supports it on GPU only)", True)

@@ -1,23 +1,32 @@
-"""Plotting helpers the study's notebooks call; each draws one figure and returns it (Jupyter's
-inline backend shows it at the end of the cell)."""
+"""This project's own figures the study's notebooks call: module inputs/outputs, filters and
+feature maps, loss curves, result tables and saved figures. Generic statistical charts are drawn
+with seaborn directly; each helper returns its figure (Jupyter's inline backend shows it)."""
 
 from __future__ import annotations
 
-import matplotlib as mpl
-
-from sdfl_lib.viz.charts import bar_table, loss_curves, scatter_labelled
+from sdfl_lib.viz.charts import loss_curves
 from sdfl_lib.viz.maps import module_io, photo_tensor, show_filters, show_maps
-from sdfl_lib.viz.results import headline, headline_row, metrics_table, show_pngs
+from sdfl_lib.viz.results import (
+    compare_runs,
+    describe_checkpoint,
+    headline,
+    headline_row,
+    metrics_table,
+    per_type_table,
+    show_pngs,
+)
 
 __all__ = [
-    "bar_table", "headline", "headline_row", "loss_curves", "metrics_table", "module_io",
-    "photo_tensor", "scatter_labelled", "setup", "show_filters", "show_maps", "show_pngs",
+    "compare_runs", "describe_checkpoint", "headline", "headline_row", "loss_curves",
+    "metrics_table", "module_io", "per_type_table", "photo_tensor", "setup", "show_filters", "show_maps", "show_pngs",
 ]
 
 
 def setup(dpi: int = 72) -> None:
-    """Modest figure resolution and PNG output, so rendered reports stay small."""
-    mpl.rcParams.update({"figure.dpi": dpi, "savefig.dpi": dpi, "font.size": 9})
+    """seaborn's theme at a modest resolution with PNG output, so rendered reports stay small."""
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", rc={"figure.dpi": dpi, "savefig.dpi": dpi, "font.size": 9})
     try:
         from matplotlib_inline.backend_inline import set_matplotlib_formats
 

@@ -46,6 +46,71 @@ def headline(metrics: dict, subset: str = "both") -> str:
     )
 
 
+COMPARED = ("standard/pixel_f1@0.5", "standard/image_auc", "paper/combined_f1")
+
+
+def compare_runs(table: pd.DataFrame, keys: tuple[str, ...] = COMPARED):
+    """Bars of some headline metrics of runs (rows of `table`, e.g. `headline_row`s indexed by
+    run name), one panel per metric (seaborn; returns its FacetGrid)."""
+    import seaborn as sns
+
+    missing = [k for k in keys if k not in table]
+    if missing:
+        raise ValueError(f"compare_runs: no column {missing} in {list(table.columns)}")
+    long = table[list(keys)].rename_axis("run").reset_index().melt("run", list(keys), var_name="metric")
+    return sns.catplot(long, kind="bar", y="run", x="value", col="metric",
+                       height=0.35 * len(table) + 1.8, aspect=1.4)
+
+
+def describe_checkpoint(path: str | Path) -> pd.Series:
+    """What a trained model is, from its checkpoint: network, backbone, where its starting
+    weights came from, input normalisation, resolution, and the training that produced it."""
+    from sdfl_lib.models import read_checkpoint, weight_source
+
+    ckpt = read_checkpoint(path)
+    spec, config = dict(ckpt.get("spec") or {}), dict(ckpt.get("config") or {})
+    backbone = spec.get("backbone", "")
+    pretrained = config.get("pretrained", spec.get("pretrained"))
+    if config.get("init_checkpoint"):
+        start = f"the checkpoint {config['init_checkpoint']}"
+    elif pretrained:
+        start = f"ImageNet weights ({weight_source(backbone) or 'downloaded file'})"
+    else:
+        start = "random initialisation (trained from scratch)"
+    mean, std = spec.get("input_mean"), spec.get("input_std")
+    norm = "none ([0, 1] as it is)" if mean is None or (set(mean) == {0.0} and set(std) == {1.0}) \
+        else f"mean {mean}, std {std}"
+    rows = {
+        "model": spec.get("name"),
+        "backbone": backbone,
+        "starting weights": start,
+        "input normalisation": norm,
+        "image size": spec.get("image_size"),
+        "epochs trained (this checkpoint)": ckpt.get("epoch"),
+    }
+    keys = ("optimizer", "lr", "scheduler", "batch_size", "epochs", "freeze_bn", "augment")
+    rows.update({f"train {k}": config[k] for k in keys if k in config})
+    return pd.Series({k: str(v) for k, v in rows.items()}, name=Path(str(path)).name)
+
+
+PER_TYPE = ("standard/pixel_f1@0.5", "standard/pixel_f1@best", "paper/pixel_f1")
+
+
+def per_type_table(runs: dict[str, dict], keys: tuple[str, ...] = PER_TYPE) -> pd.DataFrame:
+    """Pixel metrics per source ("source/<name>" subsets with tampered images), one column per
+    (method, metric): e.g. the trained model beside a classical baseline on the same images."""
+    table = {
+        (method, key): {
+            name.split("/", 1)[1]: m.get(key)
+            for name, m in metrics.get("subsets", {}).items()
+            if name.startswith("source/") and m.get("count/tampered")
+        }
+        for method, metrics in runs.items()
+        for key in keys
+    }
+    return pd.DataFrame(table).astype(float).round(3)
+
+
 def metrics_table(metrics: dict, columns: tuple[str, ...] = HEADLINE) -> pd.DataFrame:
     """Subsets as rows, the chosen metrics (both protocols by default) as columns, rounded."""
     rows = {s: {"images": m.get("count/images"), **{c: m.get(c) for c in columns}}

