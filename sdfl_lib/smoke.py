@@ -122,16 +122,14 @@ def _one_level_each(spec: Any) -> dict[str, list[float]]:
 
 
 def weights_present(backbone: str) -> bool:
-    """Whether ImageNet weights for `backbone` are on this machine (no download is tried)."""
-    from sdfl_lib.models import encoder
+    """Whether ImageNet weights for `backbone` are on this machine (an installed weight package
+    or a cached file; no download is tried)."""
+    from sdfl_lib.models.encoder import weight_source
 
     try:
-        if backbone == "resnet50":
-            return (encoder.pretrained_dir() / encoder.CSAIL_RESNET50["file"]).is_file()
-        file, _ = encoder.timm_weight_source(backbone)
+        return weight_source(backbone) is not None
     except Exception:  # noqa: BLE001 - an unknown backbone has no weights either
         return False
-    return (encoder.pretrained_dir() / file).is_file()
 
 
 # The shared sample data sets (`../shared/data`) in the roles of the paper's lists.
