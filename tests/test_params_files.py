@@ -30,10 +30,12 @@ def _free_disk(tmp_path: Path):
     shutil.rmtree(tmp_path, ignore_errors=True)
 
 
-def _study(tmp_path: Path, params: str, *sets: str, extra: tuple[str, ...] = ()) -> tuple[Path, str]:
+def _study(tmp_path: Path, params: str, *sets: str, run_root: bool = True) -> tuple[Path, str]:
     """`sdfl study --params FILE --smoke` as a user runs it; (run folder, its terminal output)."""
     cmd = [sys.executable, "-m", "sdfl_lib.cli", "study", "--params", str(REPO_ROOT / "params" / params),
-           "--smoke", "--run-root", str(tmp_path / "runs"), "--reports", str(tmp_path / "reports"), *extra]
+           "--smoke", "--reports", str(tmp_path / "reports")]
+    if run_root:
+        cmd += ["--run-root", str(tmp_path / "runs")]
     for item in sets:
         cmd += ["--set", item]
     env = {**os.environ, "SDFL_OFFLINE": "1", "SDFL_CACHE": str(tmp_path / "cache")}
@@ -97,10 +99,9 @@ def test_paper_file_on_the_real_samples(tmp_path: Path) -> None:
 @pytest.mark.slow
 @needs_samples
 def test_colab_file_with_drive_redirected(tmp_path: Path) -> None:
-    runs = tmp_path / "drive"
-    run, _ = _study(tmp_path, "colab.yaml", *sample_sets(SAMPLES), f"run_root={runs}",
-                    extra=())
-    assert not run.exists()  # --run-root would win; here the file's Drive run_root is redirected
+    runs = tmp_path / "drive"  # the file's run_root on Google Drive, redirected
+    default, _ = _study(tmp_path, "colab.yaml", *sample_sets(SAMPLES), f"run_root={runs}", run_root=False)
+    assert not default.exists()
     run = runs / "colab-smoke"
     metrics = json.loads((run / "eval" / "model" / "metrics.json").read_text())
     _check_paper_lists(run, metrics)
