@@ -31,6 +31,21 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--threshold", type=float, default=0.5, help="decision threshold (0.5)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if any)")
+    p.add_argument(
+        "--backend",
+        choices=("auto", "eager", "optimized", "compile", "onnx"),
+        default="auto",
+        help="inference route (default auto: ONNX Runtime on the CPU for ours/upernet when "
+        "installed, exported once and cached next to the checkpoint; else batch norm folded, "
+        "channels-last PyTorch)",
+    )
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="int8 static quantization (onnx backend), calibrated on the first "
+        "--calibration images of the run; refused when its masks stray from fp32's",
+    )
+    p.add_argument("--calibration", type=int, default=8, help="int8 calibration images (8)")
 
 
 def register(subparsers) -> None:
@@ -72,15 +87,29 @@ def register(subparsers) -> None:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from sdfl_lib.evaluate.engine import evaluate
+    from sdfl_lib.models.inference import InferenceUnavailable
 
-    metrics = evaluate(
+    try:
+        metrics = _run_evaluate(evaluate, args)
+    except InferenceUnavailable as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return _print_metrics(args, metrics)
+
+
+def _run_evaluate(evaluate, args: argparse.Namespace) -> dict:
+    return evaluate(
         args.checkpoint, args.manifest, args.out, protocol=args.protocol,
         subsets=args.subsets.split(",") if args.subsets else None, robustness=args.robustness,
         batch_size=args.batch_size, workers=args.workers, image_size=args.image_size,
         threshold=args.threshold, mask_policy=args.mask_policy, method=args.method,
         device=args.device, save_maps=not args.no_maps, resume=not args.no_resume,
-        figures=not args.no_figures,
+        figures=not args.no_figures, backend=args.backend, int8=args.int8,
+        calibration=args.calibration,
     )  # fmt: skip
+
+
+def _print_metrics(args: argparse.Namespace, metrics: dict) -> int:
     keys = [k.format(t=f"{args.threshold:g}") for k in _SUMMARY_KEYS]
     for subset, m in metrics["subsets"].items():
         shown = ", ".join(
@@ -98,8 +127,22 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def inference_model_for(model, args: argparse.Namespace, images: list[Path]):
+    """The model predict runs (`--backend`, `--int8`), int8 calibrated on the first
+    `--calibration` readable `images`."""
+    from sdfl_lib.models.inference import inference_model
+    from sdfl_lib.predict import calibration_batch, model_image_size
+
+    size = model_image_size(model, args.image_size)
+    calibration = calibration_batch(images[: args.calibration], size) if args.int8 else None
+    return inference_model(
+        model, args.backend, args.int8, size, checkpoint=args.checkpoint, calibration=calibration
+    )
+
+
 def _predict(args: argparse.Namespace) -> int:
     from sdfl_lib.data import ImageReadError
+    from sdfl_lib.models.inference import InferenceUnavailable
     from sdfl_lib.predict import predict, resolve_model
 
     src = Path(args.input)
@@ -117,6 +160,11 @@ def _predict(args: argparse.Namespace) -> int:
         print(f"error: no such file or folder: {src}", file=sys.stderr)
         return 1
     model = resolve_model(args.checkpoint, args.method, args.device)
+    try:
+        model = inference_model_for(model, args, files)
+    except InferenceUnavailable as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     # Output names drop the extension unless two inputs in one folder share a stem (a.jpg, a.png).
     stems = Counter((f.parent, f.stem) for f in files)
     failed = 0

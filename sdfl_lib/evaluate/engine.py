@@ -32,7 +32,9 @@ from sdfl_lib.predict import autocast, model_image_size, resolve_model, restore_
 
 PROTOCOLS = ("paper", "standard", "both")
 # Settings that must match for rows of an earlier run to be reused.
-_RESUME_KEYS = ("model", "manifest", "image_size", "threshold", "mask_policy")
+_RESUME_KEYS = ("model", "manifest", "image_size", "threshold", "mask_policy", "int8")
+# What a setting meant in runs recorded before it existed.
+_RESUME_DEFAULTS = {"int8": False}
 
 
 def _fingerprint(model: nn.Module) -> str:
@@ -56,7 +58,11 @@ def _check_config(out: Path, config: dict, resume: bool) -> None:
     path = out / "config.json"
     if path.is_file() and resume:
         old = json.loads(path.read_text())
-        diff = {k: (old.get(k), config[k]) for k in _RESUME_KEYS if old.get(k) != config[k]}
+        diff = {
+            k: (old.get(k, _RESUME_DEFAULTS.get(k)), config[k])
+            for k in _RESUME_KEYS
+            if old.get(k, _RESUME_DEFAULTS.get(k)) != config[k]
+        }
         if diff:
             raise ValueError(
                 f"{out} holds an evaluation with other settings {diff}; use another output "
@@ -236,6 +242,9 @@ def evaluate(
     figures: bool = True,
     deep_sources: str = DEEP_SOURCES,
     progress: bool = True,
+    backend: str = "auto",
+    int8: bool = False,
+    calibration: int = 8,
 ) -> dict:
     """Evaluates a model (module, checkpoint path, or `method` = "ela"/"noise"/a model name) on a
     manifest; writes config.json, predictions.csv, maps/, metrics.json, report.md, tables and
@@ -245,9 +254,13 @@ def evaluate(
     all non-empty: "both", "shallowfakes", "deepfakes", "source/<name>"). robustness: e.g.
     "jpeg,blur,noise,resize" or "jpeg:90/70" (see `parse_robustness`). mask_policy: "resize"
     (nearest), "skip" (no pixel metrics for that image) or "fail", for masks whose size differs
-    from their image; every such mask is counted and listed.
+    from their image; every such mask is counted and listed. backend/int8: the inference route
+    (`sdfl_lib.models.inference.inference_model`); int8 calibrates on the first `calibration`
+    images of the manifest.
     """
     from sdfl_lib.evaluate.report import write_report
+    from sdfl_lib.models.inference import inference_model, resolve_backend
+    from sdfl_lib.predict import calibration_batch
 
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
@@ -275,8 +288,15 @@ def evaluate(
         "batch_size": batch_size,
         "workers": workers,
         "device": str(next((p.device for p in model.parameters()), device or "cpu")),
+        "backend": resolve_backend(model, backend, int8),
+        "int8": int8,
     }
     _check_config(out, config, resume)
+    images = [r["image"] for r in rows[:calibration]] if int8 else []
+    model = inference_model(
+        model, backend, int8, size, checkpoint=checkpoint,
+        calibration=calibration_batch(images, size) if int8 else None,
+    )  # fmt: skip
     common = dict(
         image_size=size,
         threshold=threshold,
