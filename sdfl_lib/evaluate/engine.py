@@ -244,7 +244,7 @@ def evaluate(
     progress: bool = True,
     backend: str = "auto",
     int8: bool = False,
-    calibration: int = 8,
+    calibration: int | list = 8,
 ) -> dict:
     """Evaluates a model (module, checkpoint path, or `method` = "ela"/"noise"/a model name) on a
     manifest; writes config.json, predictions.csv, maps/, metrics.json, report.md, tables and
@@ -256,7 +256,7 @@ def evaluate(
     (nearest), "skip" (no pixel metrics for that image) or "fail", for masks whose size differs
     from their image; every such mask is counted and listed. backend/int8: the inference route
     (`sdfl_lib.models.inference.inference_model`); int8 calibrates on the first `calibration`
-    images of the manifest.
+    images of the manifest, or on the images given as a list.
     """
     from sdfl_lib.evaluate.report import write_report
     from sdfl_lib.models.inference import inference_model, resolve_backend
@@ -292,7 +292,10 @@ def evaluate(
         "int8": int8,
     }
     _check_config(out, config, resume)
-    images = [r["image"] for r in rows[:calibration]] if int8 else []
+    if isinstance(calibration, int):
+        images = [r["image"] for r in rows[:calibration]] if int8 else []
+    else:
+        images = list(calibration)
     model = inference_model(
         model, backend, int8, size, checkpoint=checkpoint,
         calibration=calibration_batch(images, size) if int8 else None,
