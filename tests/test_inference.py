@@ -112,6 +112,7 @@ def test_int8_is_checked_against_fp32_and_refused_when_it_strays(checkpoint, mon
     quant = inference_model(model, "onnx", int8=True, checkpoint=path, calibration=calibration)
     assert "-int8" in quant.path.name and quant.path.parent == path.parent
     assert "masks agree with fp32" in capsys.readouterr().err
+    assert 0 <= quant.int8_agreement <= 1
     x = torch.rand(2, 3, SIZE, SIZE)
     # int8 is not fp32: close on the logits' scale, not equal
     assert (quant(x).mask_logit - onnx_model(x).mask_logit).abs().mean() < 0.5
@@ -160,3 +161,18 @@ def test_cli_predict_and_evaluate_with_the_onnx_backend(checkpoint, tmp_path, ca
 
     with pytest.raises(ValueError, match="int8"):
         evaluate(str(path), manifest, out, workers=0, figures=False, int8=True, progress=False)
+
+
+@pytest.mark.slow
+def test_compile_backend_matches_the_model():
+    torch.manual_seed(0)
+    model = build_model("upernet", image_size=32, backbone="resnet18").eval()
+    compiled = inference_model(model, "compile")
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        ref = model(x)
+        out = compiled(x)
+    assert torch.allclose(out.mask_logit, ref.mask_logit, atol=1e-4)
+    assert torch.allclose(out.image_logit, ref.image_logit, atol=1e-4)
+    with torch.no_grad():  # the eager model is untouched by the compiled copy's tracing
+        assert torch.equal(model(x).mask_logit, ref.mask_logit)

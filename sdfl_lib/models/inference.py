@@ -342,6 +342,7 @@ def inference_model(
     checkpoint: str | os.PathLike | None = None,
     calibration: torch.Tensor | None = None,
     log: Callable[[str], None] | None = None,
+    min_agreement: float | None = None,
 ) -> nn.Module:
     """The model predict and evaluate run: called on (B, 3, S, S) batches like `model`.
 
@@ -350,7 +351,8 @@ def inference_model(
     "onnx" (exported once, cached next to `checkpoint` or under `cache_dir()`, run by ONNX
     Runtime on the CPU) or "auto" (see `resolve_backend`). int8 (onnx only): static
     quantization calibrated on `calibration` (N, 3, S, S); refused (`InferenceUnavailable`)
-    when its masks agree with fp32's on fewer than `INT8_MIN_AGREEMENT` of those pixels.
+    when its masks agree with fp32's on fewer than `min_agreement` (default
+    `INT8_MIN_AGREEMENT`) of those pixels; the agreement is kept as `int8_agreement`.
     """
     log = log or (lambda msg: print(msg, file=sys.stderr))
     chosen = resolve_backend(model, backend, int8)
@@ -401,10 +403,12 @@ def inference_model(
     quant = OnnxModel(q, spec)
     with torch.no_grad():
         agree = mask_agreement(fast(calibration), quant(calibration))
-    if agree < INT8_MIN_AGREEMENT:
+    bound = INT8_MIN_AGREEMENT if min_agreement is None else min_agreement
+    if agree < bound:
         raise InferenceUnavailable(
             f"int8 refused: its masks agree with fp32 on {agree:.2%} of the calibration pixels "
-            f"(needs {INT8_MIN_AGREEMENT:.0%}); run without --int8"
+            f"(needs {bound:.0%}); run without --int8"
         )
+    quant.int8_agreement = agree
     log(f"int8: masks agree with fp32 on {agree:.2%} of the calibration pixels")
     return quant
