@@ -24,11 +24,17 @@ from sdfl_lib.models.checkpoint import (
     read_checkpoint,
 )
 from sdfl_lib.models.encoder import PretrainedWeightsUnavailable, build_encoder, pretrained_dir
-from sdfl_lib.models.inference import fold_batchnorm, optimize_for_inference
+from sdfl_lib.models.inference import (
+    InferenceUnavailable,
+    fold_batchnorm,
+    inference_model,
+    optimize_for_inference,
+)
 from sdfl_lib.models.summary import extract_intermediates, summarize
 
 __all__ = [
     "CheckpointError",
+    "InferenceUnavailable",
     "LoadReport",
     "ModelOutput",
     "PretrainedWeightsUnavailable",
@@ -37,6 +43,7 @@ __all__ = [
     "detect_variant",
     "extract_intermediates",
     "fold_batchnorm",
+    "inference_model",
     "list_models",
     "load_checkpoint",
     "load_model",
