@@ -45,7 +45,8 @@ def exit_code_of(err: BaseException) -> int | None:
     if isinstance(err, (ManifestError, ImageReadError)):
         return EXIT_FAILED
     # Checkpoint errors are ValueErrors too, but name a file: bad data.
-    if type(err).__name__ in ("CheckpointError", "DownloadError", "NonFiniteLossError", "WeightsError"):
+    if type(err).__name__ in ("CheckpointError", "DownloadError", "NonFiniteLossError", "WeightsError",
+                              "InferenceUnavailable"):
         return EXIT_FAILED
     if isinstance(err, (FileNotFoundError, FileExistsError, IsADirectoryError,
                         NotADirectoryError, PermissionError)):

@@ -71,6 +71,22 @@ def resolve_model(
     return model.to(resolve_device(device)).eval()
 
 
+def calibration_batch(images: list, size: int) -> torch.Tensor:
+    """(N, 3, size, size) inputs from the readable ones of `images` (paths or uint8 HxWx3 RGB),
+    prepared as for prediction: what int8 quantization calibrates on."""
+    from sdfl_lib.data import ImageReadError, load_image
+
+    batch = []
+    for image in images:
+        try:
+            batch.append(
+                prepare_input(image if isinstance(image, np.ndarray) else load_image(image), size)
+            )
+        except ImageReadError:
+            continue  # the prediction itself reports it
+    return torch.stack(batch) if batch else torch.empty(0, 3, size, size)
+
+
 def heat_overlay(image: np.ndarray, prob: np.ndarray, alpha: float = 0.5) -> np.ndarray:
     """The image blended with a jet heat map of `prob` (HxW in [0, 1]), uint8 HxWx3."""
     heat = cv2.applyColorMap(np.round(prob * 255).astype(np.uint8), cv2.COLORMAP_JET)

@@ -8,6 +8,7 @@ import sys
 # WHAT -> module with `main(argv) -> int`.
 _BENCHES = {
     "model": "sdfl_lib.bench.model",
+    "int8": "sdfl_lib.bench.int8",
     "train": "sdfl_lib.bench.train",
     "data": "sdfl_lib.bench.data",
     "evaluate": "sdfl_lib.bench.evaluate",

@@ -1,13 +1,23 @@
-"""`python -m sdfl_lib.bench model`: inference and training images/s and peak memory of a model."""
+"""`python -m sdfl_lib.bench model`: inference and training images/s and peak memory of a model.
+
+For `ours` (ResNet-50) on the CPU in fp32 it compares every inference and training path side by
+side with an independent build of the authors' network (`sdfl_lib.bench.authors`), each path in
+a fresh process (so its peak memory is its own), and says which path the library takes by
+default; other settings measure the one model as built.
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import copy
+import json
+import os
 import platform
 import resource
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -229,6 +239,24 @@ def format_result(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _parse_paths(spec: str | None, train: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """ "infer:a,b train:c" -> the two path lists (all of them where a task is not named)."""
+    if not spec:
+        return INFERENCE_PATHS, TRAINING_PATHS if train else ()
+    chosen = {"infer": (), "train": ()}
+    for part in spec.split():
+        task, _, names = part.partition(":")
+        known = {"infer": INFERENCE_PATHS, "train": TRAINING_PATHS}.get(task)
+        if known is None:
+            raise SystemExit(f"--paths: unknown task {task!r} (infer, train)")
+        paths = tuple(n for n in names.split(",") if n)
+        bad = [n for n in paths if n not in known]
+        if bad:
+            raise SystemExit(f"--paths: unknown {task} path(s) {bad}; known: {', '.join(known)}")
+        chosen[task] = paths
+    return chosen["infer"], chosen["train"] if train else ()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line, run `bench_model`, print the figures."""
     parser = argparse.ArgumentParser(prog="python -m sdfl_lib.bench model", description=__doc__)
@@ -253,7 +281,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-fold", action="store_true", help="infer with the model as built (BN not folded)"
     )
+    parser.add_argument(
+        "--paths",
+        default=None,
+        help="side-by-side paths, e.g. infer:authors,onnx,int8 train:authors,ours (default: all, "
+        "for ours/resnet50 on the CPU in fp32; 'none' measures the one model as built)",
+    )
+    parser.add_argument("--worker", nargs=2, metavar=("TASK", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.worker:
+        r = _worker(*args.worker, args.size, args.batch, args.iters, args.warmup)
+        print(json.dumps(r, default=str))
+        return 0
+    side_by_side = (
+        args.model == "ours" and args.backbone == "resnet50" and args.dtype == "fp32"
+        and torch.device(args.device).type == "cpu" and args.paths != "none"
+    )  # fmt: skip
+    if side_by_side:
+        infer, train = _parse_paths(args.paths, not args.no_train)
+        r = compare(args.size, args.batch, args.iters, args.warmup, infer, train)
+        print(format_comparison(r))
+        return 0 if all("error" not in x for x in r["rows"]) else 1
     result = bench_model(
         args.model,
         args.size,
@@ -270,3 +318,241 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(format_result(result))
     return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Side by side: the authors' network and every path of the library, one fresh process each.
+
+# path -> what it measures. Inference paths are `inference_model` backends; "authors" is the
+# independent build of the original network, run as its code runs (eager, nothing folded).
+INFERENCE_PATHS = ("authors", "eager", "optimized", "compile", "onnx", "int8")
+# Training: the authors' network with the C library's malloc; ours as `sdfl train` runs it
+# (malloc tuned); ours with glibc's default malloc (what the tuning gives); ours compiled.
+TRAINING_PATHS = ("authors", "ours-default-malloc", "ours", "ours-compiled")
+
+
+def _worker_model(kind: str, size: int) -> nn.Module:
+    from sdfl_lib.bench.authors import AuthorsOurs
+    from sdfl_lib.models import ModelOutput, build_model
+
+    torch.manual_seed(0)
+    if kind != "authors":
+        return build_model("ours", image_size=size)
+
+    class Outputs(nn.Module):
+        """The authors' (image logit, mask logits) as a ModelOutput, for the shared loss."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = AuthorsOurs()
+
+        def forward(self, x: torch.Tensor) -> ModelOutput:
+            return ModelOutput(*self.net(x))
+
+    return Outputs()
+
+
+def _worker(task: str, path: str, size: int, batch: int, iters: int, warmup: int) -> dict:
+    """One path's figures in this process (called in a fresh process by `compare`)."""
+    from sdfl_lib.models.inference import inference_model
+    from sdfl_lib.train.malloc import tune_malloc
+
+    dev = torch.device("cpu")
+    x = torch.rand(batch, 3, size, size)
+    result: dict[str, Any] = {"task": task, "path": path}
+    if task == "train":
+        if path in ("ours", "ours-compiled"):
+            result["malloc"] = tune_malloc()  # what `fit` does before building anything
+        model = _worker_model(path, size).train()
+        step_model = torch.compile(model) if path == "ours-compiled" else model
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+        mask = (torch.rand(batch, 1, size, size) > 0.5).float()
+        label = torch.ones(batch)
+
+        def run() -> None:
+            optimizer.zero_grad(set_to_none=True)
+            _paper_loss(step_model(x), mask, label).backward()
+            optimizer.step()
+
+    else:
+        model = _worker_model(path, size).eval()
+        start = time.perf_counter()
+        if path == "authors":
+            fast = model
+        else:
+            calibration = torch.rand(4, 3, size, size) if path == "int8" else None
+            backend = "onnx" if path == "int8" else path
+            # The run's own export cache (onnx exports, int8 then quantizes that export).
+            with tempfile.TemporaryDirectory() as tmp:
+                os.environ["XDG_CACHE_HOME"] = os.environ.get("SDFL_BENCH_CACHE", tmp)
+                fast = inference_model(
+                    model,
+                    backend,
+                    path == "int8",
+                    size,
+                    calibration=calibration,
+                    log=lambda m: None,
+                    min_agreement=0.0,  # speed only here; `bench int8` checks accuracy
+                )
+            if path == "int8":
+                result["int8_agreement"] = fast.int8_agreement
+        if path == "compile":
+            with torch.inference_mode():
+                fast(x)  # compilation happens on the first call
+        result["prepare_s"] = time.perf_counter() - start
+
+        def run() -> None:
+            with torch.inference_mode():
+                fast(x)
+
+    for _ in range(warmup):
+        run()
+    result["peak_mb"] = _peak_memory_mb(dev)  # before anything else is built in this process
+    others = {}
+    if task == "infer" and path != "authors":
+        # The authors' network runs in turns with the path, so both see the same neighbours.
+        authors = _worker_model("authors", size).eval()
+
+        def run_authors() -> None:
+            with torch.inference_mode():
+                authors(x)
+
+        for _ in range(warmup):
+            run_authors()
+        others["authors"] = run_authors
+    # Each call timed on its own: on a shared machine the neighbours only ever add time, so the
+    # fastest call is the closest to what the path does; the median is shown beside it.
+    walls: dict[str, list[float]] = {"self": [], **{k: [] for k in others}}
+    cpus = []
+    for _ in range(iters):
+        for name, fn in others.items():
+            t0 = time.perf_counter()
+            fn()
+            walls[name].append(time.perf_counter() - t0)
+        r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+        run()
+        walls["self"].append(time.perf_counter() - t0)
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
+        cpus.append(
+            (r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime, r1.ru_stime - r0.ru_stime)
+        )
+    result["img_s"] = batch / min(walls["self"])
+    result["img_s_median"] = batch / sorted(walls["self"])[len(walls["self"]) // 2]
+    if "authors" in others:
+        result["authors_img_s"] = batch / min(walls["authors"])
+    cpu = min(c for c, _ in cpus)
+    result["img_per_cpu_s"] = batch / cpu if cpu > 0 else None
+    result["sys_share"] = sum(s for _, s in cpus) / max(sum(c for c, _ in cpus), 1e-9)
+    return result
+
+
+def compare(
+    size: int = 512,
+    batch: int = 2,
+    iters: int = 3,
+    warmup: int = 1,
+    inference_paths: tuple[str, ...] = INFERENCE_PATHS,
+    training_paths: tuple[str, ...] = TRAINING_PATHS,
+    timeout: float = 3600,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Figures of each path, each measured in a fresh `python -m sdfl_lib.bench.model` process;
+    a path that fails is reported with its error, not dropped."""
+    from sdfl_lib.models import build_model
+    from sdfl_lib.models.inference import resolve_backend
+
+    rows = []
+    cache = tempfile.TemporaryDirectory()
+    env = {k: v for k, v in os.environ.items() if k != "SDFL_MALLOC"}
+    env["SDFL_BENCH_CACHE"] = cache.name
+    jobs = [("infer", p) for p in inference_paths] + [("train", p) for p in training_paths]
+    for task, path in tqdm(jobs, desc="paths", disable=not progress, leave=False):
+        cmd = [sys.executable, "-m", "sdfl_lib.bench.model", "--worker", task, path,
+               "--size", str(size), "--batch", str(batch), "--iters", str(iters),
+               "--warmup", str(warmup)]  # fmt: skip
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+            lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+            if done.returncode or not lines:
+                tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+                rows.append(
+                    {"task": task, "path": path, "error": f"exit {done.returncode}: {tail}"}
+                )
+            else:
+                rows.append(json.loads(lines[-1]))
+        except subprocess.TimeoutExpired:
+            rows.append({"task": task, "path": path, "error": f"timed out after {timeout:.0f} s"})
+        if progress:  # a long run shows each path as it finishes
+            tqdm.write(json.dumps(rows[-1], default=str), file=sys.stderr)
+    cache.cleanup()
+    default = resolve_backend(build_model("ours", image_size=32, backbone="resnet18").eval())
+    return {
+        "size": size,
+        "batch": batch,
+        "iters": iters,
+        "device": device_description(torch.device("cpu")),
+        "torch": torch.__version__,
+        "rows": rows,
+        "default_inference": default,
+        "default_training": "ours",
+    }
+
+
+def format_comparison(r: dict[str, Any]) -> str:
+    """The side-by-side table as printed lines."""
+    lines = [
+        f"model ours (resnet50), {r['size']}x{r['size']}, batch {r['batch']}, fp32, "
+        f"{r['iters']} timed iterations per path, each path in a fresh process",
+        f"device: {r['device']} (torch {r['torch']})",
+    ]
+    for task, title in (("infer", "inference"), ("train", "training")):
+        rows = [x for x in r["rows"] if x["task"] == task]
+        if not rows:
+            continue
+        base = next((x.get("img_s") for x in rows if x["path"] == "authors"), None)
+        lines.append(f"{title}:")
+        base_cpu = next((x.get("img_per_cpu_s") for x in rows if x["path"] == "authors"), None)
+        lines.append(
+            f"  {'path':<20} {'img/s':>7} {'x authors':>9} {'median':>7} {'img/CPU-s':>9} "
+            f"{'x authors':>9} {'sys':>4} {'peak RSS MiB':>12}  notes"
+        )
+        default = r["default_inference"] if task == "infer" else r["default_training"]
+        for x in rows:
+            if "error" in x:
+                lines.append(f"  {x['path']:<20} failed: {x['error']}")
+                continue
+            # Inference: against the authors' network timed in turns in the same process.
+            own_base = x.get("authors_img_s") or base
+            ratio = f"{x['img_s'] / own_base:.2f}x" if own_base else "-"
+            per_cpu = x.get("img_per_cpu_s") or 0.0
+            ratio_cpu = f"{per_cpu / base_cpu:.2f}x" if base_cpu and per_cpu else "-"
+            sys_share = f"{x['sys_share']:.0%}" if x.get("sys_share") is not None else "-"
+            notes = []
+            if x["path"] == default:
+                notes.append("library default here")
+            if x.get("prepare_s", 0) > 0.5:
+                notes.append(f"prepared in {x['prepare_s']:.0f} s (once; exports are cached)")
+            if x.get("malloc"):
+                notes.append("malloc tuned")
+            if x.get("int8_agreement") is not None:
+                notes.append(f"masks agree with fp32 on {x['int8_agreement']:.1%} (random weights)")
+            lines.append(
+                f"  {x['path']:<20} {x['img_s']:7.3f} {ratio:>9} {x['img_s_median']:7.3f} "
+                f"{per_cpu:9.3f} {ratio_cpu:>9} "
+                f"{sys_share:>4} {x['peak_mb']:12.0f}  " + "; ".join(notes)
+            )
+    lines.append(
+        "img/s: the fastest timed call (neighbours on a shared machine only add time), median "
+        "beside it; inference 'x authors': against the authors' network timed in turns with the "
+        "path in its process; img/CPU-s: per second of the process's CPU time (user + system, all "
+        "threads); sys: the system (page fault) share of that time"
+    )
+    lines.append(
+        f"the library uses by default on this CPU: inference {r['default_inference']!r}, "
+        f"training {r['default_training']!r}"
+    )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -49,6 +49,21 @@ def _model_args(p: argparse.ArgumentParser) -> None:
         "--threshold", type=probability, default=0.5, help="decision threshold in [0, 1] (0.5)"
     )
     p.add_argument("--device", default="auto", help="auto (this process's GPU if any, else cpu), cpu, cuda or cuda:N")
+    p.add_argument(
+        "--backend",
+        choices=("auto", "eager", "optimized", "compile", "onnx"),
+        default="auto",
+        help="inference route (default auto: ONNX Runtime on the CPU for ours/upernet when "
+        "installed, exported once and cached next to the checkpoint; else batch norm folded, "
+        "channels-last PyTorch)",
+    )
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="int8 static quantization (onnx backend), calibrated on the first "
+        "--calibration images of the run; refused when its masks stray from fp32's",
+    )
+    p.add_argument("--calibration", type=positive_int, default=8, help="int8 calibration images (8)")
 
 
 def register(subparsers) -> None:
@@ -112,14 +127,23 @@ def register(subparsers) -> None:
 def _evaluate(args: argparse.Namespace) -> int:
     from sdfl_lib.evaluate.engine import evaluate
 
-    metrics = evaluate(
+    # A backend or int8 that cannot run here ends in one line (InferenceUnavailable: exit 1).
+    return _print_metrics(args, _run_evaluate(evaluate, args))
+
+
+def _run_evaluate(evaluate, args: argparse.Namespace) -> dict:
+    return evaluate(
         args.checkpoint, args.manifest, args.out, protocol=args.protocol,
         subsets=args.subsets.split(",") if args.subsets else None, robustness=args.robustness,
         batch_size=args.batch_size, workers=args.workers, image_size=args.image_size,
         threshold=args.threshold, mask_policy=args.mask_policy, method=args.method,
         device=args.device, save_maps=not args.no_maps, resume=not args.no_resume,
-        figures=not args.no_figures, boundary_band=args.boundary_band,
+        figures=not args.no_figures, boundary_band=args.boundary_band, backend=args.backend,
+        int8=args.int8, calibration=args.calibration,
     )  # fmt: skip
+
+
+def _print_metrics(args: argparse.Namespace, metrics: dict) -> int:
     keys = [k.format(t=f"{args.threshold:g}") for k in _SUMMARY_KEYS]
     for subset, m in metrics["subsets"].items():
         shown = ", ".join(
@@ -188,6 +212,19 @@ def _inputs(src: Path, out: Path) -> tuple[list[Path], int]:
     return files, outputs
 
 
+def inference_model_for(model, args: argparse.Namespace, images: list[Path]):
+    """The model predict runs (`--backend`, `--int8`), int8 calibrated on the first
+    `--calibration` readable `images`."""
+    from sdfl_lib.models.inference import inference_model
+    from sdfl_lib.predict import calibration_batch, model_image_size
+
+    size = model_image_size(model, args.image_size)
+    calibration = calibration_batch(images[: args.calibration], size) if args.int8 else None
+    return inference_model(
+        model, args.backend, args.int8, size, checkpoint=args.checkpoint, calibration=calibration
+    )
+
+
 def _predict(args: argparse.Namespace) -> int:
     from sdfl_lib.data import ImageReadError
     from sdfl_lib.errors import DataError
@@ -206,6 +243,7 @@ def _predict(args: argparse.Namespace) -> int:
     else:
         raise DataError(f"no such file or folder: {src}")
     model = resolve_model(args.checkpoint, args.method, args.device)
+    model = inference_model_for(model, args, files)
     names = _output_names(files, src if src.is_dir() else None)
     failed = []
     for f in files:

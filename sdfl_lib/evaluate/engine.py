@@ -43,7 +43,10 @@ _RESUME_KEYS = (
     "mask_policy",
     "format",
     "boundary_band",
+    "int8",
 )
+# What a setting meant in runs recorded before it existed.
+_RESUME_DEFAULTS = {"int8": False}
 
 
 def _fingerprint(model: nn.Module) -> str:
@@ -60,7 +63,11 @@ def _check_config(out: Path, config: dict, resume: bool) -> None:
     path = out / "config.json"
     if path.is_file() and resume:
         old = json.loads(path.read_text())
-        diff = {k: (old.get(k), config[k]) for k in _RESUME_KEYS if old.get(k) != config[k]}
+        diff = {
+            k: (old.get(k, _RESUME_DEFAULTS.get(k)), config[k])
+            for k in _RESUME_KEYS
+            if old.get(k, _RESUME_DEFAULTS.get(k)) != config[k]
+        }
         if diff:
             raise ValueError(
                 f"{out} holds an evaluation with other settings {diff}; use another output "
@@ -250,6 +257,9 @@ def evaluate(
     deep_sources: str = DEEP_SOURCES,
     progress: bool = True,
     boundary_band: int | str = 0,
+    backend: str = "auto",
+    int8: bool = False,
+    calibration: int | list = 8,
 ) -> dict:
     """Evaluates a model (module, checkpoint path, or `method` = "ela"/"noise"/a model name) on a
     manifest; writes config.json, predictions.csv, maps/, metrics.json, report.md, tables and
@@ -263,9 +273,13 @@ def evaluate(
     always leaves such an image out of its pixel F1, as the authors' evaluation does. Every such
     mask is counted and listed. boundary_band: B > 0 (or "IN:OUT") adds
     standard/pixel_f1_band{B}px@t keys that leave out pixels within B pixels of the mask's
-    boundary (see `sdfl_lib.metrics.standard`; 0: off).
+    boundary (see `sdfl_lib.metrics.standard`; 0: off). backend/int8: the inference route
+    (`sdfl_lib.models.inference.inference_model`); int8 calibrates on the first `calibration`
+    images of the manifest, or on the images given as a list.
     """
     from sdfl_lib.evaluate.report import write_report
+    from sdfl_lib.models.inference import inference_model, resolve_backend
+    from sdfl_lib.predict import calibration_batch
 
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
@@ -298,8 +312,18 @@ def evaluate(
         "batch_size": batch_size,
         "workers": workers,
         "device": str(model_device(model)),
+        "backend": resolve_backend(model, backend, int8),
+        "int8": int8,
     }
     _check_config(out, config, resume)
+    if isinstance(calibration, int):
+        images = [r["image"] for r in rows[:calibration]] if int8 else []
+    else:
+        images = list(calibration)
+    model = inference_model(
+        model, backend, int8, size, checkpoint=checkpoint,
+        calibration=calibration_batch(images, size) if int8 else None,
+    )  # fmt: skip
     common = dict(
         image_size=size,
         threshold=threshold,

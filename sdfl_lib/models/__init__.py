@@ -31,12 +31,18 @@ from sdfl_lib.models.encoder import (
     pretrained_dir,
     weight_source,
 )
-from sdfl_lib.models.inference import fold_batchnorm, optimize_for_inference
+from sdfl_lib.models.inference import (
+    InferenceUnavailable,
+    fold_batchnorm,
+    inference_model,
+    optimize_for_inference,
+)
 from sdfl_lib.models.summary import extract_intermediates, summarize
 
 __all__ = [
     "WEIGHT_PACKAGES",
     "CheckpointError",
+    "InferenceUnavailable",
     "LoadReport",
     "ModelOutput",
     "PretrainedWeightsUnavailable",
@@ -45,6 +51,7 @@ __all__ = [
     "detect_variant",
     "extract_intermediates",
     "fold_batchnorm",
+    "inference_model",
     "input_normalization",
     "list_models",
     "load_checkpoint",

@@ -1,13 +1,26 @@
-"""An inference copy of a model: batch norm folded into the preceding convolutions, channels-last."""
+"""The inference path of predict and evaluate: an optimized PyTorch copy (batch norm folded,
+channels-last), optionally compiled, or an ONNX export run by ONNX Runtime (fp32 or int8)."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import hashlib
+import importlib.util
+import io
+import itertools
+import json
+import os
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from sdfl_lib.models.base import ModelOutput
 from sdfl_lib.models.resnet import Bottleneck, ResNet
 
 # Attribute pairs (conv, bn) applied back to back in these modules' forward passes.
@@ -59,3 +72,343 @@ def optimize_for_inference(model: nn.Module, channels_last: bool = True) -> nn.M
         fast = fast.to(memory_format=torch.channels_last)
     fast.sdfl_inference_copy = True
     return fast
+
+
+# ---------------------------------------------------------------------------------------------
+# One inference path for predict and evaluate: `inference_model(model, backend, int8=...)`.
+
+BACKENDS = ("auto", "eager", "optimized", "compile", "onnx")
+# Networks the ONNX route is built and tested for (dynamo export of the whole forward pass).
+_ONNX_MODELS = ("ours", "upernet")
+# Bumped when the exported graph changes for the same weights (forces a re-export).
+_EXPORT_FORMAT = 1
+# int8 is refused when its masks agree with fp32's on fewer calibration pixels than this.
+INT8_MIN_AGREEMENT = 0.99
+
+
+class InferenceUnavailable(RuntimeError):
+    """A requested inference route cannot run here (missing package, failed export, int8 refused)."""
+
+
+@contextlib.contextmanager
+def _fresh_prroi_caches():
+    """Empty the cached PrRoI pooling matrices before and after tracing: tensors made while a
+    graph is traced are placeholders that must never be served to a later eager call."""
+    from sdfl_lib.cuda import exact
+
+    caches = (exact._whole_map_weights, exact._whole_map_kron)
+    for c in caches:
+        c.cache_clear()
+    try:
+        yield
+    finally:
+        for c in caches:
+            c.cache_clear()
+
+
+def onnx_available() -> bool:
+    """Whether the ONNX export and ONNX Runtime packages (`pip install sdfl[onnx]`) import."""
+    return all(
+        importlib.util.find_spec(m) is not None for m in ("onnx", "onnxscript", "onnxruntime")
+    )
+
+
+def _spec_name(model: nn.Module) -> str | None:
+    return (getattr(model, "sdfl_spec", None) or {}).get("name")
+
+
+def resolve_backend(model: nn.Module, backend: str = "auto", int8: bool = False) -> str:
+    """The concrete backend `auto` stands for: ONNX Runtime on the CPU for the paper's networks
+    when its packages are installed (and always with int8), the optimized PyTorch copy
+    otherwise; models that are not registered networks (classical baselines, plain modules)
+    run as given."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend != "auto":
+        return backend
+    device = _device_of(model)
+    if (int8 or device.type == "cpu") and _spec_name(model) in _ONNX_MODELS and onnx_available():
+        return "onnx"
+    if int8:
+        return "onnx"  # int8 only exists there; `inference_model` says why it cannot run
+    if _spec_name(model) is None or not any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
+        return "eager"
+    return "optimized"
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    for t in itertools.chain(model.parameters(), model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+def _weights_digest(model: nn.Module) -> str:
+    """sha256 of every state-dict tensor's name, shape and bytes. BayarConv kernels are hashed
+    projected and rounded: each forward pass re-normalises them in place, moving the last bits."""
+    bayar = {f"{n}.kernel" for n, m in model.named_modules() if type(m).__name__ == "BayarConv2d"}
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        t = t.detach().cpu()
+        if name in bayar:
+            t = (t / t.sum(-1, keepdim=True)).half()
+        t = t.contiguous()
+        h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _file_digest(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def export_key(
+    model: nn.Module, image_size: int, checkpoint: str | os.PathLike | None = None
+) -> str:
+    """What an exported graph depends on: the checkpoint file's bytes (else the model's
+    weights), the model spec, the input size, the torch version and the export format."""
+    h = hashlib.sha256()
+    spec = json.dumps(getattr(model, "sdfl_spec", {}), sort_keys=True, default=str)
+    h.update(f"{_EXPORT_FORMAT}|{torch.__version__}|{spec}|{image_size}|".encode())
+    ck = Path(checkpoint) if checkpoint is not None else None
+    h.update(_file_digest(ck).encode() if ck and ck.is_file() else _weights_digest(model).encode())
+    return h.hexdigest()[:16]
+
+
+def cache_dir() -> Path:
+    """Where exports of models without a checkpoint file go: $XDG_CACHE_HOME/sdfl/onnx."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "sdfl" / "onnx"
+
+
+def export_path(
+    model: nn.Module,
+    image_size: int,
+    checkpoint: str | os.PathLike | None = None,
+    kind: str = "fp32",
+) -> Path:
+    """The cached export's file: next to the checkpoint (`best.pt` -> `best.onnx-fp32-KEY.onnx`)
+    when there is one and its folder is writable, else under `cache_dir()`."""
+    key = export_key(model, image_size, checkpoint)
+    if checkpoint is not None:
+        ck = Path(checkpoint)
+        if os.access(ck.parent, os.W_OK):
+            return ck.parent / f"{ck.stem}.onnx-{kind}-{key}.onnx"
+        stem = f"{ck.stem}-{hashlib.sha256(str(ck.absolute()).encode()).hexdigest()[:8]}"
+    else:
+        stem = _spec_name(model) or type(model).__name__
+    return cache_dir() / f"{stem}.onnx-{kind}-{key}.onnx"
+
+
+class _Outputs(nn.Module):
+    """Model -> (image_logit, mask_logit): the exporter needs plain tensors out."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.model(x)
+        return out.image_logit, out.mask_logit
+
+
+def export_onnx(model: nn.Module, path: str | os.PathLike, image_size: int) -> Path:
+    """Export `model` (batch norm folded first) to ONNX at `image_size`, any batch size, with
+    PyTorch's dynamo exporter; written atomically to `path`."""
+    _require_onnx()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wrapped = _Outputs(optimize_for_inference(model, False).cpu())
+    x = torch.rand(2, 3, image_size, image_size)
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # The exporter narrates every stage on stdout; keep the caller's output its own.
+    with (
+        _fresh_prroi_caches(),
+        contextlib.redirect_stdout(io.StringIO()),
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            wrapped,
+            (x,),
+            dynamo=True,
+            input_names=["image"],
+            output_names=["image_logit", "mask_logit"],
+            dynamic_shapes=({0: batch},),
+        )
+        program.save(str(tmp))
+    os.replace(tmp, path)
+    return path
+
+
+def _require_onnx() -> None:
+    if not onnx_available():
+        raise InferenceUnavailable(
+            "the onnx backend needs the packages onnx, onnxscript and onnxruntime: "
+            "pip install 'sdfl[onnx]'"
+        )
+
+
+class OnnxModel(nn.Module):
+    """An exported network run by ONNX Runtime on the CPU; called like the model it came from
+    ((B, 3, S, S) float in [0, 1] -> `ModelOutput`), at the size it was exported for."""
+
+    def __init__(
+        self, path: str | os.PathLike, spec: dict | None = None, threads: int | None = None
+    ) -> None:
+        super().__init__()
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self.path = Path(path)
+        self.session = ort.InferenceSession(
+            str(self.path), options, providers=["CPUExecutionProvider"]
+        )
+        self.sdfl_spec = dict(spec or {})
+        shape = self.session.get_inputs()[0].shape
+        self.image_size = int(shape[-1])
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        if tuple(x.shape[-2:]) != (self.image_size, self.image_size):
+            raise ValueError(
+                f"{self.path.name} was exported for {self.image_size}x{self.image_size} inputs, "
+                f"got {tuple(x.shape[-2:])}"
+            )
+        feed = {"image": x.detach().float().cpu().contiguous().numpy()}
+        image_logit, mask_logit = self.session.run(None, feed)
+        return ModelOutput(torch.from_numpy(image_logit), torch.from_numpy(mask_logit))
+
+
+def quantize_int8(
+    fp32_path: str | os.PathLike, out_path: str | os.PathLike, calibration: torch.Tensor
+) -> Path:
+    """Static int8 quantization of an exported model with ONNX Runtime (QDQ, per-channel int8
+    weights, uint8 activations with min/max ranges from `calibration`, (N, 3, S, S) in [0, 1])."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter(calibration.split(1))
+
+        def get_next(self) -> dict | None:
+            x = next(self.items, None)
+            return None if x is None else {"image": x.float().contiguous().numpy()}
+
+    out_path = Path(out_path)
+    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}")
+    pre = tmp.with_suffix(".pre.onnx")
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+            quantize_static(
+                str(pre),
+                str(tmp),
+                Reader(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                weight_type=QuantType.QInt8,
+                activation_type=QuantType.QUInt8,
+                # Without VNNI, u8 x s8 products can saturate their int16 sums: 7-bit weights.
+                reduce_range=True,
+            )
+        os.replace(tmp, out_path)
+    finally:
+        pre.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
+    return out_path
+
+
+def mask_agreement(a: ModelOutput, b: ModelOutput, threshold: float = 0.5) -> float:
+    """Fraction of pixels on which two outputs take the same decision at `threshold`."""
+    return float(((a.mask_prob >= threshold) == (b.mask_prob >= threshold)).float().mean())
+
+
+def inference_model(
+    model: nn.Module,
+    backend: str = "auto",
+    int8: bool = False,
+    image_size: int | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    calibration: torch.Tensor | None = None,
+    log: Callable[[str], None] | None = None,
+    min_agreement: float | None = None,
+) -> nn.Module:
+    """The model predict and evaluate run: called on (B, 3, S, S) batches like `model`.
+
+    backend: "eager" (the model as given), "optimized" (`optimize_for_inference`: batch norm
+    folded, channels-last), "compile" (that copy through `torch.compile` with weight freezing),
+    "onnx" (exported once, cached next to `checkpoint` or under `cache_dir()`, run by ONNX
+    Runtime on the CPU) or "auto" (see `resolve_backend`). int8 (onnx only): static
+    quantization calibrated on `calibration` (N, 3, S, S); refused (`InferenceUnavailable`)
+    when its masks agree with fp32's on fewer than `min_agreement` (default
+    `INT8_MIN_AGREEMENT`) of those pixels; the agreement is kept as `int8_agreement`.
+    """
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    chosen = resolve_backend(model, backend, int8)
+    size = int(image_size or (getattr(model, "sdfl_spec", None) or {}).get("image_size") or 512)
+    if int8 and chosen != "onnx":
+        raise InferenceUnavailable(f"int8 runs only with the onnx backend, not {chosen!r}")
+    if chosen == "eager":
+        return model.eval()
+    if chosen == "optimized":
+        return optimize_for_inference(model.eval(), channels_last=True)
+    if chosen == "compile":
+        fast = optimize_for_inference(model.eval(), channels_last=True)
+        compiled = torch.compile(fast, options={"freezing": True})
+        compiled.sdfl_spec = getattr(model, "sdfl_spec", {})
+        return compiled
+    _require_onnx()
+    if _spec_name(model) not in _ONNX_MODELS:
+        raise InferenceUnavailable(
+            f"the onnx backend runs {', '.join(_ONNX_MODELS)}, not "
+            f"{_spec_name(model) or type(model).__name__}; use --backend optimized or eager"
+        )
+    if _device_of(model).type != "cpu":
+        log(f"note: the onnx backend runs on the CPU (the model is on {_device_of(model)})")
+    model = model.eval()
+    spec = getattr(model, "sdfl_spec", {})
+    fp32 = export_path(model, size, checkpoint, "fp32")
+    if not fp32.is_file():
+        log(f"exporting the model to ONNX ({size}x{size}; once, cached as {fp32})")
+        try:
+            export_onnx(model, fp32, size)
+        except InferenceUnavailable:
+            raise
+        except Exception as err:  # the exporter's failures come in many types
+            raise InferenceUnavailable(
+                f"ONNX export of {_spec_name(model) or type(model).__name__} failed: "
+                f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            ) from err
+    fast = OnnxModel(fp32, spec)
+    if not int8:
+        return fast
+    if calibration is None or not len(calibration):
+        raise InferenceUnavailable("int8 needs calibration images")
+    h = hashlib.sha256(calibration.float().contiguous().numpy().tobytes()).hexdigest()[:8]
+    q = fp32.with_name(fp32.name.replace("-fp32-", f"-int8{h}-"))
+    if not q.is_file():
+        log(f"quantizing to int8 on {len(calibration)} calibration image(s) (cached as {q})")
+        quantize_int8(fp32, q, calibration)
+    quant = OnnxModel(q, spec)
+    with torch.no_grad():
+        agree = mask_agreement(fast(calibration), quant(calibration))
+    bound = INT8_MIN_AGREEMENT if min_agreement is None else min_agreement
+    if agree < bound:
+        raise InferenceUnavailable(
+            f"int8 refused: its masks agree with fp32 on {agree:.2%} of the calibration pixels "
+            f"(needs {bound:.0%}); run without --int8"
+        )
+    quant.int8_agreement = agree
+    log(f"int8: masks agree with fp32 on {agree:.2%} of the calibration pixels")
+    return quant

@@ -27,6 +27,7 @@ from sdfl_lib.train.build import (
 )
 from sdfl_lib.train.config import TrainConfig
 from sdfl_lib.train.loss import PaperLoss
+from sdfl_lib.train.malloc import tune_malloc
 from sdfl_lib.train.sampler import SeededItems, StepBatchSampler, epoch_orders
 from sdfl_lib.train.signals import StopSignals
 from sdfl_lib.train.state import (
@@ -91,10 +92,14 @@ def fit(
     folder's config.yaml). `overrides`: `key=value` items applied on top. `resume`: a run folder to
     continue from its state.pt (mid-epoch included). `train_dataset`/`val_dataset` replace the
     manifests with ready Dataset objects yielding the usual item dicts.
-    Under torchrun or srun every process calls `fit`; only rank 0 writes files.
+    Under torchrun or srun every process calls `fit`; only rank 0 writes files. The process's
+    malloc is tuned for training (`sdfl_lib.train.malloc.tune_malloc`).
     """
     if config is None and resume is None:
         raise ValueError("give a config (TrainConfig, dict or YAML path) or a run folder to resume")
+    # Freed activations stay in the heap for the next step (no page faults); SDFL_MALLOC=default
+    # keeps the C library's settings. Before the model exists, so its buffers follow it too.
+    tune_malloc()
     if resume is not None and not (Path(resume) / "state.pt").is_file():
         raise FileNotFoundError(f"cannot resume: {Path(resume) / 'state.pt'} does not exist"
                                 " (give the run folder of an earlier run)")

@@ -1,0 +1,49 @@
+"""The speed benchmarks run end to end: paths side by side, and the int8 accuracy check."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sdfl_lib.bench import int8 as int8_bench
+from sdfl_lib.bench import model as model_bench
+from sdfl_lib.models import build_model
+from sdfl_lib.models.inference import onnx_available
+
+
+@pytest.mark.slow
+def test_side_by_side_reports_every_path_against_the_authors(capsys):
+    argv = ["--size", "64", "--iters", "1", "--warmup", "0",
+            "--paths", "infer:authors,optimized train:ours"]  # fmt: skip
+    assert model_bench.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "model ours (resnet50), 64x64, batch 2" in out
+    for line in ("inference:", "training:", "authors", "optimized", "malloc tuned"):
+        assert line in out
+    assert "x authors" in out and "1.00x" in out and "peak RSS MiB" in out
+    assert "the library uses by default on this CPU: inference" in out
+    with pytest.raises(SystemExit, match="unknown infer path"):
+        model_bench.main(["--paths", "infer:tensorrt"])
+
+
+def test_coverage_manifest_pairs_images_with_forged_masks(shared_data, tmp_path):
+    m = int8_bench.coverage_manifest(shared_data / "coverage-sample")
+    assert len(m) == 22 and m["label"].sum() == 11
+    assert all(p.endswith("forged.tif") for p in m[m["label"] == 1]["mask"])
+    with pytest.raises(FileNotFoundError, match="no COVERAGE pairs"):
+        int8_bench.coverage_manifest(tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not onnx_available(), reason="pip install 'sdfl[onnx]'")
+def test_int8_check_compares_f1_and_masks(shared_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    torch.manual_seed(0)
+    model = build_model("ours", image_size=64, backbone="resnet18").eval()
+    calibration = sorted(str(p) for p in (shared_data / "casia2-sample" / "Tp").iterdir())[:2]
+    r = int8_bench.check_int8(model, shared_data / "coverage-sample", calibration, 64)
+    assert r["images"] == 22 and r["calibration"] == 2
+    assert 0 <= r["fp32"]["pixel_f1"] <= 1 and 0 <= r["int8"]["pixel_f1"] <= 1
+    assert 0.5 < r["mask_agreement"] <= 1
+    assert r["passes"] == (r["f1_difference"] <= 0.01)
+    assert "pixel F1 (paper protocol): fp32" in int8_bench.format_check(r)

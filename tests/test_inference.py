@@ -1,0 +1,178 @@
+"""The inference path of predict and evaluate: backends, the cached ONNX export, int8's guard."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sdfl_lib.cli import main as sdfl
+from sdfl_lib.models import build_model, make_checkpoint
+from sdfl_lib.models import inference as inf
+from sdfl_lib.models.inference import (
+    InferenceUnavailable,
+    OnnxModel,
+    export_path,
+    inference_model,
+    resolve_backend,
+)
+
+SIZE = 64
+
+pytestmark = pytest.mark.skipif(not inf.onnx_available(), reason="pip install 'sdfl[onnx]'")
+
+
+def _small(seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    model = build_model("ours", image_size=SIZE, backbone="resnet18").eval()
+    with torch.no_grad():  # non-trivial batch-norm statistics, so folding them is tested
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    return model
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A small `ours` checkpoint and its ONNX export (made once for the module)."""
+    folder = tmp_path_factory.mktemp("ckpt")
+    path = folder / "best.pt"
+    model = _small()
+    torch.save(make_checkpoint(model), path)
+    onnx_model = inference_model(model, "onnx", checkpoint=path)
+    return path, model, onnx_model
+
+
+def test_onnx_export_matches_pytorch_at_any_batch_size(checkpoint):
+    path, model, onnx_model = checkpoint
+    assert isinstance(onnx_model, OnnxModel)
+    assert (
+        onnx_model.path == export_path(model, SIZE, path) and onnx_model.path.parent == path.parent
+    )
+    for batch in (1, 3):
+        x = torch.rand(batch, 3, SIZE, SIZE)
+        with torch.no_grad():
+            ref = model(x)
+        out = onnx_model(x)
+        assert out.mask_logit.shape == (batch, 1, SIZE, SIZE)
+        assert torch.allclose(out.mask_logit, ref.mask_logit, atol=1e-4)
+        assert torch.allclose(out.image_logit, ref.image_logit, atol=1e-4)
+    with pytest.raises(ValueError, match="exported for 64x64"):
+        onnx_model(torch.rand(1, 3, 32, 32))
+    # The eager model still works after the export traced it (no traced placeholders cached).
+    with torch.no_grad():
+        model(torch.rand(1, 3, SIZE, SIZE))
+
+
+def test_export_is_cached_and_keyed_on_the_weights(checkpoint, capsys):
+    path, model, onnx_model = checkpoint
+    stamp = onnx_model.path.stat().st_mtime_ns
+    again = inference_model(model, "onnx", checkpoint=path)
+    assert again.path == onnx_model.path and again.path.stat().st_mtime_ns == stamp
+    assert "exporting" not in capsys.readouterr().err
+    assert export_path(model, 2 * SIZE, path) != onnx_model.path
+    # A changed checkpoint re-exports; in-memory models are keyed on their weights.
+    changed = path.with_name("changed.pt")
+    torch.save(make_checkpoint(_small(seed=1)), changed)
+    assert (
+        export_path(model, SIZE, changed).name.split("-")[-1] != onnx_model.path.name.split("-")[-1]
+    )
+    assert export_path(model, SIZE) != export_path(_small(seed=1), SIZE)
+    assert export_path(model, SIZE) == export_path(model, SIZE)
+
+
+def test_backend_choice_and_refusals(checkpoint, monkeypatch):
+    _, model, _ = checkpoint
+    assert resolve_backend(model) == "onnx"  # CPU, the paper's network, packages installed
+    assert resolve_backend(build_model("ela", image_size=32)) == "eager"
+    optimized = inference_model(model, "optimized")
+    x = torch.rand(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        assert torch.allclose(optimized(x).mask_logit, model(x).mask_logit, atol=1e-4)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        resolve_backend(model, "tensorrt")
+    with pytest.raises(InferenceUnavailable, match="int8 runs only with the onnx backend"):
+        inference_model(model, "optimized", int8=True)
+    with pytest.raises(InferenceUnavailable, match="runs ours, upernet, not ela"):
+        inference_model(build_model("ela", image_size=32), "onnx")
+    monkeypatch.setattr(inf, "onnx_available", lambda: False)
+    assert resolve_backend(model) == "optimized"
+    with pytest.raises(InferenceUnavailable, match=r"pip install 'sdfl\[onnx\]'"):
+        inference_model(model, "onnx")
+
+
+def test_int8_is_checked_against_fp32_and_refused_when_it_strays(checkpoint, monkeypatch, capsys):
+    path, model, onnx_model = checkpoint
+    calibration = torch.rand(4, 3, SIZE, SIZE)
+    monkeypatch.setattr(inf, "INT8_MIN_AGREEMENT", 0.0)
+    quant = inference_model(model, "onnx", int8=True, checkpoint=path, calibration=calibration)
+    assert "-int8" in quant.path.name and quant.path.parent == path.parent
+    assert "masks agree with fp32" in capsys.readouterr().err
+    assert 0 <= quant.int8_agreement <= 1
+    x = torch.rand(2, 3, SIZE, SIZE)
+    # int8 is not fp32: close on the logits' scale, not equal
+    assert (quant(x).mask_logit - onnx_model(x).mask_logit).abs().mean() < 0.5
+    monkeypatch.setattr(inf, "INT8_MIN_AGREEMENT", 1.01)  # no quantized model can pass this
+    with pytest.raises(InferenceUnavailable, match="int8 refused"):
+        inference_model(model, "onnx", int8=True, checkpoint=path, calibration=calibration)
+    with pytest.raises(InferenceUnavailable, match="needs calibration images"):
+        inference_model(model, "onnx", int8=True, checkpoint=path)
+
+
+def test_cli_predict_and_evaluate_with_the_onnx_backend(checkpoint, tmp_path, capsys):
+    path, _, _ = checkpoint
+    rng = np.random.default_rng(0)
+    image = tmp_path / "a.png"
+    Image.fromarray(rng.integers(0, 255, (50, 70, 3), np.uint8)).save(image)
+    base = ["--checkpoint", str(path)]
+    assert (
+        sdfl(["predict", str(image), *base, "--backend", "eager", "--out", str(tmp_path / "e")])
+        == 0
+    )
+    assert (
+        sdfl(["predict", str(image), *base, "--backend", "onnx", "--out", str(tmp_path / "o")]) == 0
+    )
+    eager = np.asarray(Image.open(tmp_path / "e" / "a_map.png"), np.int16)
+    onnx = np.asarray(Image.open(tmp_path / "o" / "a_map.png"), np.int16)
+    assert eager.shape == (50, 70) and np.abs(eager - onnx).max() <= 1
+    assert json.loads((tmp_path / "o" / "a.json").read_text())["score"] == pytest.approx(
+        json.loads((tmp_path / "e" / "a.json").read_text())["score"], abs=1e-5
+    )
+    code = sdfl(
+        ["predict", str(image), *base, "--backend", "eager", "--int8", "--out", str(tmp_path / "x")]
+    )
+    assert code == 1 and "int8 runs only with the onnx backend" in capsys.readouterr().err
+
+    mask = tmp_path / "a_mask.png"
+    Image.fromarray((rng.random((50, 70)) > 0.7).astype(np.uint8) * 255).save(mask)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"image,mask,edge,label,source\n{image},{mask},,1,t\n{image},,,0,t\n")
+    out = tmp_path / "ev"
+    argv = ["evaluate", *base, "--manifest", str(manifest), "--out", str(out), "--no-figures"]
+    assert sdfl([*argv, "--backend", "onnx", "--workers", "0"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["backend"] == "onnx" and config["int8"] is False
+    # int8 rows are never mixed into an fp32 run's predictions on resume
+    from sdfl_lib.evaluate import evaluate
+
+    with pytest.raises(ValueError, match="int8"):
+        evaluate(str(path), manifest, out, workers=0, figures=False, int8=True, progress=False)
+
+
+@pytest.mark.slow
+def test_compile_backend_matches_the_model():
+    torch.manual_seed(0)
+    model = build_model("upernet", image_size=32, backbone="resnet18").eval()
+    compiled = inference_model(model, "compile")
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        ref = model(x)
+        out = compiled(x)
+    assert torch.allclose(out.mask_logit, ref.mask_logit, atol=1e-4)
+    assert torch.allclose(out.image_logit, ref.image_logit, atol=1e-4)
+    with torch.no_grad():  # the eager model is untouched by the compiled copy's tracing
+        assert torch.equal(model(x).mask_logit, ref.mask_logit)
