@@ -166,6 +166,10 @@ def read_training_state(run_dir: str | Path) -> dict[str, Any]:
 def resume_changes(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     """(key, old, new) of every key a resume changes; a `UsageError` naming each key that cannot
     change (the model, the data, the batch, the seed ...: see `RESUMABLE_KEYS`)."""
+    from sdfl_lib.train.config import normalize_augment
+
+    if "augment" in old:  # a state saved when `augment` was true/false
+        old = {**old, "augment": normalize_augment(old["augment"])}
     changed = [(k, old[k], v) for k, v in new.items() if k in old and old[k] != v
                and k not in _PLACE_KEYS]
     fixed = [c for c in changed if c[0] not in RESUMABLE_KEYS]
