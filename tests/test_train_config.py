@@ -91,3 +91,34 @@ def test_cli_help_config_and_bad_keys(capsys):
     assert main(["train", "nonsense=1"]) == 2
     assert "unknown config key 'nonsense'" in capsys.readouterr().err
     assert main(["train"]) == 2
+
+
+def test_augment_names_a_policy_that_reaches_the_dataset(tmp_path):
+    import albumentations as A
+    import numpy as np
+    from PIL import Image
+
+    from sdfl_lib.train.build import build_datasets
+    from sdfl_lib.train.state import resume_changes
+
+    rows = ["image,mask,label,source,edge"]
+    for i, label in enumerate((0, 1)):
+        Image.fromarray(np.full((32, 32, 3), 60 * i, np.uint8)).save(tmp_path / f"{i}.png")
+        rows.append(f"{tmp_path / f'{i}.png'},,{label},toy,")
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    kinds = {}
+    for value in ("strong", "flip", "none", "true", "false"):
+        (tmp_path / "c.yaml").write_text(
+            f"train_manifest: {tmp_path / 'm.csv'}\nimage_size: 32\naugment: {value}\n")
+        cfg = TrainConfig.load(tmp_path / "c.yaml")
+        train, _ = build_datasets(cfg)
+        ops = train.transform.transforms if train.transform is not None else []
+        kinds[value] = (cfg.augment, {type(op) for op in ops})
+    assert kinds["strong"][0] == "strong" and A.RandomRotate90 in kinds["strong"][1]
+    assert kinds["flip"] == kinds["true"] == ("flip", {A.HorizontalFlip, A.VerticalFlip})
+    assert kinds["none"] == kinds["false"] == ("none", set())
+    assert TrainConfig(augment=True).augment == "flip"
+    with pytest.raises(ValueError, match="augment='wild': choose one of none, flip, strong"):
+        TrainConfig.load(None, ["augment=wild"])
+    # A state saved when the key was a bool resumes under its policy name.
+    assert resume_changes({"augment": True}, {"augment": "flip"}) == []

@@ -44,7 +44,7 @@ def _ffpp_frames(root: Path) -> pd.DataFrame:
 def measure_dataset(manifest, size: int, n: int, augment: str) -> dict:
     """Images/s of ManipulationDataset[i] (decode + resize + augment + tensor) in one worker,
     and of the decoding alone."""
-    from sdfl_lib.data.dataset import ManipulationDataset, _decode
+    from sdfl_lib.data.dataset import ManipulationDataset, decode_image
 
     ds = ManipulationDataset(manifest, image_size=size, augment=augment)
     if len(ds) == 0:
@@ -57,7 +57,7 @@ def measure_dataset(manifest, size: int, n: int, augment: str) -> dict:
     full, cpu = time.perf_counter() - start, time.process_time() - cpu
     start = time.perf_counter()
     for k in range(n):
-        _decode(ds.images[k % len(ds)], size, ds.stats)
+        decode_image(ds.images[k % len(ds)], size, ds.stats)
     decode = time.perf_counter() - start
     # CPU time says what a core of its own would do when other work shares the machine.
     return {"rows": len(ds), "items": n, "images_per_s": n / full, "ms_per_item": 1000 * full / n,

@@ -27,6 +27,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from sdfl_lib.runtime import resolve_device
+from sdfl_lib.train.loss import PaperLoss
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -95,12 +96,12 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _paper_loss(out: Any, mask: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-    """0.04 BCE(image) + 0.16 Dice(mask), the paper's weights (cost, not accuracy, matters here)."""
-    bce = nn.functional.binary_cross_entropy_with_logits(out.image_logit.float().flatten(), label)
-    p = torch.sigmoid(out.mask_logit.float())
-    dice = 1 - (2 * (p * mask).sum() + 1) / ((mask * mask).sum() + (p * p).sum() + 1)
-    return 0.04 * bce + 0.16 * dice
+def _loss_batch(batch: int, size: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """A fake batch's targets for `PaperLoss` (every image a fake with a mask and an edge): the
+    cost of the loss, not its value, matters here."""
+    mask = (torch.rand(batch, 1, size, size, device=device) > 0.5).float()
+    return {"label": torch.ones(batch, device=device), "mask": mask, "edge": mask,
+            "has_mask": torch.ones(batch, dtype=torch.bool, device=device)}
 
 
 def _timed(step: Any, n: int, device: torch.device, desc: str, progress: bool) -> float:
@@ -132,10 +133,11 @@ def bench_model(
 
     Inference runs in eval mode under `torch.inference_mode`, on `optimize_for_inference`'s copy
     (batch norm folded into the convolutions) unless `fold_bn` is False; training is forward,
-    the paper's loss, backward and an Adam step. `dtype` "bf16"/"fp16" use autocast (fp16 training with a
-    GradScaler); on a CPU without native arithmetic in that type only `conv_probe` runs, unless
-    `force`. Returns a dict of the settings and figures (memory in MiB; on the CPU it is the
-    process's peak resident set, so the training figure includes everything before it).
+    the paper's loss (`PaperLoss`), backward and an Adam step. `dtype` "bf16"/"fp16" use
+    autocast (fp16 training with a GradScaler); on a CPU without native arithmetic in that type
+    only `conv_probe` runs, unless `force`. Returns a dict of the settings and figures (memory in
+    MiB; on the CPU it is the process's peak resident set, so the training figure includes
+    everything before it).
     """
     from sdfl_lib.models import build_model, optimize_for_inference
 
@@ -187,14 +189,13 @@ def bench_model(
         model = copy.deepcopy(model).train()  # the Bayar projection mutates; keep runs apart
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
         scaler = torch.amp.GradScaler(dev.type, enabled=dtype == "fp16")
-        mask = (torch.rand(batch, 1, size, size, device=dev) > 0.5).float()
-        label = torch.ones(batch, device=dev)
+        loss, targets = PaperLoss(), _loss_batch(batch, size, dev)
 
         def train_step() -> None:
             optimizer.zero_grad(set_to_none=True)
             with autocast():
                 out = model(x)
-            scaler.scale(_paper_loss(out, mask, label)).backward()
+            scaler.scale(loss(out, targets).total).backward()
             scaler.step(optimizer)
             scaler.update()
 
@@ -366,12 +367,11 @@ def _worker(task: str, path: str, size: int, batch: int, iters: int, warmup: int
         model = _worker_model(path, size).train()
         step_model = torch.compile(model) if path == "ours-compiled" else model
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-        mask = (torch.rand(batch, 1, size, size) > 0.5).float()
-        label = torch.ones(batch)
+        loss, targets = PaperLoss(), _loss_batch(batch, size, dev)
 
         def run() -> None:
             optimizer.zero_grad(set_to_none=True)
-            _paper_loss(step_model(x), mask, label).backward()
+            loss(step_model(x), targets).total.backward()
             optimizer.step()
 
     else:

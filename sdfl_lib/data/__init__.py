@@ -28,6 +28,7 @@ _EXPORTS = {
     "DATASETS": "download",
     "synthesize": "synth",
     "ManipulationDataset": "dataset",
+    "decode_image": "dataset",
     "balanced_sampler": "dataset",
     "worker_init": "dataset",
 }

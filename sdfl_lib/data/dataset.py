@@ -82,9 +82,12 @@ def _resize(array: np.ndarray, size: int, binary: bool, area_threshold: bool = F
     return cv2.resize(array, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
-def _decode(path: str, size: int | None, stats: Counter) -> tuple[np.ndarray, tuple[int, int]]:
-    """RGB uint8 and the stored (H, W); big JPEGs are decoded by PIL at 1/2, 1/4 or 1/8 scale
-    when that still leaves >= `size` pixels per side."""
+def decode_image(
+    path: str, size: int | None, stats: Counter
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """An image as the dataset decodes it for side `size`: RGB uint8 and the stored (H, W); big
+    JPEGs are decoded by PIL at 1/2, 1/4 or 1/8 scale when that still leaves >= `size` pixels
+    per side."""
     from sdfl_lib.data.io import load_image
 
     if size is not None and path.lower().endswith((".jpg", ".jpeg")):
@@ -187,7 +190,7 @@ class ManipulationDataset(Dataset):
         from sdfl_lib.data.io import load_mask
 
         size = self.image_size
-        image, (h, w) = _decode(self.images[index], size, self.stats)
+        image, (h, w) = decode_image(self.images[index], size, self.stats)
         mask = None
         if self.labels[index] == 1 and self.masks[index]:
             mask = load_mask(self.masks[index], size=(h, w), policy=self.mask_policy,

@@ -16,6 +16,10 @@ import yaml
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 SCHEDULERS = ("plateau", "step", "cosine", "none")
 PRECISIONS = ("fp32", "fp16", "bf16")
+AUGMENTS = ("none", "flip", "strong")  # the dataset's policies (`sdfl_lib.data.dataset.build_augment`)
+# Files written before `augment` named a policy hold true/false: the paper's flips or none.
+_AUGMENT_BOOLS = {"true": "flip", "yes": "flip", "on": "flip", "1": "flip",
+                  "false": "none", "no": "none", "off": "none", "0": "none"}
 
 
 def _doc(text: str, default: Any) -> Any:
@@ -54,7 +58,7 @@ class TrainConfig:
     train_manifest: str = _doc("manifest CSV of the training set", "")
     val_manifest: str = _doc("manifest CSV of the validation set ('' = none: monitor train loss)", "")
     image_size: int = _doc("square input size in pixels", 512)
-    augment: bool = _doc("random horizontal and vertical flips on training images", True)
+    augment: str = _doc("training-image augmentation: none, flip (random horizontal and vertical flips, the paper's) or strong (flips, rotations, affine, colour, blur/noise, downscale, JPEG); true = flip, false = none", "flip")
     balance_classes: bool = _doc("re-sample the training set so both classes are equally frequent", True)
     workers: int = _doc("DataLoader worker processes per rank", 2)
     # optimisation
@@ -102,6 +106,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Check values that do not depend on the world size."""
+        self.augment = normalize_augment(self.augment)
         for name, allowed in (
             ("optimizer", OPTIMIZERS),
             ("scheduler", SCHEDULERS),
@@ -192,6 +197,16 @@ class TrainConfig:
         data = self.to_dict()
         data.update(changes)
         return TrainConfig.from_dict(data)
+
+
+def normalize_augment(value: Any) -> str:
+    """`augment` as a policy name: true -> "flip", false -> "none"; an unknown value fails."""
+    text = str(value).strip().lower()
+    name = _AUGMENT_BOOLS.get(text, text)
+    if name not in AUGMENTS:
+        raise ValueError(f"augment={value!r}: choose one of {', '.join(AUGMENTS)} (true = flip,"
+                         " false = none)")
+    return name
 
 
 def describe() -> str:

@@ -112,15 +112,6 @@ def all_reduce_sum(tensor: torch.Tensor, env: DistEnv) -> torch.Tensor:
     return tensor
 
 
-def broadcast_object(obj: object, env: DistEnv) -> object:
-    """Rank 0's value of a picklable object, on every rank."""
-    if not env.distributed:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def gather_objects(obj: object, env: DistEnv) -> list[object]:
     """Every rank's value of a picklable object, on every rank (ordered by rank)."""
     if not env.distributed:

@@ -8,7 +8,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -31,7 +31,10 @@ from sdfl_lib.train.malloc import tune_malloc
 from sdfl_lib.train.sampler import SeededItems, StepBatchSampler, epoch_orders
 from sdfl_lib.train.signals import StopSignals
 from sdfl_lib.train.state import (
+    PREVIOUS_STATE,
+    TrainingState,
     atomic_torch_save,
+    fresh_acc,
     load_training_state,
     read_training_state,
     resume_changes,
@@ -135,19 +138,20 @@ def _overrides_dict(overrides: list[str] | dict | None) -> dict:
 
 
 class _Run:
-    """One training run: set-up, the epoch loop, validation, checkpoints."""
+    """One training run: set-up, the epoch loop, validation, checkpoints; where it is, in
+    `self.state` (a `TrainingState`, what state.pt keeps besides the weights)."""
 
     def __init__(self, config: TrainConfig, env: D.DistEnv, resume: bool, train_ds, val_ds):
         self.cfg, self.env, self.resume = config, env, resume
         self.run_dir = Path(config.out_dir)
         self.micro = config.per_rank_batch(env.world_size)
-        self._check_run_dir()
-        self._state = None
+        self._check_new_run_dir()
+        self._saved = None
         if resume:
             # Read and compare before anything is built: an edited backbone or image size is
             # refused in one line, not met as a shape error later.
-            self._state = read_training_state(self.run_dir)
-            resume_changes(self._state["config"], config.to_dict())
+            self._saved = read_training_state(self.run_dir)
+            resume_changes(self._saved["config"], config.to_dict())
         self._seed_everything(config.seed)
         if train_ds is None:
             train_ds, built_val = build_datasets(config)
@@ -165,12 +169,7 @@ class _Run:
         )
         self.loader = make_loader(SeededItems(train_ds), batch_sampler=self.sampler,
                                   workers=config.workers, device=env.device, persistent=True)
-        self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
-        self.best, self.best_epoch, self.bad_epochs = math.inf, 0, 0
-        self.metrics: list[dict[str, Any]] = []
-        self.acc = self._fresh_acc()
-        self.has_edge = False
-        self.changes: list[dict[str, Any]] = []
+        self.state = TrainingState()
         if resume:
             self._load_state()
         self.writer = None
@@ -179,14 +178,13 @@ class _Run:
             config.dump(self.run_dir / "config.yaml")
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.global_step or None)
+            self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.state.global_step or None)
         D.barrier(env)
 
     # ---- set-up -------------------------------------------------------------------------------
-    def _check_run_dir(self) -> None:
+    def _check_new_run_dir(self) -> None:
+        """A new run does not start over one (`fit` checked that a resumed one has its state)."""
         state = self.run_dir / "state.pt"
-        if self.resume and not state.is_file():
-            raise FileNotFoundError(f"cannot resume: {state} does not exist")
         if not self.resume and state.exists() and not self.cfg.overwrite:
             raise FileExistsError(
                 f"{self.run_dir} already holds a run: resume it (`sdfl train --resume {self.run_dir}`),"
@@ -223,70 +221,67 @@ class _Run:
         x = batch["image"].to(self.env.device, non_blocking=True)
         return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
 
-    @staticmethod
-    def _fresh_acc() -> dict[str, float]:
-        return {"loss": 0.0, "clf": 0.0, "seg": 0.0, "edge": 0.0, "steps": 0, "images": 0, "time": 0.0}
-
     # ---- state --------------------------------------------------------------------------------
     def _save_state(self) -> None:
         save_training_state(self, D.gather_objects(rng_state(), self.env))
 
     def _load_state(self) -> None:
-        before = len(self.changes)
-        load_training_state(self, self._state)
-        self._state = None
+        load_training_state(self, self._saved)
+        self._saved = None
         if not self.env.is_main:
             return
-        for c in self.changes[before:]:
+        s = self.state
+        for c in s.changes:
             tqdm.write(f"resume: {c['key']} {c['old']!r} -> {c['new']!r} from global step"
                        f" {c['global_step']} (epoch {c['epoch']})")
-        if self.changes:
-            write_metrics_csv(self.changes, self.run_dir / "config_changes.csv")
+        if s.changes:
+            write_metrics_csv(s.changes, self.run_dir / "config_changes.csv")
         finished = self._finished()
         if finished:
-            tqdm.write(f"{self.run_dir} is finished ({finished}; {self.epoch} epoch(s), global step"
-                       f" {self.global_step}): nothing to resume. Raise epochs= (or"
+            tqdm.write(f"{self.run_dir} is finished ({finished}; {s.epoch} epoch(s), global step"
+                       f" {s.global_step}): nothing to resume. Raise epochs= (or"
                        " early_stop_patience=) to train on.")
         else:
-            tqdm.write(f"resuming {self.run_dir} at epoch {self.epoch + 1}, step {self.step_in_epoch}"
-                       f" (global step {self.global_step})")
+            tqdm.write(f"resuming {self.run_dir} at epoch {s.epoch + 1}, step {s.step_in_epoch}"
+                       f" (global step {s.global_step})")
 
     def _finished(self) -> str:
         """Why the restored run has nothing left to do ("" when it has)."""
-        cfg = self.cfg
-        if self.step_in_epoch:
+        cfg, s = self.cfg, self.state
+        if s.step_in_epoch:
             return ""
-        if self.epoch >= cfg.epochs:
-            return f"completed: epoch {self.epoch} of {cfg.epochs}"
-        if cfg.early_stop_patience and self.bad_epochs >= cfg.early_stop_patience:
-            return f"early_stopped: no improvement for {self.bad_epochs} epochs"
-        if cfg.max_steps and self.global_step >= cfg.max_steps:
-            return f"max_steps: {self.global_step} of {cfg.max_steps} steps"
+        if s.epoch >= cfg.epochs:
+            return f"completed: epoch {s.epoch} of {cfg.epochs}"
+        if cfg.early_stop_patience and s.bad_epochs >= cfg.early_stop_patience:
+            return f"early_stopped: no improvement for {s.bad_epochs} epochs"
+        if cfg.max_steps and s.global_step >= cfg.max_steps:
+            return f"max_steps: {s.global_step} of {cfg.max_steps} steps"
         return ""
 
     def _save_checkpoint(self, name: str, row: dict[str, Any]) -> None:
         from sdfl_lib.models import make_checkpoint
 
-        ckpt = make_checkpoint(self.raw, config=self.cfg.to_dict(), epoch=self.epoch + 1, metrics=row)
+        ckpt = make_checkpoint(self.raw, config=self.cfg.to_dict(), epoch=self.state.epoch + 1,
+                               metrics=row)
         atomic_torch_save(ckpt, self.run_dir / name)
 
     # ---- loop ---------------------------------------------------------------------------------
     def run(self) -> RunResult:
-        cfg = self.cfg
+        cfg, s = self.cfg, self.state
         status, signum = "completed", 0
         finished = self._finished() if self.resume else ""
         if finished:
             if self.writer is not None:
                 self.writer.close()
-            return RunResult(self.run_dir, finished.split(":")[0], self.epoch, self.global_step,
-                             self.best, self.best_epoch, list(self.metrics))
+            return RunResult(self.run_dir, finished.split(":")[0], s.epoch, s.global_step,
+                             s.best, s.best_epoch, list(s.metrics))
         if self.env.is_main:
             tqdm.write(f"training {cfg.model} ({cfg.backbone}) on {self.env.world_size} process(es),"
                        f" {self.env.device.type}; global batch {cfg.batch_size} = {self.env.world_size}"
                        f" x {cfg.grad_accum} x {self.micro}; lr {cfg.lr}; run folder {self.run_dir}")
         try:
             with StopSignals() as stop:
-                while self.epoch < cfg.epochs:
+                while self.state.epoch < cfg.epochs:
                     ended = self._train_epoch(stop)
                     if ended == "interrupted":
                         status, signum = "interrupted", stop.signum or 15
@@ -303,107 +298,144 @@ class _Run:
                 self.writer.close()
         if status != "interrupted" and not cfg.keep_state and self.env.is_main:
             # A short run keeps best.pt only: the resume state of a large model is gigabytes.
-            from sdfl_lib.train.state import PREVIOUS_STATE
-
             for name in ("state.pt", PREVIOUS_STATE, "last.pt"):
                 (self.run_dir / name).unlink(missing_ok=True)
-        return RunResult(self.run_dir, status, self.epoch, self.global_step, self.best,
-                         self.best_epoch, list(self.metrics), signum)
+        s = self.state
+        return RunResult(self.run_dir, status, s.epoch, s.global_step, s.best, s.best_epoch,
+                         list(s.metrics), signum)
 
     def _train_epoch(self, stop: StopSignals) -> str | None:
-        cfg, env = self.cfg, self.env
+        """The optimizer steps left in this epoch; "interrupted" (a signal: state saved),
+        "max_steps", or None when the epoch is done."""
+        cfg, s = self.cfg, self.state
         n_steps = self.sampler.steps_per_epoch()
-        self.sampler.set_epoch(self.epoch, self.step_in_epoch)
-        model = self.ddp or self.net
+        self.sampler.set_epoch(s.epoch, s.step_in_epoch)
         self._train_mode()
         batches = iter(self.loader)
-        bar = tqdm(total=n_steps, initial=self.step_in_epoch, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
-                   unit="step", disable=not (env.is_main and cfg.progress), leave=False, dynamic_ncols=True)
-        t_start, time_before = time.perf_counter(), self.acc["time"]
+        bar = tqdm(total=n_steps, initial=s.step_in_epoch, desc=f"epoch {s.epoch + 1}/{cfg.epochs}",
+                   unit="step", disable=not (self.env.is_main and cfg.progress), leave=False,
+                   dynamic_ncols=True)
+        clock = (time.perf_counter(), s.acc["time"])  # this session's start, the time before it
         try:
-            for step in range(self.step_in_epoch, n_steps):
-                try:
-                    micro = [next(batches) for _ in range(cfg.grad_accum)]
-                except DataError as err:
-                    self._bad_file(step, err)
-                # Global counts normalise the loss, so that any split of the batch over ranks and
-                # accumulation steps gives the full-batch gradient (counted on the CPU: no sync).
-                counts = [float(sum(len(b["label"]) for b in micro)),
-                          float(sum(int(torch.as_tensor(b["has_mask"]).sum()) for b in micro))]
-                if env.distributed:
-                    counts = D.all_reduce_sum(torch.tensor(counts, device=env.device), env).tolist()
-                n_images, n_masks = counts
-                sums = torch.zeros(5, device=env.device)
-                for a, batch in enumerate(micro):
-                    sync = self.ddp is None or a == cfg.grad_accum - 1
-                    with contextlib.nullcontext() if sync else self.ddp.no_sync():
-                        with self._autocast():
-                            out = model(self._images(batch))
-                        terms = self.loss(out, batch, n_images=n_images, n_masks=n_masks)
-                        # DDP averages gradients over ranks; the terms are already global means.
-                        self.scaler.scale(terms.total * env.world_size).backward()
-                    self.has_edge = terms.edge is not None
-                    edge = terms.edge.detach() if terms.edge is not None else 0.0
-                    sums[:4] += torch.stack([terms.total.detach(), terms.clf.detach(),
-                                             terms.seg.detach(), torch.as_tensor(edge, device=env.device)])
-                sums[4] = float(stop.signum != 0)
-                total, clf, seg, edge_v, stop_votes = D.all_reduce_sum(sums, env).tolist()
-                if not all(math.isfinite(v) for v in (total, clf, seg, edge_v)):
+            for step in range(s.step_in_epoch, n_steps):
+                micro = self._micro_batches(batches, step)
+                n_images, n_masks = self._global_counts(micro)
+                terms, stop_votes = self._forward_backward(micro, n_images, n_masks, stop)
+                if not all(math.isfinite(v) for v in terms):
                     self.optimizer.zero_grad(set_to_none=True)
-                    self._non_finite(step, total, clf, seg, edge_v)
-                if cfg.grad_clip > 0:
-                    self.scaler.unscale_(self.optimizer)
-                    torch.nn.utils.clip_grad_norm_(self.raw.parameters(), cfg.grad_clip)
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-                self.optimizer.zero_grad(set_to_none=True)
-                self.global_step += 1
-                self.step_in_epoch = step + 1
-                for key, value in (("loss", total), ("clf", clf), ("seg", seg), ("edge", edge_v)):
-                    self.acc[key] += value
-                self.acc["steps"] += 1
-                self.acc["images"] += n_images
-                self.acc["time"] = time_before + time.perf_counter() - t_start
-                speed = self.acc["images"] / max(self.acc["time"], 1e-9)
-                bar.update(1)
-                bar.set_postfix(loss=f"{self.acc['loss'] / self.acc['steps']:.4f}", img_s=f"{speed:.2f}")
-                if self.writer is not None and self.global_step % max(cfg.log_every_steps, 1) == 0:
-                    for key, value in (("loss", total), ("clf", clf), ("seg", seg)):
-                        self.writer.add_scalar(f"step/{key}", value, self.global_step)
-                    self.writer.add_scalar("step/lr", self.optimizer.param_groups[0]["lr"], self.global_step)
+                    self._non_finite(step, *terms)
+                self._optimizer_step()
+                s.global_step += 1
+                s.step_in_epoch = step + 1
+                self._log_step(bar, terms, n_images, clock)
                 if stop_votes > 0:
-                    self._save_state()
-                    if env.is_main:
-                        tqdm.write(f"stopped by signal at epoch {self.epoch + 1}, step {self.step_in_epoch};"
-                                   f" state saved to {self.run_dir / 'state.pt'}. Continue with:"
-                                   f" sdfl train --resume {self.run_dir}")
+                    self._stop_by_signal()
                     return "interrupted"
-                if cfg.max_steps and self.global_step >= cfg.max_steps:
+                if cfg.max_steps and s.global_step >= cfg.max_steps:
                     return "max_steps"
-                every = cfg.checkpoint_every_steps
-                if every and cfg.keep_state and self.global_step % every == 0 and self.step_in_epoch < n_steps:
-                    self._save_state()
+                self._maybe_checkpoint(n_steps)
         finally:
             bar.close()
         return None
 
-    def _bad_file(self, step: int, err: DataError) -> None:
+    def _micro_batches(self, batches: Any, step: int) -> list[dict]:
+        """The `grad_accum` loader batches of one optimizer step."""
+        try:
+            return [next(batches) for _ in range(self.cfg.grad_accum)]
+        except DataError as err:
+            self._bad_file(step, err)
+
+    def _global_counts(self, micro: list[dict]) -> list[float]:
+        """Images and images with a mask in the step, over all ranks."""
+        # Global counts normalise the loss, so that any split of the batch over ranks and
+        # accumulation steps gives the full-batch gradient (counted on the CPU: no sync).
+        counts = [float(sum(len(b["label"]) for b in micro)),
+                  float(sum(int(torch.as_tensor(b["has_mask"]).sum()) for b in micro))]
+        if self.env.distributed:
+            counts = D.all_reduce_sum(torch.tensor(counts, device=self.env.device), self.env).tolist()
+        return counts
+
+    def _forward_backward(
+        self, micro: list[dict], n_images: float, n_masks: float, stop: StopSignals
+    ) -> tuple[list[float], float]:
+        """Forward and backward passes of the step's batches (gradients summed); the loss terms
+        (total, clf, seg, edge) over all ranks, and how many ranks were signalled to stop."""
+        env, model = self.env, self.ddp or self.net
+        sums = torch.zeros(5, device=env.device)
+        for a, batch in enumerate(micro):
+            sync = self.ddp is None or a == self.cfg.grad_accum - 1
+            with contextlib.nullcontext() if sync else self.ddp.no_sync():
+                with self._autocast():
+                    out = model(self._images(batch))
+                terms = self.loss(out, batch, n_images=n_images, n_masks=n_masks)
+                # DDP averages gradients over ranks; the terms are already global means.
+                self.scaler.scale(terms.total * env.world_size).backward()
+            self.state.has_edge = terms.edge is not None
+            edge = terms.edge.detach() if terms.edge is not None else 0.0
+            sums[:4] += torch.stack([terms.total.detach(), terms.clf.detach(),
+                                     terms.seg.detach(), torch.as_tensor(edge, device=env.device)])
+        sums[4] = float(stop.signum != 0)
+        *values, stop_votes = D.all_reduce_sum(sums, env).tolist()
+        return values, stop_votes
+
+    def _optimizer_step(self) -> None:
+        """Clip (if asked), step and clear the gradients."""
+        if self.cfg.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.raw.parameters(), self.cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def _log_step(self, bar: Any, terms: list[float], n_images: float,
+                  clock: tuple[float, float]) -> None:
+        """Add the step to the epoch's sums, the progress bar and TensorBoard."""
+        s, acc = self.state, self.state.acc
+        total, clf, seg, edge = terms
+        for key, value in (("loss", total), ("clf", clf), ("seg", seg), ("edge", edge)):
+            acc[key] += value
+        acc["steps"] += 1
+        acc["images"] += n_images
+        acc["time"] = clock[1] + time.perf_counter() - clock[0]
+        speed = acc["images"] / max(acc["time"], 1e-9)
+        bar.update(1)
+        bar.set_postfix(loss=f"{acc['loss'] / acc['steps']:.4f}", img_s=f"{speed:.2f}")
+        if self.writer is not None and s.global_step % max(self.cfg.log_every_steps, 1) == 0:
+            for key, value in (("loss", total), ("clf", clf), ("seg", seg)):
+                self.writer.add_scalar(f"step/{key}", value, s.global_step)
+            self.writer.add_scalar("step/lr", self.optimizer.param_groups[0]["lr"], s.global_step)
+
+    def _stop_by_signal(self) -> None:
+        self._save_state()
+        if self.env.is_main:
+            s = self.state
+            tqdm.write(f"stopped by signal at epoch {s.epoch + 1}, step {s.step_in_epoch};"
+                       f" state saved to {self.run_dir / 'state.pt'}. Continue with:"
+                       f" sdfl train --resume {self.run_dir}")
+
+    def _maybe_checkpoint(self, n_steps: int) -> None:
+        """state.pt every `checkpoint_every_steps` steps (the epoch's end saves its own)."""
+        every, s = self.cfg.checkpoint_every_steps, self.state
+        if every and self.cfg.keep_state and s.global_step % every == 0 and s.step_in_epoch < n_steps:
+            self._save_state()
+
+    def _bad_file(self, step: int, err: DataError) -> NoReturn:
         """A file that went bad after the pre-flight: the run stops in one line (the policy)."""
         # From a loader worker the message carries the worker's traceback; its last line is ours.
         text = str(err).strip().splitlines()[-1].split("DataError: ", 1)[-1]
         last = self.run_dir / "state.pt"
         kept = f"the last saved state is {last}" if last.exists() else "no state had been saved yet"
         raise DataError(
-            f"{text} (epoch {self.epoch + 1}, step {step + 1}); the run stopped, {kept}: fix or"
+            f"{text} (epoch {self.state.epoch + 1}, step {step + 1}); the run stopped, {kept}: fix or"
             f" remove the file, then `sdfl train --resume {self.run_dir}`"
         ) from None
 
-    def _non_finite(self, step: int, total: float, clf: float, seg: float, edge: float) -> None:
+    def _non_finite(self, step: int, total: float, clf: float, seg: float, edge: float) -> NoReturn:
         last = self.run_dir / "state.pt"
         kept = f"the last good state is {last}" if last.exists() else "no state had been saved yet"
         raise NonFiniteLossError(
-            f"non-finite loss at epoch {self.epoch + 1}, step {step + 1} (global step"
-            f" {self.global_step + 1}): total={total}, clf={clf}, seg={seg}, edge={edge}. The run stopped"
+            f"non-finite loss at epoch {self.state.epoch + 1}, step {step + 1} (global step"
+            f" {self.state.global_step + 1}): total={total}, clf={clf}, seg={seg}, edge={edge}. The run stopped"
             f" before this update; {kept} (last.pt and best.pt untouched). Try a lower lr, fp32 or bf16"
             " instead of fp16, grad_clip, or check the data."
         )
@@ -414,18 +446,19 @@ class _Run:
         result = validation_loss(self.net, self.val_ds, self.cfg, self.env, self.micro,
                                  self.loss, self._autocast, self._images)
         self._train_mode()
-        if not self.has_edge:
+        if not self.state.has_edge:
             result.pop("val_edge", None)
         return result
 
     def _end_epoch(self) -> bool:
         """Validate, step the schedule, write metrics and checkpoints; True to stop early."""
-        cfg, acc = self.cfg, self.acc
+        cfg, s = self.cfg, self.state
+        acc = s.acc
         steps = max(acc["steps"], 1)
-        row: dict[str, Any] = {"epoch": self.epoch + 1, "step": self.global_step,
+        row: dict[str, Any] = {"epoch": s.epoch + 1, "step": s.global_step,
                                "train_loss": acc["loss"] / steps, "train_clf": acc["clf"] / steps,
                                "train_seg": acc["seg"] / steps}
-        if self.has_edge:
+        if s.has_edge:
             row["train_edge"] = acc["edge"] / steps
         val = self._validate()
         row.update(val or {})
@@ -437,37 +470,37 @@ class _Run:
             self.scheduler.step(monitored)
         elif self.scheduler is not None:
             self.scheduler.step()
-        improved = monitored < self.best
+        improved = monitored < s.best
         if improved:
-            self.best, self.best_epoch, self.bad_epochs = monitored, self.epoch + 1, 0
+            s.best, s.best_epoch, s.bad_epochs = monitored, s.epoch + 1, 0
         else:
-            self.bad_epochs += 1
+            s.bad_epochs += 1
         row["best"] = improved
-        self.metrics.append(row)
+        s.metrics.append(row)
         if self.env.is_main:
             if improved:
                 self._save_checkpoint("best.pt", row)
             if cfg.keep_state:
                 self._save_checkpoint("last.pt", row)
-            write_metrics_csv(self.metrics, self.run_dir / "metrics.csv")
+            write_metrics_csv(s.metrics, self.run_dir / "metrics.csv")
             for key, value in row.items():
                 if key not in ("epoch", "step", "best"):
-                    self.writer.add_scalar(f"epoch/{key}", value, self.epoch + 1)
+                    self.writer.add_scalar(f"epoch/{key}", value, s.epoch + 1)
             self.writer.flush()
             val_text = f"  val {row['val_loss']:.4f}" if val else ""
-            tqdm.write(f"epoch {self.epoch + 1}/{cfg.epochs}  train {row['train_loss']:.4f}"
+            tqdm.write(f"epoch {s.epoch + 1}/{cfg.epochs}  train {row['train_loss']:.4f}"
                        f" (clf {row['train_clf']:.4f}, seg {row['train_seg']:.4f}){val_text}"
                        f"  lr {row['lr']:.2e}  {row['images_per_s']:.2f} img/s  {row['time_s']:.0f} s"
                        + ("  *best*" if improved else ""))
-        self.epoch += 1
-        self.step_in_epoch = 0
-        self.acc = self._fresh_acc()
+        s.epoch += 1
+        s.step_in_epoch = 0
+        s.acc = fresh_acc()
         if cfg.keep_state:
             self._save_state()
         patience = cfg.early_stop_patience
-        if patience and self.bad_epochs >= patience and self.epoch < cfg.epochs:
+        if patience and s.bad_epochs >= patience and s.epoch < cfg.epochs:
             if self.env.is_main:
-                tqdm.write(f"early stop: no improvement for {self.bad_epochs} epochs"
-                           f" (best {self.best:.4f} at epoch {self.best_epoch})")
+                tqdm.write(f"early stop: no improvement for {s.bad_epochs} epochs"
+                           f" (best {s.best:.4f} at epoch {s.best_epoch})")
             return True
         return False

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
+import math
 import os
 import random
 import shutil
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +21,6 @@ from tqdm.auto import tqdm
 from sdfl_lib.errors import DataError, UsageError
 
 STATE_FORMAT = "sdfl-train-state"
-# Counters of a run kept in state.pt besides the model, optimizer, scheduler and scaler states.
-_COUNTERS = ("epoch", "step_in_epoch", "global_step", "best", "best_epoch", "bad_epochs",
-             "metrics", "acc", "has_edge")
 # Keys a resumed run may change: applied from the step it resumes at, and recorded.
 RESUMABLE_KEYS = (
     "lr", "epochs", "early_stop_patience", "plateau_patience", "grad_clip", "workers",
@@ -30,6 +30,48 @@ RESUMABLE_KEYS = (
 # Where the run lives, not what it computes: neither refused nor recorded.
 _PLACE_KEYS = ("out_dir", "overwrite")
 PREVIOUS_STATE = "state.prev.pt"
+
+
+def fresh_acc() -> dict[str, float]:
+    """The running sums of an epoch's training steps, all zero."""
+    return {"loss": 0.0, "clf": 0.0, "seg": 0.0, "edge": 0.0, "steps": 0, "images": 0, "time": 0.0}
+
+
+@dataclass
+class TrainingState:
+    """Where a run is: the counters state.pt keeps besides the model, optimizer, scheduler and
+    scaler states (each field is a key of the file, under its own name).
+
+    `epoch`: finished epochs; `step_in_epoch`: finished optimizer steps of the epoch in progress;
+    `best`/`best_epoch`/`bad_epochs`: the monitored loss's best, its epoch (1-based) and the epochs
+    since; `metrics`: the per-epoch rows; `acc`: the epoch's running sums (`fresh_acc`);
+    `has_edge`: the model has an edge head; `changes`: the keys resumes changed.
+    """
+
+    epoch: int = 0
+    step_in_epoch: int = 0
+    global_step: int = 0
+    best: float = math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    acc: dict[str, float] = field(default_factory=fresh_acc)
+    has_edge: bool = False
+    changes: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as state.pt keys (copies: later steps do not change what was saved)."""
+        return {f.name: _copy(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> TrainingState:
+        """The counters of a state.pt (one saved before resumes were recorded has no changes)."""
+        return cls(**{f.name: _copy(state[f.name]) for f in dataclasses.fields(cls)
+                      if f.name in state or f.name != "changes"})
+
+
+def _copy(value: Any) -> Any:
+    return list(value) if isinstance(value, list) else dict(value) if isinstance(value, dict) else value
 
 
 def atomic_write_bytes(data: bytes, path: str | Path) -> None:
@@ -113,8 +155,9 @@ def write_metrics_csv(rows: list[dict[str, Any]], path: str | Path) -> None:
 
 
 def save_training_state(run: Any, rngs: list[dict[str, Any]]) -> None:
-    """Write `run`'s full training state to its state.pt (rank 0 only; `rngs`: every rank's);
-    the state it replaces is kept as state.prev.pt."""
+    """Write `run`'s full training state to its state.pt (rank 0 only; `rngs`: every rank's):
+    its config, model, optimizer, scheduler and scaler, and its counters (`run.state`, a
+    `TrainingState`); the state it replaces is kept as state.prev.pt."""
     if not run.env.is_main:
         return
     state = {
@@ -122,8 +165,7 @@ def save_training_state(run: Any, rngs: list[dict[str, Any]]) -> None:
         "world_size": run.env.world_size, "rng": rngs,
         "model": run.raw.state_dict(), "optimizer": run.optimizer.state_dict(),
         "scheduler": run.scheduler.state_dict() if run.scheduler else None,
-        "scaler": run.scaler.state_dict(), "changes": list(run.changes),
-        **{name: getattr(run, name) for name in _COUNTERS},
+        "scaler": run.scaler.state_dict(), **run.state.to_dict(),
     }
     atomic_torch_save(state, run.run_dir / "state.pt", keep_previous=run.run_dir / PREVIOUS_STATE)
 
@@ -166,6 +208,10 @@ def read_training_state(run_dir: str | Path) -> dict[str, Any]:
 def resume_changes(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     """(key, old, new) of every key a resume changes; a `UsageError` naming each key that cannot
     change (the model, the data, the batch, the seed ...: see `RESUMABLE_KEYS`)."""
+    from sdfl_lib.train.config import normalize_augment
+
+    if "augment" in old:  # a state saved when `augment` was true/false
+        old = {**old, "augment": normalize_augment(old["augment"])}
     changed = [(k, old[k], v) for k, v in new.items() if k in old and old[k] != v
                and k not in _PLACE_KEYS]
     fixed = [c for c in changed if c[0] not in RESUMABLE_KEYS]
@@ -179,9 +225,10 @@ def resume_changes(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, 
 
 
 def load_training_state(run: Any, state: dict[str, Any] | None = None) -> None:
-    """Restore what `save_training_state` wrote into `run`, then apply the keys the resume
-    changed (`run.cfg` against the saved config): the learning rate into the optimizer and the
-    schedule, patience and epochs into the schedule; each change recorded in `run.changes`."""
+    """Restore what `save_training_state` wrote into `run` (its counters as a new `run.state`),
+    then apply the keys the resume changed (`run.cfg` against the saved config): the learning
+    rate into the optimizer and the schedule, patience and epochs into the schedule; each change
+    recorded in `run.state.changes`."""
     state = read_training_state(run.run_dir) if state is None else state
     changes = resume_changes(state["config"], run.cfg.to_dict())
     run.raw.load_state_dict(state["model"])
@@ -189,15 +236,12 @@ def load_training_state(run: Any, state: dict[str, Any] | None = None) -> None:
     if run.scheduler is not None and state["scheduler"] is not None:
         run.scheduler.load_state_dict(state["scheduler"])
     run.scaler.load_state_dict(state["scaler"])
-    for name in _COUNTERS:
-        value = state[name]
-        setattr(run, name, list(value) if isinstance(value, list) else
-                dict(value) if isinstance(value, dict) else value)
-    run.changes = list(state.get("changes", []))
+    run.state = counters = TrainingState.from_dict(state)
     for key, old, new in changes:
         _apply_change(run, key, new)
-        run.changes.append({"global_step": run.global_step, "epoch": run.epoch + 1,
-                            "step_in_epoch": run.step_in_epoch, "key": key, "old": old, "new": new})
+        counters.changes.append({"global_step": counters.global_step, "epoch": counters.epoch + 1,
+                                 "step_in_epoch": counters.step_in_epoch, "key": key, "old": old,
+                                 "new": new})
     rngs, rank = state["rng"], run.env.rank
     if len(rngs) != run.env.world_size:
         if run.env.is_main:
