@@ -11,10 +11,9 @@ from torch import nn
 
 from sdfl_lib.models.base import ModelOutput, register_model
 from sdfl_lib.models.bayar import BayarConv2d, rgb_to_grey
+from sdfl_lib.models.decoder import UPerNetDecoder
 from sdfl_lib.models.encoder import build_encoder, input_normalization
-from sdfl_lib.models.fpn import FPN
 from sdfl_lib.models.heads import DetectionHead, LocalizationHead
-from sdfl_lib.models.ppm import PPM
 
 _PAD_MULTIPLE = 32  # the coarsest stride: every level then has an integer size
 
@@ -55,7 +54,7 @@ class TwoStreamUPerNet(nn.Module):
     `input_std`; none for the paper's CSAIL ResNet-50) -> encoder -> C2..C5. With `noise_stream`,
     the [0, 1] image also goes to grey (0.2989 R + 0.5870 G + 0.1140 B) -> `BayarConv2d` (1 -> 3, 5x5) -> a
     second encoder; at each level the two maps are concatenated (RGB first) and fused by a 3x3
-    conv (2C -> C, with bias, no norm or activation). The UPerNet decoder (`PPM` with Precise RoI
+    conv (2C -> C, with bias, no norm or activation). The `UPerNetDecoder` (`PPM` with Precise RoI
     Pooling on C5, then `FPN`) feeds two heads:
 
     - image score: `DetectionHead` on the PPM output `f` (3x3 conv + BN + ReLU, global average
@@ -117,8 +116,11 @@ class TwoStreamUPerNet(nn.Module):
             self.fusion = nn.ModuleList(
                 nn.Conv2d(2 * c, c, kernel_size=3, padding=1, bias=True) for c in channels
             )
-        self.ppm = PPM(channels[-1], tuple(ppm_scales), ppm_channels, fpn_channels, bn_momentum)
-        self.fpn = FPN(channels[:-1], fpn_channels, bn_momentum)
+        decoder = UPerNetDecoder(channels, ppm_scales, ppm_channels, fpn_channels, bn_momentum)
+        # The decoder's parts are registered here, not the decoder itself, so the state-dict keys
+        # stay `ppm.*` and `fpn.*` (this project's checkpoints and the authors' map onto them).
+        self.ppm, self.fpn = decoder.ppm, decoder.fpn
+        object.__setattr__(self, "decoder", decoder)
         self.detection_head = DetectionHead(fpn_channels, fpn_channels, bn_momentum)
         self.localization_head = LocalizationHead(fpn_channels, fpn_channels, bn_momentum)
         self.out_channels = channels
@@ -132,6 +134,7 @@ class TwoStreamUPerNet(nn.Module):
             )
         h, w = x.shape[-2:]
         xp = pad_to_multiple(x)
+        # encoder(s) -> fusion -> decoder -> heads
         levels = self.rgb_encoder((xp - self.input_mean) / self.input_std)
         if self.noise_stream:
             residual = self.bayar(rgb_to_grey(xp))
@@ -142,8 +145,9 @@ class TwoStreamUPerNet(nn.Module):
             ]
         else:
             fused = levels
-        f = self.ppm(fused[-1], keep)
-        pyramid = self.fpn(fused[:-1], f, finest_only=keep is None)
+        # `forward` directly: the decoder is not a submodule (its parts are), so module hooks
+        # (per-part FLOP counts, profilers) see `ppm` and `fpn` as the model's own parts.
+        f, pyramid = self.decoder.forward(fused, keep)
         image_logit = self.detection_head(f)
         mask = self.localization_head(pyramid[0])
         mask_logit = F.interpolate(mask, size=xp.shape[-2:], mode="bilinear", align_corners=False)
