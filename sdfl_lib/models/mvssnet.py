@@ -15,7 +15,7 @@ from sdfl_lib.models.bayar import BayarConv2d, rgb_to_grey
 from sdfl_lib.models.dual_attention import DualAttentionHead
 from sdfl_lib.models.encoder import PretrainedWeightsUnavailable, TimmEncoder, fetch_weights
 from sdfl_lib.models.erb import ERB
-from sdfl_lib.models.ours import pad_to_multiple
+from sdfl_lib.models.layers import check_image_batch, pad_to_multiple
 from sdfl_lib.models.sobel import SobelFilter, sobel_gate
 
 # The ImageNet ResNet-50 that MVSS-Net starts from (torchvision's original release).
@@ -194,10 +194,7 @@ class MVSSNet(nn.Module):
         return edge
 
     def _run(self, x: torch.Tensor, keep: dict[str, torch.Tensor] | None = None) -> ModelOutput:
-        if x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(f"expected a float batch (B, 3, H, W), got shape {tuple(x.shape)}")
-        if not x.is_floating_point():
-            raise TypeError(f"expected a float batch in [0, 1], got dtype {x.dtype}")
+        check_image_batch(x)
         h, w = x.shape[-2:]
         x = pad_to_multiple(x)
 

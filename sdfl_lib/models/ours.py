@@ -14,8 +14,10 @@ from sdfl_lib.models.bayar import BayarConv2d, rgb_to_grey
 from sdfl_lib.models.decoder import UPerNetDecoder
 from sdfl_lib.models.encoder import build_encoder, input_normalization
 from sdfl_lib.models.heads import DetectionHead, LocalizationHead
+from sdfl_lib.models.layers import check_image_batch, pad_to_multiple
 
-_PAD_MULTIPLE = 32  # the coarsest stride: every level then has an integer size
+# pad_to_multiple stays importable from here.
+__all__ = ["TwoStreamUPerNet", "ours", "pad_to_multiple", "upernet"]
 
 # The authors' state_dict names -> ours (first match wins; `\g<n>` keeps the numbered parts).
 _AUTHORS_KEY_MAP = [
@@ -34,17 +36,6 @@ _AUTHORS_KEY_MAP = [
 ]
 # Built by the original code but never used in its forward pass.
 _AUTHORS_UNUSED = re.compile(r"^decoder\.conv_fusion\.")
-
-
-def pad_to_multiple(x: torch.Tensor, multiple: int = _PAD_MULTIPLE) -> torch.Tensor:
-    """Pad (B, C, H, W) on the bottom/right to multiples of `multiple`, mirroring the image
-    (replicating where it is too small to mirror), so the padding looks like image content."""
-    h, w = x.shape[-2:]
-    ph, pw = -h % multiple, -w % multiple
-    if ph == 0 and pw == 0:
-        return x
-    mode = "reflect" if ph < h and pw < w else "replicate"
-    return F.pad(x, (0, pw, 0, ph), mode=mode)
 
 
 class TwoStreamUPerNet(nn.Module):
@@ -126,12 +117,7 @@ class TwoStreamUPerNet(nn.Module):
         self.out_channels = channels
 
     def _run(self, x: torch.Tensor, keep: dict[str, torch.Tensor] | None = None) -> ModelOutput:
-        if x.dim() != 4 or x.shape[1] != 3:
-            raise ValueError(f"expected a float batch (B, 3, H, W), got shape {tuple(x.shape)}")
-        if not x.is_floating_point():
-            raise TypeError(
-                f"expected a float batch in [0, 1], got dtype {x.dtype} (divide by 255)"
-            )
+        check_image_batch(x, hint=" (divide by 255)")
         h, w = x.shape[-2:]
         xp = pad_to_multiple(x)
         # encoder(s) -> fusion -> decoder -> heads
