@@ -1,4 +1,4 @@
-"""The result type every model returns, and the model registry behind `build_model`."""
+"""The result type every model returns, the model registry and `build_model`."""
 
 from __future__ import annotations
 
@@ -101,3 +101,17 @@ def get_constructor(name: str) -> Callable[..., nn.Module]:
             f"Unknown model {name!r}. Valid models: {', '.join(list_models())}.{hint}"
         )
     return _REGISTRY[name]
+
+
+def build_model(
+    name: str,
+    image_size: int = 512,
+    backbone: str = "resnet50",
+    pretrained: bool = False,
+    **kw: Any,
+) -> nn.Module:
+    """Build a registered model by name (see `list_models()`); unknown names fail listing the
+    valid ones. The result carries `sdfl_spec`, the arguments that rebuild it."""
+    return get_constructor(name)(
+        image_size=image_size, backbone=backbone, pretrained=pretrained, **kw
+    )

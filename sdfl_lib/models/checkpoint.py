@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from sdfl_lib.models.base import build_model
+
 FORMAT = "sdfl"
 FORMAT_VERSION = 1
 # Bookkeeping buffers of the synchronized batch norm the original code trained with; the values
@@ -260,8 +262,6 @@ def load_model(
     """Rebuild a model from this project's checkpoint (its spec), or from an authors' checkpoint
     (variant from `model=` or recognised from the keys; `build_kw` go to `build_model`); loaded,
     on `map_location`, in eval mode."""
-    from sdfl_lib.models import build_model
-
     obj = read_checkpoint(path_or_dict, map_location)
     fmt, spec, state = _state_of(obj)
     if fmt == FORMAT:
