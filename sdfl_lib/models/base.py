@@ -85,6 +85,35 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     return build
 
 
+# Checkpoint key signatures, one per model family: keys -> (layout, variant) or None.
+_LAYOUTS: list[Callable[[set[str]], tuple[str, str] | None]] = []
+
+
+def register_checkpoint_layout(
+    fn: Callable[[set[str]], tuple[str, str] | None],
+) -> Callable[[set[str]], tuple[str, str] | None]:
+    """Register a model family's checkpoint recogniser: a state dict's key set ->
+    (layout, variant) when the keys are that family's ("native" names or the "authors'"), else
+    None. `detect_variant` asks them in registration order."""
+    _LAYOUTS.append(fn)
+    return fn
+
+
+def has_prefix(keys: set[str], prefix: str) -> bool:
+    """Whether any key starts with `prefix` (for checkpoint recognisers)."""
+    return any(k.startswith(prefix) for k in keys)
+
+
+def recognise_checkpoint(keys: set[str]) -> tuple[str | None, str | None]:
+    """(layout, variant) from the first registered recogniser that knows `keys`; (None, None)."""
+    _load_builtins()
+    for fn in _LAYOUTS:
+        found = fn(keys)
+        if found is not None:
+            return found
+    return None, None
+
+
 def list_models() -> list[str]:
     """Names accepted by `build_model`."""
     _load_builtins()

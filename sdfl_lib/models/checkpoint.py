@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sdfl_lib.models.base import build_model
+from sdfl_lib.models.base import build_model, recognise_checkpoint
 
 FORMAT = "sdfl"
 FORMAT_VERSION = 1
@@ -108,22 +108,10 @@ def strip_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]
 
 
 def detect_variant(keys: Any) -> tuple[str | None, str | None]:
-    """(layout, variant) a set of state_dict keys looks like, from their signatures; (None, None)
-    when it is none of the known ones."""
-    keys = set(keys)
-
-    def has(prefix: str) -> bool:
-        return any(k.startswith(prefix) for k in keys)
-
-    if has("rgb_encoder.") and has("ppm."):
-        return "native", "ours" if "bayar.kernel" in keys else "upernet"
-    if has("decoder.ppm_conv.") and has("encoder."):
-        return "authors", "ours" if has(
-            "noise_encoder."
-        ) or "bayar_conv.kernel" in keys else "upernet"
-    if "constrain_conv.kernel" in keys or has("erb_db_") or has("noise_extractor."):
-        return "authors", "mvssnet"
-    return None, None
+    """(layout, variant) a set of state_dict keys looks like, from the key signatures each model
+    registers beside itself (`base.register_checkpoint_layout`); (None, None) when it is none of
+    the known ones."""
+    return recognise_checkpoint(set(keys))
 
 
 def _model_name(model: nn.Module) -> str | None:

@@ -9,7 +9,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sdfl_lib.models.base import ModelOutput, register_model
+from sdfl_lib.models.base import (
+    ModelOutput,
+    has_prefix,
+    register_checkpoint_layout,
+    register_model,
+)
 from sdfl_lib.models.bayar import BayarConv2d, rgb_to_grey
 from sdfl_lib.models.decoder import UPerNetDecoder
 from sdfl_lib.models.encoder import build_encoder, input_normalization
@@ -182,6 +187,18 @@ class TwoStreamUPerNet(nn.Module):
                     break
             out[key] = value
         return out
+
+
+@register_checkpoint_layout
+def _recognise(keys: set[str]) -> tuple[str, str] | None:
+    """This class's own keys (rgb_encoder, ppm) or the authors' (encoder, decoder.ppm_conv); the
+    noise stream's tensors tell `ours` from `upernet`."""
+    if has_prefix(keys, "rgb_encoder.") and has_prefix(keys, "ppm."):
+        return "native", "ours" if "bayar.kernel" in keys else "upernet"
+    if has_prefix(keys, "decoder.ppm_conv.") and has_prefix(keys, "encoder."):
+        noise = has_prefix(keys, "noise_encoder.") or "bayar_conv.kernel" in keys
+        return "authors", "ours" if noise else "upernet"
+    return None
 
 
 @register_model
