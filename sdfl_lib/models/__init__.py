@@ -9,11 +9,7 @@ torch.save(make_checkpoint(model, epoch=3), "last.pt"); load_model("last.pt")
 
 from __future__ import annotations
 
-from typing import Any
-
-from torch import nn
-
-from sdfl_lib.models.base import ModelOutput, get_constructor, list_models, register_model
+from sdfl_lib.models.base import ModelOutput, build_model, list_models, register_model
 from sdfl_lib.models.checkpoint import (
     CheckpointError,
     LoadReport,
@@ -65,17 +61,3 @@ __all__ = [
     "weight_source",
 ]
 
-
-def build_model(
-    name: str,
-    image_size: int = 512,
-    backbone: str = "resnet50",
-    pretrained: bool = False,
-    **kw: Any,
-) -> nn.Module:
-    """Build a registered model by name (see `list_models()`); unknown names fail listing the
-    valid ones. The result carries `sdfl_spec`, the arguments that rebuild it."""
-    model = get_constructor(name)(
-        image_size=image_size, backbone=backbone, pretrained=pretrained, **kw
-    )
-    return model

@@ -1,4 +1,4 @@
-"""The result type every model returns, and the model registry behind `build_model`."""
+"""The result type every model returns, the model registry and `build_model`."""
 
 from __future__ import annotations
 
@@ -85,6 +85,35 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     return build
 
 
+# Checkpoint key signatures, one per model family: keys -> (layout, variant) or None.
+_LAYOUTS: list[Callable[[set[str]], tuple[str, str] | None]] = []
+
+
+def register_checkpoint_layout(
+    fn: Callable[[set[str]], tuple[str, str] | None],
+) -> Callable[[set[str]], tuple[str, str] | None]:
+    """Register a model family's checkpoint recogniser: a state dict's key set ->
+    (layout, variant) when the keys are that family's ("native" names or the "authors'"), else
+    None. `detect_variant` asks them in registration order."""
+    _LAYOUTS.append(fn)
+    return fn
+
+
+def has_prefix(keys: set[str], prefix: str) -> bool:
+    """Whether any key starts with `prefix` (for checkpoint recognisers)."""
+    return any(k.startswith(prefix) for k in keys)
+
+
+def recognise_checkpoint(keys: set[str]) -> tuple[str | None, str | None]:
+    """(layout, variant) from the first registered recogniser that knows `keys`; (None, None)."""
+    _load_builtins()
+    for fn in _LAYOUTS:
+        found = fn(keys)
+        if found is not None:
+            return found
+    return None, None
+
+
 def list_models() -> list[str]:
     """Names accepted by `build_model`."""
     _load_builtins()
@@ -101,3 +130,17 @@ def get_constructor(name: str) -> Callable[..., nn.Module]:
             f"Unknown model {name!r}. Valid models: {', '.join(list_models())}.{hint}"
         )
     return _REGISTRY[name]
+
+
+def build_model(
+    name: str,
+    image_size: int = 512,
+    backbone: str = "resnet50",
+    pretrained: bool = False,
+    **kw: Any,
+) -> nn.Module:
+    """Build a registered model by name (see `list_models()`); unknown names fail listing the
+    valid ones. The result carries `sdfl_spec`, the arguments that rebuild it."""
+    return get_constructor(name)(
+        image_size=image_size, backbone=backbone, pretrained=pretrained, **kw
+    )

@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from sdfl_lib.models.base import build_model, recognise_checkpoint
+
 FORMAT = "sdfl"
 FORMAT_VERSION = 1
 # Bookkeeping buffers of the synchronized batch norm the original code trained with; the values
@@ -106,22 +108,10 @@ def strip_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]
 
 
 def detect_variant(keys: Any) -> tuple[str | None, str | None]:
-    """(layout, variant) a set of state_dict keys looks like, from their signatures; (None, None)
-    when it is none of the known ones."""
-    keys = set(keys)
-
-    def has(prefix: str) -> bool:
-        return any(k.startswith(prefix) for k in keys)
-
-    if has("rgb_encoder.") and has("ppm."):
-        return "native", "ours" if "bayar.kernel" in keys else "upernet"
-    if has("decoder.ppm_conv.") and has("encoder."):
-        return "authors", "ours" if has(
-            "noise_encoder."
-        ) or "bayar_conv.kernel" in keys else "upernet"
-    if "constrain_conv.kernel" in keys or has("erb_db_") or has("noise_extractor."):
-        return "authors", "mvssnet"
-    return None, None
+    """(layout, variant) a set of state_dict keys looks like, from the key signatures each model
+    registers beside itself (`base.register_checkpoint_layout`); (None, None) when it is none of
+    the known ones."""
+    return recognise_checkpoint(set(keys))
 
 
 def _model_name(model: nn.Module) -> str | None:
@@ -260,8 +250,6 @@ def load_model(
     """Rebuild a model from this project's checkpoint (its spec), or from an authors' checkpoint
     (variant from `model=` or recognised from the keys; `build_kw` go to `build_model`); loaded,
     on `map_location`, in eval mode."""
-    from sdfl_lib.models import build_model
-
     obj = read_checkpoint(path_or_dict, map_location)
     fmt, spec, state = _state_of(obj)
     if fmt == FORMAT:

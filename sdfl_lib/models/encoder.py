@@ -62,15 +62,20 @@ def fetch_weights(file: str, url: str) -> Path:
     return path
 
 
+def read_weight_file(path: Path, advice: str) -> dict[str, torch.Tensor]:
+    """The state dict in an ImageNet weight file (weights_only); an unreadable file fails with
+    `PretrainedWeightsUnavailable` naming it, followed by `advice` (how to get a good copy)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same advice
+        raise PretrainedWeightsUnavailable(
+            f"{path} is not a readable PyTorch weight file ({err}); {advice}"
+        ) from err
+
+
 def _load_csail_imagenet(net: ResNet) -> None:
     path = fetch_weights(CSAIL_RESNET50["file"], CSAIL_RESNET50["url"])
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001
-        raise PretrainedWeightsUnavailable(
-            f"{path} is not a readable PyTorch weight file ({err}); delete it and download "
-            f"{CSAIL_RESNET50['url']} again."
-        ) from err
+    state = read_weight_file(path, f"delete it and download {CSAIL_RESNET50['url']} again.")
     state = {k.removeprefix("module."): v for k, v in state.items() if not k.startswith("fc.")}
     missing, unexpected = net.load_state_dict(state, strict=False)
     if missing or unexpected:
@@ -155,13 +160,7 @@ def package_state_dict(name: str) -> dict[str, torch.Tensor]:
         )
     package = WEIGHT_PACKAGES[name]
     path = package.file()
-    try:
-        source = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001
-        raise PretrainedWeightsUnavailable(
-            f"{path} is not a readable PyTorch weight file ({err}); reinstall "
-            f"{package.distribution}"
-        ) from err
+    source = read_weight_file(path, f"reinstall {package.distribution}")
     target = timm.create_model(name, pretrained=False).state_dict()
     return package.key_map(source, target)
 

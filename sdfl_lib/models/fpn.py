@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sdfl_lib.models.ppm import conv_bn_relu
+from sdfl_lib.models.layers import conv_bn_relu
 
 
 class FPN(nn.Module):

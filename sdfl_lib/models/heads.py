@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sdfl_lib.models.ppm import conv_bn_relu
+from sdfl_lib.models.layers import conv_bn_relu
 
 
 class _ConvHead(nn.Module):

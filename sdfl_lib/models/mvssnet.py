@@ -10,12 +10,17 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from sdfl_lib.models.base import ModelOutput, register_model
+from sdfl_lib.models.base import (
+    ModelOutput,
+    has_prefix,
+    register_checkpoint_layout,
+    register_model,
+)
 from sdfl_lib.models.bayar import BayarConv2d, rgb_to_grey
 from sdfl_lib.models.dual_attention import DualAttentionHead
-from sdfl_lib.models.encoder import PretrainedWeightsUnavailable, TimmEncoder, fetch_weights
+from sdfl_lib.models.encoder import build_encoder, fetch_weights, read_weight_file
 from sdfl_lib.models.erb import ERB
-from sdfl_lib.models.ours import pad_to_multiple
+from sdfl_lib.models.layers import check_image_batch, pad_to_multiple
 from sdfl_lib.models.sobel import SobelFilter, sobel_gate
 
 # The ImageNet ResNet-50 that MVSS-Net starts from (torchvision's original release).
@@ -55,13 +60,7 @@ class DilatedResNet50(torchvision.models.ResNet):
 def _imagenet_resnet50_state_dict() -> dict[str, torch.Tensor]:
     """ImageNet ResNet-50 weights from `pretrained_dir()`, downloaded when missing and online."""
     path = fetch_weights(IMAGENET_RESNET50_URL.rsplit("/", 1)[-1], IMAGENET_RESNET50_URL)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same advice
-        raise PretrainedWeightsUnavailable(
-            f"{path} is not a readable PyTorch weight file ({err}); delete it and download "
-            f"{IMAGENET_RESNET50_URL} again."
-        ) from err
+    state = read_weight_file(path, f"delete it and download {IMAGENET_RESNET50_URL} again.")
     return {k: v for k, v in state.items() if not k.startswith("fc.")}
 
 
@@ -164,7 +163,8 @@ class MVSSNet(nn.Module):
             if pretrained:
                 net.load_state_dict(_imagenet_resnet50_state_dict())
             return net, list(net.out_channels)
-        encoder = TimmEncoder(name, pretrained=pretrained)
+        # Any other name is a timm backbone, as for the paper's models.
+        encoder = build_encoder(name, pretrained=pretrained)
         return encoder, list(encoder.out_channels)
 
     @staticmethod
@@ -194,10 +194,7 @@ class MVSSNet(nn.Module):
         return edge
 
     def _run(self, x: torch.Tensor, keep: dict[str, torch.Tensor] | None = None) -> ModelOutput:
-        if x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(f"expected a float batch (B, 3, H, W), got shape {tuple(x.shape)}")
-        if not x.is_floating_point():
-            raise TypeError(f"expected a float batch in [0, 1], got dtype {x.dtype}")
+        check_image_batch(x)
         h, w = x.shape[-2:]
         x = pad_to_multiple(x)
 
@@ -236,6 +233,16 @@ class MVSSNet(nn.Module):
             image_logit=out.image_logit, mask_logit=out.mask_logit, edge_logit=out.edge_logit
         )
         return keep
+
+
+@register_checkpoint_layout
+def _recognise(keys: set[str]) -> tuple[str, str] | None:
+    """The authors' MVSS-Net keys (this class uses the same names)."""
+    if "constrain_conv.kernel" in keys or has_prefix(keys, "erb_db_") or has_prefix(
+        keys, "noise_extractor."
+    ):
+        return "authors", "mvssnet"
+    return None
 
 
 @register_model

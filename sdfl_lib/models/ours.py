@@ -9,14 +9,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sdfl_lib.models.base import ModelOutput, register_model
+from sdfl_lib.models.base import (
+    ModelOutput,
+    has_prefix,
+    register_checkpoint_layout,
+    register_model,
+)
 from sdfl_lib.models.bayar import BayarConv2d, rgb_to_grey
+from sdfl_lib.models.decoder import UPerNetDecoder
 from sdfl_lib.models.encoder import build_encoder, input_normalization
-from sdfl_lib.models.fpn import FPN
 from sdfl_lib.models.heads import DetectionHead, LocalizationHead
-from sdfl_lib.models.ppm import PPM
+from sdfl_lib.models.layers import check_image_batch, pad_to_multiple
 
-_PAD_MULTIPLE = 32  # the coarsest stride: every level then has an integer size
+# pad_to_multiple stays importable from here.
+__all__ = ["TwoStreamUPerNet", "ours", "pad_to_multiple", "upernet"]
 
 # The authors' state_dict names -> ours (first match wins; `\g<n>` keeps the numbered parts).
 _AUTHORS_KEY_MAP = [
@@ -37,17 +43,6 @@ _AUTHORS_KEY_MAP = [
 _AUTHORS_UNUSED = re.compile(r"^decoder\.conv_fusion\.")
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int = _PAD_MULTIPLE) -> torch.Tensor:
-    """Pad (B, C, H, W) on the bottom/right to multiples of `multiple`, mirroring the image
-    (replicating where it is too small to mirror), so the padding looks like image content."""
-    h, w = x.shape[-2:]
-    ph, pw = -h % multiple, -w % multiple
-    if ph == 0 and pw == 0:
-        return x
-    mode = "reflect" if ph < h and pw < w else "replicate"
-    return F.pad(x, (0, pw, 0, ph), mode=mode)
-
-
 class TwoStreamUPerNet(nn.Module):
     """The paper's network (Zhang et al., ICNC 2023): UPerNet over one or two ResNet-50 streams.
 
@@ -55,7 +50,7 @@ class TwoStreamUPerNet(nn.Module):
     `input_std`; none for the paper's CSAIL ResNet-50) -> encoder -> C2..C5. With `noise_stream`,
     the [0, 1] image also goes to grey (0.2989 R + 0.5870 G + 0.1140 B) -> `BayarConv2d` (1 -> 3, 5x5) -> a
     second encoder; at each level the two maps are concatenated (RGB first) and fused by a 3x3
-    conv (2C -> C, with bias, no norm or activation). The UPerNet decoder (`PPM` with Precise RoI
+    conv (2C -> C, with bias, no norm or activation). The `UPerNetDecoder` (`PPM` with Precise RoI
     Pooling on C5, then `FPN`) feeds two heads:
 
     - image score: `DetectionHead` on the PPM output `f` (3x3 conv + BN + ReLU, global average
@@ -117,21 +112,20 @@ class TwoStreamUPerNet(nn.Module):
             self.fusion = nn.ModuleList(
                 nn.Conv2d(2 * c, c, kernel_size=3, padding=1, bias=True) for c in channels
             )
-        self.ppm = PPM(channels[-1], tuple(ppm_scales), ppm_channels, fpn_channels, bn_momentum)
-        self.fpn = FPN(channels[:-1], fpn_channels, bn_momentum)
+        decoder = UPerNetDecoder(channels, ppm_scales, ppm_channels, fpn_channels, bn_momentum)
+        # The decoder's parts are registered here, not the decoder itself, so the state-dict keys
+        # stay `ppm.*` and `fpn.*` (this project's checkpoints and the authors' map onto them).
+        self.ppm, self.fpn = decoder.ppm, decoder.fpn
+        object.__setattr__(self, "decoder", decoder)
         self.detection_head = DetectionHead(fpn_channels, fpn_channels, bn_momentum)
         self.localization_head = LocalizationHead(fpn_channels, fpn_channels, bn_momentum)
         self.out_channels = channels
 
     def _run(self, x: torch.Tensor, keep: dict[str, torch.Tensor] | None = None) -> ModelOutput:
-        if x.dim() != 4 or x.shape[1] != 3:
-            raise ValueError(f"expected a float batch (B, 3, H, W), got shape {tuple(x.shape)}")
-        if not x.is_floating_point():
-            raise TypeError(
-                f"expected a float batch in [0, 1], got dtype {x.dtype} (divide by 255)"
-            )
+        check_image_batch(x, hint=" (divide by 255)")
         h, w = x.shape[-2:]
         xp = pad_to_multiple(x)
+        # encoder(s) -> fusion -> decoder -> heads
         levels = self.rgb_encoder((xp - self.input_mean) / self.input_std)
         if self.noise_stream:
             residual = self.bayar(rgb_to_grey(xp))
@@ -142,8 +136,9 @@ class TwoStreamUPerNet(nn.Module):
             ]
         else:
             fused = levels
-        f = self.ppm(fused[-1], keep)
-        pyramid = self.fpn(fused[:-1], f, finest_only=keep is None)
+        # `forward` directly: the decoder is not a submodule (its parts are), so module hooks
+        # (per-part FLOP counts, profilers) see `ppm` and `fpn` as the model's own parts.
+        f, pyramid = self.decoder.forward(fused, keep)
         image_logit = self.detection_head(f)
         mask = self.localization_head(pyramid[0])
         mask_logit = F.interpolate(mask, size=xp.shape[-2:], mode="bilinear", align_corners=False)
@@ -192,6 +187,18 @@ class TwoStreamUPerNet(nn.Module):
                     break
             out[key] = value
         return out
+
+
+@register_checkpoint_layout
+def _recognise(keys: set[str]) -> tuple[str, str] | None:
+    """This class's own keys (rgb_encoder, ppm) or the authors' (encoder, decoder.ppm_conv); the
+    noise stream's tensors tell `ours` from `upernet`."""
+    if has_prefix(keys, "rgb_encoder.") and has_prefix(keys, "ppm."):
+        return "native", "ours" if "bayar.kernel" in keys else "upernet"
+    if has_prefix(keys, "decoder.ppm_conv.") and has_prefix(keys, "encoder."):
+        noise = has_prefix(keys, "noise_encoder.") or "bayar_conv.kernel" in keys
+        return "authors", "ours" if noise else "upernet"
+    return None
 
 
 @register_model

@@ -7,21 +7,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from sdfl_lib.cuda import prroi_pool_whole
-from sdfl_lib.models.resnet import BN_EPS, conv3x3
+from sdfl_lib.models.layers import conv_bn_relu
 
-
-def conv_bn_relu(
-    in_channels: int, out_channels: int, kernel_size: int = 3, bn_momentum: float | None = 0.1
-) -> nn.Sequential:
-    """Conv (no bias; 1x1 or 3x3 with padding 1) + BN + ReLU, indexed 0/1/2 as in the original."""
-    conv = (
-        conv3x3(in_channels, out_channels)
-        if kernel_size == 3
-        else nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False)
-    )
-    return nn.Sequential(
-        conv, nn.BatchNorm2d(out_channels, eps=BN_EPS, momentum=bn_momentum), nn.ReLU(inplace=True)
-    )
+__all__ = ["PPM", "conv_bn_relu"]  # conv_bn_relu: kept importable from here
 
 
 class PPM(nn.Module):
