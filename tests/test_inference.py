@@ -150,7 +150,9 @@ def test_cli_predict_and_evaluate_with_the_onnx_backend(checkpoint, tmp_path, ca
     mask = tmp_path / "a_mask.png"
     Image.fromarray((rng.random((50, 70)) > 0.7).astype(np.uint8) * 255).save(mask)
     manifest = tmp_path / "m.csv"
-    manifest.write_text(f"image,mask,edge,label,source\n{image},{mask},,1,t\n{image},,,0,t\n")
+    authentic = tmp_path / "b.png"  # one image may not be listed as both authentic and tampered
+    Image.fromarray(rng.integers(0, 255, (40, 60, 3), np.uint8)).save(authentic)
+    manifest.write_text(f"image,mask,edge,label,source\n{image},{mask},,1,t\n{authentic},,,0,t\n")
     out = tmp_path / "ev"
     argv = ["evaluate", *base, "--manifest", str(manifest), "--out", str(out), "--no-figures"]
     assert sdfl([*argv, "--backend", "onnx", "--workers", "0"]) == 0
