@@ -30,6 +30,6 @@ def short_run(
     folder = Path(out, name)
     if checkpoint is None:
         fit(base.replace(out_dir=str(folder), overwrite=True, **changes))
-    metrics = evaluate(str(checkpoint or folder / "best.pt"), str(test_manifest), folder / "eval", workers=0,
-                       figures=False, progress=False, device=base.device, resume=False)
+    metrics = evaluate(str(checkpoint or folder / "best.pt"), str(test_manifest), folder / "eval",
+                       workers=0, figures=False, progress=False, device=base.device, resume=False)
     return {"run": name, **viz.headline_row(metrics)}
