@@ -224,12 +224,10 @@ def _emit(
 
 
 def _read_rows(manifest: str | os.PathLike | pd.DataFrame) -> tuple[list[dict], str]:
-    from sdfl_lib.data import read_manifest
+    from sdfl_lib.data.manifest import normalize_frame, read_manifest
 
     if isinstance(manifest, pd.DataFrame):
-        df, name = manifest.copy(), "<DataFrame>"
-        for col in ("mask", "source"):
-            df[col] = df[col].fillna("").astype(str) if col in df else ""
+        df, name = normalize_frame(manifest), "<DataFrame>"
     else:
         df, name = read_manifest(manifest), str(Path(manifest).absolute())
     if not len(df):
