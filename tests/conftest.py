@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 from pathlib import Path
 
@@ -34,3 +35,21 @@ def synth_weights(shared: Path):
     import synth_weights
 
     return synth_weights
+
+
+@pytest.fixture(scope="session")
+def coverage_manifest(shared_data: Path, tmp_path_factory) -> Path:
+    """The COVERAGE sample prepared (without edges) into a manifest, once; read it, don't change it."""
+    from sdfl_lib.data.prepare import prepare
+
+    manifest = tmp_path_factory.mktemp("coverage") / "coverage.csv"
+    prepare("coverage", shared_data / "coverage-sample", manifest, edges=False, verbose=False)
+    return manifest
+
+
+@pytest.fixture()
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound once, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -8,7 +8,6 @@ import importlib
 import io
 import os
 import shutil
-import socket
 import struct
 import tarfile
 import threading
@@ -117,12 +116,6 @@ def _rar4(path: Path, entries: list[tuple[str, bytes, int]], host_os: int = 3) -
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_download_verifies_and_extracts_tar_xz(server, tmp_path):
     root, base, _ = server
     archive = _tar_xz(root / "ICNC2023-Deepfakes.tar.xz", PAYLOAD)
@@ -188,8 +181,8 @@ def test_zip_extraction_through_download(server, tmp_path):
     assert (out / "cifake" / "test" / "FAKE" / "1.jpg").read_bytes() == b"2"
 
 
-def test_offline_error_says_what_to_do(tmp_path):
-    url = f"http://127.0.0.1:{_free_port()}/ICNC2023-Deepfakes.tar.xz"
+def test_offline_error_says_what_to_do(tmp_path, closed_port):
+    url = f"http://127.0.0.1:{closed_port}/ICNC2023-Deepfakes.tar.xz"
     with pytest.raises(dl.DownloadError) as err:
         dl.download("icnc-deepfakes", tmp_path / "df", url=url, timeout=5)
     message = str(err.value)

@@ -146,3 +146,21 @@ def test_mask_to_edge_is_a_band_on_the_contour():
     assert edge[10, 20] == 1 and edge[8, 20] == 1 and edge[12, 20] == 1
     assert edge[14, 20] == 0 and edge[6, 20] == 0
     assert mask_to_edge(np.zeros((5, 5), np.uint8)).sum() == 0
+
+
+def test_normalize_frame_gives_an_in_memory_manifest_read_manifests_form() -> None:
+    import numpy as np
+
+    from sdfl_lib.data.manifest import normalize_frame
+
+    raw = pd.DataFrame({"image": ["a.png", "b.png"], "mask": [np.nan, "m.png"], "label": ["0", 1.0]},
+                       index=[5, 9])
+    df = normalize_frame(raw)
+    assert list(df.index) == [0, 1] and "source" not in raw and list(raw.index) == [5, 9]
+    assert df["mask"].tolist() == ["", "m.png"] and df["edge"].tolist() == ["", ""]
+    assert df["source"].tolist() == ["", ""] and df["label"].tolist() == [0, 1]
+    assert df["label_only"].tolist() == [False, False]
+    with pytest.raises(ManifestError, match="<DataFrame>: row 2: label must be 0 or 1"):
+        normalize_frame(raw.assign(label=[0, 2]))
+    with pytest.raises(ManifestError, match="missing column"):
+        normalize_frame(raw.drop(columns="label"))

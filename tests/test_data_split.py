@@ -80,3 +80,18 @@ def test_sample_manifest_keeps_every_source_and_label() -> None:
     assert set(zip(small["source"], small["label"], strict=True)) == {("a", 0), ("a", 1), ("b", 0), ("b", 1), ("c", 0), ("c", 1)}
     assert sample_manifest(df, 6, seed=1).equals(small)
     assert sample_manifest(df, 0).equals(df) and sample_manifest(df, 100).equals(df)
+
+
+def test_paper_splits_picks_one_use_of_the_named_manifests(tmp_path) -> None:
+    from sdfl_lib.data.split import paper_splits
+
+    write_manifest(_frame(20, 10, sources=("casia2",)), tmp_path / "casia2.csv")
+    write_manifest(_frame(5, 5, sources=("casia1",)), tmp_path / "casia1.csv")
+    write_manifest(_frame(30, 20, sources=("ffpp",)), tmp_path / "ffpp.csv")
+    roles = {"shallow_train": "casia2", "deep": "ffpp", "shallow_tests": ["casia1"]}
+    both = paper_splits(tmp_path, tmp_path / "lists", {**roles, "use": "both"}, seed=2)
+    assert both == {p: tmp_path / "lists" / f"both_{p}.csv" for p in ("train", "val", "test")}
+    shallow = paper_splits(tmp_path, tmp_path / "lists", {**roles, "use": "shallow"}, seed=2)
+    assert len(read_manifest(shallow["test"])) == 3 + 10
+    with pytest.raises(ValueError, match="'use'"):
+        paper_splits(tmp_path, tmp_path / "lists", roles)

@@ -60,11 +60,8 @@ def _toy_set(root: Path, n: int = 6, size: int = 32) -> Path:
     return root / "manifest.csv"
 
 
-def test_cli_evaluate_ela_on_coverage_lists_pair_41(shared_data, tmp_path, capsys):
-    from sdfl_lib.data.prepare import prepare
-
-    manifest = tmp_path / "coverage.csv"
-    prepare("coverage", shared_data / "coverage-sample", manifest, edges=False, verbose=False)
+def test_cli_evaluate_ela_on_coverage_lists_pair_41(coverage_manifest, tmp_path, capsys):
+    manifest = coverage_manifest
     out = tmp_path / "ev"
     argv = ["evaluate", "--method", "ela", "--manifest", str(manifest), "--out", str(out),
             "--image-size", "64", "--workers", "1"]  # fmt: skip

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import http.server
-import socket
 import threading
 
 import pytest
@@ -112,14 +111,8 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "cache" / "pretrained"
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_pretrained_offline_names_file_and_folder(cache, monkeypatch):
-    url = f"http://127.0.0.1:{_closed_port()}/resnet50-imagenet.pth"
+def test_pretrained_offline_names_file_and_folder(cache, monkeypatch, closed_port):
+    url = f"http://127.0.0.1:{closed_port}/resnet50-imagenet.pth"
     monkeypatch.setitem(encoder_mod.CSAIL_RESNET50, "url", url)
     with pytest.raises(PretrainedWeightsUnavailable) as err:
         build_encoder("resnet50", pretrained=True)

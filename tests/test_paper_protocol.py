@@ -65,18 +65,11 @@ def _authors_rule(rows: pd.DataFrame, model, threshold: float = 0.5) -> dict:
     }
 
 
-@pytest.fixture(scope="module")
-def coverage(shared_data, tmp_path_factory):
-    from sdfl_lib.data.prepare import prepare
-
-    manifest = tmp_path_factory.mktemp("coverage") / "coverage.csv"
-    prepare("coverage", shared_data / "coverage-sample", manifest, edges=False, verbose=False)
-    return manifest
-
-
 # Whatever the standard protocol's mask policy and the threshold.
 @pytest.mark.parametrize(("policy", "threshold"), [("resize", 0.5), ("skip", 0.7)])
-def test_paper_protocol_equals_authors_procedure_on_coverage(coverage, tmp_path, policy, threshold):
+def test_paper_protocol_equals_authors_procedure_on_coverage(coverage_manifest, tmp_path, policy,
+                                                              threshold):
+    coverage = coverage_manifest
     model = build_model("ela").eval()
     metrics = evaluate(model, coverage, tmp_path, image_size=SIZE, mask_policy=policy,
                        threshold=threshold, workers=0, figures=False, save_maps=False,

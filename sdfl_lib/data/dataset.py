@@ -135,16 +135,12 @@ class ManipulationDataset(Dataset):
         seed: int = 0,
     ) -> None:
         from sdfl_lib.data.io import MASK_POLICIES
+        from sdfl_lib.data.manifest import normalize_frame, read_manifest
 
         if isinstance(manifest, pd.DataFrame):
-            frame = manifest.reset_index(drop=True)
+            frame = normalize_frame(manifest)
         else:
-            from sdfl_lib.data.manifest import read_manifest
-
             frame = read_manifest(manifest)
-        missing = {"image", "label"} - set(frame.columns)
-        if missing:
-            raise ValueError(f"manifest lacks column(s) {sorted(missing)}")
         if mask_policy not in MASK_POLICIES:
             raise ValueError(f"mask_policy must be one of {MASK_POLICIES}, got {mask_policy!r}")
         if mask_resize not in ("nearest", "area"):
@@ -152,16 +148,9 @@ class ManipulationDataset(Dataset):
         if image_size is not None and image_size < 8:
             raise ValueError(f"image_size must be >= 8 or None, got {image_size}")
 
-        def column(name: str) -> list[str]:
-            if name not in frame.columns:
-                return [""] * len(frame)
-            return ["" if pd.isna(v) else str(v) for v in frame[name]]
-
-        self.images, self.masks, self.edges = column("image"), column("mask"), column("edge")
-        self.sources = column("source")
-        self.labels = np.asarray(pd.to_numeric(frame["label"]), dtype=np.int64)
-        if not np.isin(self.labels, (0, 1)).all():
-            raise ValueError("labels must be 0 or 1")
+        self.images, self.masks = frame["image"].tolist(), frame["mask"].tolist()
+        self.edges, self.sources = frame["edge"].tolist(), frame["source"].tolist()
+        self.labels = frame["label"].to_numpy(dtype=np.int64)
         authentic_with_mask = int(((self.labels == 0) & (np.asarray(self.masks) != "")).sum())
         if authentic_with_mask:
             # Validation reports these as errors; here the label wins and the mask is all zero.

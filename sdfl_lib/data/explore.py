@@ -15,7 +15,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from sdfl_lib.data.io import ImageReadError, image_size, load_image, load_mask
+from sdfl_lib.data.io import ImageReadError, image_hw, load_image, load_mask
 from sdfl_lib.data.manifest import read_manifest
 
 LABEL_NAMES = {0: "authentic", 1: "tampered"}
@@ -62,7 +62,7 @@ def image_sizes(
     records = []
     for r in df.itertuples():
         try:
-            h, w = image_size(r.image)
+            h, w = image_hw(r.image)
         except (ImageReadError, FileNotFoundError) as err:
             if skipped is not None:
                 skipped.append({"path": r.image, "error": str(err)})

@@ -139,7 +139,7 @@ def load_image(
     return np.asarray(img, dtype=np.uint8).copy()
 
 
-def image_size(path: str | os.PathLike) -> tuple[int, int]:
+def image_hw(path: str | os.PathLike) -> tuple[int, int]:
     """(H, W) of an image from its header, without decoding the pixels."""
     if not Path(path).is_file():
         raise ImageReadError(path, "file not found")

@@ -79,6 +79,24 @@ def _finish(df: pd.DataFrame, where: str) -> pd.DataFrame:
     return df
 
 
+def normalize_frame(df: pd.DataFrame, where: str = "<DataFrame>") -> pd.DataFrame:
+    """A manifest held in memory, in `read_manifest`'s form: a copy with a fresh index, `image`,
+    `mask`, `edge` and `source` as strings ("" when absent), int 0/1 labels, the `label_only` flag.
+    Paths are kept as given."""
+    missing = [c for c in ("image", "label") if c not in df.columns]
+    if missing:
+        raise ManifestError(
+            f"{where}: missing column(s) {missing}; a manifest needs {list(MANIFEST_COLUMNS)}"
+        )
+    df = df.reset_index(drop=True)
+    for column in ("image", "mask", "edge", "source"):
+        values = df[column] if column in df.columns else [""] * len(df)
+        df[column] = [
+            "" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v) for v in values
+        ]
+    return _finish(df, where)
+
+
 def duplicate_images(df: pd.DataFrame) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
     """Images listed more than once: ({image: 1-based rows} with one label, {image: rows} listed
     with both labels). Paths are compared as read (absolute, normalised)."""

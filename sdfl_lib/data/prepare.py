@@ -18,7 +18,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from sdfl_lib.data.edges import DEFAULT_EDGE_WIDTH, mask_to_edge
-from sdfl_lib.data.io import ImageReadError, image_size, load_mask
+from sdfl_lib.data.io import ImageReadError, image_hw, load_mask
 from sdfl_lib.data.manifest import MANIFEST_COLUMNS, write_manifest
 from sdfl_lib.data.preparers import deepfakes, ffpp, shallowfakes
 from sdfl_lib.data.preparers.common import Report, write_binary_png
@@ -49,7 +49,7 @@ def _add_edges(df: pd.DataFrame, out_dir: Path, name: str, width: int, report: R
         mask_path = Path(df.at[i, "mask"])
         try:
             # At the image's size, so that the edge map lines up with the image.
-            mask = load_mask(mask_path, size=image_size(df.at[i, "image"]))
+            mask = load_mask(mask_path, size=image_hw(df.at[i, "image"]))
         except ImageReadError as err:
             report.errors.append(str(err))
             continue

@@ -172,3 +172,23 @@ def sample_manifest(df: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
             if pool and len(chosen) < n:
                 chosen.append(int(pool.pop()))
     return df.iloc[sorted(chosen)]
+
+
+def paper_splits(
+    manifest_dir: str | os.PathLike, out_dir: str | os.PathLike, paper_lists: Mapping[str, object], seed: int = 0
+) -> dict[str, Path]:
+    """The train/val/test lists of one `use` ("shallow", "deep" or "both") of `build_paper_lists`.
+
+    `paper_lists` names the prepared manifests `<manifest_dir>/<name>.csv` of each role
+    (`shallow_train`, `deep`, `shallow_tests` as a list) and the `use`; returns {part: list path}.
+    """
+    if "use" not in paper_lists:
+        raise ValueError("paper_lists needs a 'use' key: shallow, deep or both")
+    folder = Path(manifest_dir)
+    roles = {
+        role: [folder / f"{n}.csv" for n in names] if isinstance(names, list) else folder / f"{names}.csv"
+        for role, names in paper_lists.items()
+        if role != "use"
+    }
+    lists = build_paper_lists(out_dir, seed=seed, **roles)
+    return {name.split("_")[-1]: path for name, path in lists.items() if name.startswith(str(paper_lists["use"]))}

@@ -22,7 +22,7 @@ from sdfl_lib.data.io import (
     MASK_POLICIES,
     ImageReadError,
     MaskSizeError,
-    image_size,
+    image_hw,
     load_image,
     load_mask,
 )
@@ -85,7 +85,7 @@ def validate_manifest(
             if decode:
                 shape = load_image(r.image, stats=image_stats, max_pixels=max_pixels).shape[:2]
             else:
-                shape = image_size(r.image)
+                shape = image_hw(r.image)
         except ImageReadError as err:
             note(_classify(err, "image"), number, r.image, err.cause)
         for kind, n in image_stats.items():

@@ -44,7 +44,7 @@ class EvalDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         from sdfl_lib.data import ImageReadError, load_image, load_mask
-        from sdfl_lib.data.io import MaskSizeError, image_size
+        from sdfl_lib.data.io import MaskSizeError, image_hw
 
         row = self.rows[i]
         item = {
@@ -80,7 +80,7 @@ class EvalDataset(Dataset):
                 return item
             if stats["mask_resized"] or stats["mask_skipped"]:
                 item["mask_event"] = "resized" if stats["mask_resized"] else "skipped"
-                mh, mw = image_size(row["mask"])
+                mh, mw = image_hw(row["mask"])
                 item["mask_size"] = f"{mh}x{mw}"
             if mask is not None and int(row["label"]) == 0 and mask.any():
                 item["error"] = (

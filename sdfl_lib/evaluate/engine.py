@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -47,6 +48,30 @@ _RESUME_KEYS = (
 )
 # What a setting meant in runs recorded before it existed.
 _RESUME_DEFAULTS = {"int8": False}
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """The settings of one evaluation, resolved: the model's input size, the boundary band's label,
+    the parsed perturbations. `evaluate` builds it from its keyword arguments."""
+
+    image_size: int
+    protocol: str = "both"
+    subsets: list[str] | None = None
+    perturbations: tuple[Perturbation, ...] = ()
+    batch_size: int = 8
+    workers: int = 2
+    threshold: float = 0.5
+    mask_policy: str = "resize"
+    save_maps: bool = True
+    resume: bool = True
+    figures: bool = True
+    deep_sources: str = DEEP_SOURCES
+    progress: bool = True
+    boundary_band: str = ""  # band_label's form; "" when off
+    backend: str = "auto"
+    int8: bool = False
+    calibration: int | list = 8
 
 
 def _fingerprint(model: nn.Module) -> str:
@@ -84,17 +109,12 @@ def run_pass(
     model: nn.Module,
     rows: list[dict],
     out: Path,
-    image_size: int,
-    threshold: float = 0.5,
-    mask_policy: str = "resize",
+    config: EvalConfig,
     perturb: Perturbation | None = None,
-    save_maps: bool = True,
-    batch_size: int = 8,
-    workers: int = 2,
-    progress: bool = True,
-    boundary_band: str = "",
 ) -> dict:
-    """Predicts the rows not yet in out/predictions.csv and appends them; returns errors/timing."""
+    """Predicts the rows not yet in out/predictions.csv and appends them; returns errors/timing.
+    Maps are saved (config.save_maps) for the unperturbed pass only."""
+    save_maps = config.save_maps and perturb is None
     device = model_device(model)
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "predictions.csv"
@@ -113,15 +133,16 @@ def run_pass(
     stats = {"images": len(todo), "resumed": len(rows) - len(todo), "errors": [], "forward_s": 0.0}
     if not todo:
         return stats
-    loader = make_loader(EvalDataset(todo, image_size, mask_policy, perturb), batch_size=batch_size,
-                         workers=workers, collate_fn=collate, device=device)
+    loader = make_loader(EvalDataset(todo, config.image_size, config.mask_policy, perturb),
+                         batch_size=config.batch_size, workers=config.workers, collate_fn=collate,
+                         device=device)
     writer = Writer(csv_path, out / "maps" if save_maps else None)
     start = time.perf_counter()
     bar = tqdm(
         total=len(todo),
         unit="img",
         desc=perturb.name if perturb else "evaluate",
-        disable=not progress,
+        disable=not config.progress,
     )
     try:
         for batch in loader:
@@ -145,10 +166,10 @@ def run_pass(
                         it,
                         probs[j],
                         scores[j],
-                        threshold,
+                        config.threshold,
                         names[todo[it["i"]]["row"]],
                         save_maps,
-                        boundary_band,
+                        config.boundary_band,
                     )
             bar.update(len(batch["items"]) + len(batch["errors"]))
     finally:
@@ -203,12 +224,10 @@ def _emit(
 
 
 def _read_rows(manifest: str | os.PathLike | pd.DataFrame) -> tuple[list[dict], str]:
-    from sdfl_lib.data import read_manifest
+    from sdfl_lib.data.manifest import normalize_frame, read_manifest
 
     if isinstance(manifest, pd.DataFrame):
-        df, name = manifest.copy(), "<DataFrame>"
-        for col in ("mask", "source"):
-            df[col] = df[col].fillna("").astype(str) if col in df else ""
+        df, name = normalize_frame(manifest), "<DataFrame>"
     else:
         df, name = read_manifest(manifest), str(Path(manifest).absolute())
     if not len(df):
@@ -286,10 +305,28 @@ def evaluate(
     band = band_label(boundary_band)  # checks it too; "" when off
     perturbations = parse_robustness(robustness)
     model = resolve_model(model_or_checkpoint, method, device)
-    size = model_image_size(model, image_size)
+    cfg = EvalConfig(
+        image_size=model_image_size(model, image_size),
+        protocol=protocol,
+        subsets=subsets,
+        perturbations=tuple(perturbations),
+        batch_size=batch_size,
+        workers=workers,
+        threshold=threshold,
+        mask_policy=mask_policy,
+        save_maps=save_maps,
+        resume=resume,
+        figures=figures,
+        deep_sources=deep_sources,
+        progress=progress,
+        boundary_band=band,
+        backend=backend,
+        int8=int8,
+        calibration=calibration,
+    )
     rows, manifest_name = _read_rows(manifest)
     # Bad subset names and kinds fail now, not after the whole pass.
-    subset_masks(pd.DataFrame(rows), subsets, deep_sources)
+    subset_masks(pd.DataFrame(rows), cfg.subsets, cfg.deep_sources)
     out = Path(out_dir)
     spec = dict(getattr(model, "sdfl_spec", {}) or {"name": type(model).__name__})
     checkpoint = (
@@ -300,40 +337,31 @@ def evaluate(
         "checkpoint": str(checkpoint) if checkpoint else None,
         "method": method,
         "manifest": manifest_name,
-        "image_size": size,
-        "threshold": threshold,
-        "mask_policy": mask_policy,
+        "image_size": cfg.image_size,
+        "threshold": cfg.threshold,
+        "mask_policy": cfg.mask_policy,
         "format": FORMAT,
-        "boundary_band": band,
-        "protocol": protocol,
-        "subsets": subsets,
-        "robustness": [p.name for p in perturbations],
-        "deep_sources": deep_sources,
-        "batch_size": batch_size,
-        "workers": workers,
+        "boundary_band": cfg.boundary_band,
+        "protocol": cfg.protocol,
+        "subsets": cfg.subsets,
+        "robustness": [p.name for p in cfg.perturbations],
+        "deep_sources": cfg.deep_sources,
+        "batch_size": cfg.batch_size,
+        "workers": cfg.workers,
         "device": str(model_device(model)),
-        "backend": resolve_backend(model, backend, int8),
-        "int8": int8,
+        "backend": resolve_backend(model, cfg.backend, cfg.int8),
+        "int8": cfg.int8,
     }
-    _check_config(out, config, resume)
-    if isinstance(calibration, int):
-        images = [r["image"] for r in rows[:calibration]] if int8 else []
+    _check_config(out, config, cfg.resume)
+    if isinstance(cfg.calibration, int):
+        images = [r["image"] for r in rows[:cfg.calibration]] if cfg.int8 else []
     else:
-        images = list(calibration)
+        images = list(cfg.calibration)
     model = inference_model(
-        model, backend, int8, size, checkpoint=checkpoint,
-        calibration=calibration_batch(images, size) if int8 else None,
+        model, cfg.backend, cfg.int8, cfg.image_size, checkpoint=checkpoint,
+        calibration=calibration_batch(images, cfg.image_size) if cfg.int8 else None,
     )  # fmt: skip
-    common = dict(
-        image_size=size,
-        threshold=threshold,
-        mask_policy=mask_policy,
-        batch_size=batch_size,
-        workers=workers,
-        progress=progress,
-        boundary_band=band,
-    )
-    stats = run_pass(model, rows, out, save_maps=save_maps, **common)
+    stats = run_pass(model, rows, out, cfg)
     keys = {(r["row"], r["image"]) for r in rows}
     table = read_predictions(out / "predictions.csv")
     table = table[[k in keys for k in zip(table["row"], table["image"], strict=True)]]
@@ -347,22 +375,26 @@ def evaluate(
     # The mask rule's other case, reported as validation reports it: scored, and listed.
     empty = table[(table["label"] == 1) & table["pixel"] & (table["tp"] + table["fn"] == 0)]
     results = {
-        "subsets": _subset_results(table, protocol, threshold, subsets, deep_sources, band),
+        "subsets": _subset_results(
+            table, cfg.protocol, cfg.threshold, cfg.subsets, cfg.deep_sources, band
+        ),
         "tampered_empty_mask": {"count": int(len(empty)), "images": empty["image"].tolist()},
         "errors": stats["errors"],
         "timing": {k: stats.get(k) for k in ("images", "resumed", "forward_s", "wall_s")},
     }
-    if perturbations:
+    if cfg.perturbations:
         results["robustness"] = {}
         wanted = [s for s in ("both", "shallowfakes", "deepfakes") if s in results["subsets"]]
-        for p in perturbations:
+        for p in cfg.perturbations:
             sub = out / "robustness" / p.name.replace("@", "_")
-            st = run_pass(model, rows, sub, perturb=p, save_maps=False, **common)
+            st = run_pass(model, rows, sub, cfg, perturb=p)
             t = _with_kinds(read_predictions(sub / "predictions.csv"), rows)
             results["robustness"][p.name] = {
                 "kind": p.kind,
                 "level": p.level,
-                "subsets": _subset_results(t, protocol, threshold, wanted, deep_sources, band),
+                "subsets": _subset_results(
+                    t, cfg.protocol, cfg.threshold, wanted, cfg.deep_sources, band
+                ),
                 "errors": len(st["errors"]),
             }
-    return write_report(out, config, table, results, figures=figures)
+    return write_report(out, config, table, results, figures=cfg.figures)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sdfl_lib.data.io import ImageReadError, image_size, load_image, load_mask
+from sdfl_lib.data.io import ImageReadError, image_hw, load_image, load_mask
 from sdfl_lib.data.preparers.common import (
     Report,
     find_dir,
@@ -217,11 +217,11 @@ def prepare_coverage(root: Path, out_dir: Path, report: Report) -> list:
             report.unmatched_images.append(str(tampered))
             report.excluded.append({"image": str(tampered), "reason": _NO_MASK, "kept": "no"})
             continue
-        image_hw, mask_hw = image_size(tampered), image_size(masks[0])
-        if image_hw != mask_hw:
+        tampered_hw, mask_hw = image_hw(tampered), image_hw(masks[0])
+        if tampered_hw != mask_hw:
             report.size_mismatches.append({
                 "pair": pair, "image": str(tampered), "mask": str(masks[0]),
-                "image_size": list(image_hw), "mask_size": list(mask_hw),
+                "image_size": list(tampered_hw), "mask_size": list(mask_hw),
             })
         rows.append(row(tampered, 1, "coverage", masks[0], pair=pair))
     lone = sorted(s for s in images if not s.isdigit() and s[:-1] not in pairs)
