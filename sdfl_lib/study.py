@@ -397,12 +397,13 @@ def run_study(
                 state[nb.stem]["status"] = "failed"
                 render_html(executed, reports / f"{nb.stem}.html")
                 raise StudyError(_failure_message(nb, executed, err)) from None
+            else:
+                state[nb.stem]["status"] = "completed"
             finally:
+                # Whatever happened (a failed cell, Ctrl-C), the state file says it.
                 result.seconds[nb.stem] = round(time.perf_counter() - start, 1)
                 (run_dir / "study_times.json").write_text(json.dumps(result.seconds, indent=1))
                 state_path.write_text(json.dumps(state, indent=1, default=str))
-            state[nb.stem]["status"] = "completed"
-            state_path.write_text(json.dumps(state, indent=1, default=str))
             reran.add(nb.section)
             result.executed.append(executed)
             result.reports.append(render_html(executed, reports / f"{nb.stem}.html"))

@@ -297,7 +297,8 @@ class _Run:
             if self.writer is not None:
                 self.writer.close()
         if status != "interrupted" and not cfg.keep_state and self.env.is_main:
-            # A short run keeps best.pt only: the resume state of a large model is gigabytes.
+            # A short run keeps best.pt only (it never wrote the state): what is left here is an
+            # earlier run's in the same folder, which must not pass for this one's.
             for name in ("state.pt", PREVIOUS_STATE, "last.pt"):
                 (self.run_dir / name).unlink(missing_ok=True)
         s = self.state
