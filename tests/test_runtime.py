@@ -122,3 +122,18 @@ def test_colab_setup_mounts_drive_when_a_path_lies_on_it(monkeypatch) -> None:
     assert mounted == []
     assert runtime.colab_setup("runs/x", [{"root": "/content/drive/MyDrive/sdfl/data/casia2"}]) is True
     assert mounted == ["/content/drive"]
+
+
+def test_a_bad_device_on_the_command_line_is_one_line(tmp_path, capsys) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from sdfl_lib.cli import main
+
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    (tmp_path / "m.csv").write_text("image,mask,edge,label,source\na.png,,,0,t\n")
+    for cmd in (["evaluate", "--method", "ela", "--manifest", str(tmp_path / "m.csv"), "--out", str(tmp_path / "e")],
+                ["predict", str(tmp_path / "a.png"), "--method", "ela", "--out", str(tmp_path / "p")]):
+        assert main([*cmd, "--device", "gpu"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == f"sdfl {cmd[0]}: error: device 'gpu' is not one of auto, cpu, cuda or cuda:N", err
