@@ -123,6 +123,70 @@ def test_int8_is_checked_against_fp32_and_refused_when_it_strays(checkpoint, mon
         inference_model(model, "onnx", int8=True, checkpoint=path)
 
 
+def test_int8_keeps_stems_and_classifiers_in_fp32_and_records_its_recipe(
+    checkpoint, monkeypatch, capsys
+):
+    import onnx
+
+    path, model, onnx_model = checkpoint
+    # What should stay fp32, counted on the PyTorch side: convolutions with outputs at half the
+    # input size or more (the BayarConv filter, the stems), and the one-channel classifiers.
+    expected = []
+
+    def hook(module, args, out):
+        if out.shape[-2] >= SIZE // 2 or out.shape[1] == 1:
+            expected.append(module)
+
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    convs += [m for m in model.modules() if type(m).__name__ == "BayarConv2d"]
+    handles = [m.register_forward_hook(hook) for m in convs]
+    with torch.no_grad():
+        model(torch.rand(1, 3, SIZE, SIZE))
+    for h in handles:
+        h.remove()
+    kept = inf.fp32_convolutions(onnx_model.path, SIZE)
+    assert len(kept) == len(expected) >= 4
+    calibration = torch.rand(3, 3, SIZE, SIZE)
+    monkeypatch.setattr(inf, "INT8_MIN_AGREEMENT", 0.0)
+    quant = inference_model(model, "onnx", int8=True, checkpoint=path, calibration=calibration)
+    graph = onnx.load(str(quant.path)).graph
+    made_by = {o: n.op_type for n in graph.node for o in n.output}
+    by_name = {n.name: n for n in graph.node if n.op_type == "Conv"}
+    for name in kept:  # kept nodes read fp32 weights; every other Conv reads dequantized ones
+        assert made_by.get(by_name[name].input[1]) != "DequantizeLinear"
+    others = [n for n in by_name.values() if n.name not in kept]
+    assert others and all(made_by.get(n.input[1]) == "DequantizeLinear" for n in others)
+    record = json.loads(quant.path.with_suffix(".json").read_text())
+    assert record["fp32_nodes"] == kept and record["calibration_images"] == 3
+    assert record["reduce_range"] == inf.int8_reduce_range()
+    assert 0 <= record["decided_agreement"] <= 1 and 0 <= record["mask_agreement"] <= 1
+    assert f"{len(kept)} convolution(s) kept in fp32" in capsys.readouterr().err
+    # A second load reads the agreement from the record instead of running both models again.
+    monkeypatch.setattr(inf, "mask_agreement", lambda *a, **k: pytest.fail("recomputed"))
+    again = inference_model(model, "onnx", int8=True, checkpoint=path, calibration=calibration)
+    assert again.path == quant.path and again.int8_agreement == record["decided_agreement"]
+
+
+def test_int8_weights_use_7_bits_only_without_vnni(checkpoint, monkeypatch):
+    monkeypatch.setattr(inf, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    assert inf.int8_reduce_range()
+    monkeypatch.setattr(inf, "cpu_flags", lambda: frozenset({"avx2", "avx512_vnni"}))
+    assert not inf.int8_reduce_range()
+    monkeypatch.setattr(inf, "cpu_flags", lambda: frozenset({"avx_vnni"}))
+    assert not inf.int8_reduce_range()
+
+
+def test_mask_agreement_can_count_only_decided_pixels():
+    from sdfl_lib.models import ModelOutput
+
+    logit = torch.tensor([0.0, 4.0, -4.0, 0.1]).view(1, 1, 2, 2)
+    flipped = torch.tensor([0.0, 4.0, -4.0, -0.1]).view(1, 1, 2, 2)  # only the 0.525 pixel
+    a, b = ModelOutput(torch.zeros(1), logit), ModelOutput(torch.zeros(1), flipped)
+    assert inf.mask_agreement(a, b) == 0.75
+    assert inf.mask_agreement(a, b, margin=0.1) == 1.0
+    assert inf.mask_agreement(a, a, margin=0.6) == 1.0  # no decided pixel: nothing disagrees
+
+
 def test_cli_predict_and_evaluate_with_the_onnx_backend(checkpoint, tmp_path, capsys):
     path, _, _ = checkpoint
     rng = np.random.default_rng(0)

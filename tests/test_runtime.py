@@ -137,3 +137,12 @@ def test_a_bad_device_on_the_command_line_is_one_line(tmp_path, capsys) -> None:
         assert main([*cmd, "--device", "gpu"]) == 2
         err = capsys.readouterr().err.strip()
         assert err == f"sdfl {cmd[0]}: error: device 'gpu' is not one of auto, cpu, cuda or cuda:N", err
+
+
+def test_cpu_flags_read_from_cpuinfo(tmp_path, monkeypatch):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: X\nflags\t\t: fpu avx2 avx512_vnni\n\n")
+    monkeypatch.setattr(runtime, "Path", lambda _: info)
+    assert runtime.cpu_flags() == {"fpu", "avx2", "avx512_vnni"}
+    monkeypatch.setattr(runtime, "Path", lambda _: tmp_path / "missing")
+    assert runtime.cpu_flags() == frozenset()

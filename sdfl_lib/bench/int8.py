@@ -38,16 +38,17 @@ def coverage_manifest(root: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _maps(out: Path) -> dict[str, np.ndarray]:
+def _maps(out: Path) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     table = pd.read_csv(out / "predictions.csv")
-    return {r.image: np.asarray(Image.open(out / "maps" / r.map)) for r in table.itertuples()}
+    maps = {r.image: np.asarray(Image.open(out / "maps" / r.map)) for r in table.itertuples()}
+    return maps, dict(zip(table["image"], table["score"], strict=True))
 
 
 def check_int8(
     model: Any,
     coverage: str | Path,
     calibration: list[str],
-    image_size: int = 512,
+    image_size: int | None = None,
     checkpoint: str | None = None,
 ) -> dict[str, Any]:
     """Both evaluations' pixel F1s, their difference, map agreement at 0.5 and forward times."""
@@ -56,7 +57,7 @@ def check_int8(
     manifest = coverage_manifest(coverage)
     result: dict[str, Any] = {"images": len(manifest), "calibration": len(calibration)}
     with tempfile.TemporaryDirectory() as tmp:
-        maps = {}
+        maps, scores = {}, {}
         for name, int8 in (("fp32", False), ("int8", True)):
             out = Path(tmp) / name
             start = time.perf_counter()
@@ -72,10 +73,17 @@ def check_int8(
                 "wall_s": time.perf_counter() - start,
                 "forward_s": m["timing"]["forward_s"],
             }
-            maps[name] = _maps(out)
+            maps[name], scores[name] = _maps(out)
     # The paper protocol's decision: map / 255 > 0.5.
     same = [((maps["fp32"][k] > 127) == (maps["int8"][k] > 127)) for k in maps["fp32"]]
     result["mask_agreement"] = float(np.concatenate([s.ravel() for s in same]).mean())
+    # The paper's image decision: score > 0.5.
+    result["image_flips"] = sum(
+        (scores["fp32"][k] > 0.5) != (scores["int8"][k] > 0.5) for k in maps["fp32"]
+    )
+    result["score_difference"] = max(
+        abs(scores["fp32"][k] - scores["int8"][k]) for k in maps["fp32"]
+    )
     result["f1_difference"] = abs(result["int8"]["pixel_f1"] - result["fp32"]["pixel_f1"])
     result["passes"] = result["f1_difference"] <= BOUND
     return result
@@ -90,7 +98,9 @@ def format_check(r: dict[str, Any]) -> str:
             f"COVERAGE sample: {r['images']} images; int8 calibrated on {r['calibration']} others",
             f"pixel F1 (paper protocol): fp32 {f['pixel_f1']:.4f}, int8 {q['pixel_f1']:.4f} "
             f"(difference {r['f1_difference']:.4f}: {verdict} the {BOUND} bound)",
-            f"image F1: fp32 {f['image_f1']:.4f}, int8 {q['image_f1']:.4f}",
+            f"image F1: fp32 {f['image_f1']:.4f}, int8 {q['image_f1']:.4f} "
+            f"({r['image_flips']} of {r['images']} image decisions changed; image scores "
+            f"differ by at most {r['score_difference']:.3f})",
             f"mask agreement (map > 0.5): {r['mask_agreement']:.4%} of pixels",
             f"forward time: fp32 {f['forward_s']:.1f} s, int8 {q['forward_s']:.1f} s "
             f"({f['forward_s'] / max(q['forward_s'], 1e-9):.2f}x)",
@@ -112,8 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--calibrate-on", required=True, help="folder of images to calibrate int8 on"
     )
-    parser.add_argument("--calibration", type=int, default=8, help="calibration images (8)")
-    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--calibration", type=int, default=32, help="calibration images (32)")
+    parser.add_argument(
+        "--size", type=int, default=None, help="input size (default: the model's own, else 512)"
+    )
     args = parser.parse_args(argv)
     from sdfl_lib.data.manifest import IMAGE_EXTENSIONS
 
@@ -130,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, str(Path(args.synthetic_reference)))
         import synth_weights
 
-        model = build_model("ours", image_size=args.size).eval()
+        model = build_model("ours", image_size=args.size or 512).eval()
         load_checkpoint(model, synth_weights.synth_state_dict(synth_weights.load_manifest("ours")))
     from sdfl_lib.models.inference import InferenceUnavailable
 

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from sdfl_lib.runtime import resolve_device
+from sdfl_lib.runtime import cpu_flags, resolve_device
 from sdfl_lib.train.loss import PaperLoss
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -38,11 +38,7 @@ _NATIVE_FLAGS = {"bf16": ("avx512_bf16", "amx_bf16"), "fp16": ("avx512_fp16", "a
 
 def cpu_native(dtype: str = "bf16") -> bool:
     """Whether the CPU computes in `dtype` ("bf16"/"fp16") natively (AVX512-BF16/FP16 or AMX)."""
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return False
-    return any(f in flags for f in _NATIVE_FLAGS.get(dtype, ()))
+    return bool(cpu_flags() & set(_NATIVE_FLAGS.get(dtype, ())))
 
 
 def conv_probe(
@@ -366,7 +362,13 @@ def _worker(task: str, path: str, size: int, batch: int, iters: int, warmup: int
             result["malloc"] = tune_malloc()  # what `fit` does before building anything
         model = _worker_model(path, size).train()
         step_model = torch.compile(model) if path == "ours-compiled" else model
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+        if path == "authors":  # their training script's optimizer
+            optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+        else:  # what `sdfl train` builds for optimizer: adam (fused where PyTorch has it)
+            from sdfl_lib.train import TrainConfig
+            from sdfl_lib.train.build import build_optimizer
+
+            optimizer = build_optimizer(TrainConfig(lr=1e-4), model.parameters())
         loss, targets = PaperLoss(), _loss_batch(batch, size, dev)
 
         def run() -> None:

@@ -63,7 +63,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
         help="int8 static quantization (onnx backend), calibrated on the first "
         "--calibration images of the run; refused when its masks stray from fp32's",
     )
-    p.add_argument("--calibration", type=positive_int, default=8, help="int8 calibration images (8)")
+    p.add_argument("--calibration", type=positive_int, default=32, help="int8 calibration images (32)")
 
 
 def register(subparsers) -> None:

@@ -71,7 +71,7 @@ class EvalConfig:
     boundary_band: str = ""  # band_label's form; "" when off
     backend: str = "auto"
     int8: bool = False
-    calibration: int | list = 8
+    calibration: int | list = 32
 
 
 def _fingerprint(model: nn.Module) -> str:
@@ -278,7 +278,7 @@ def evaluate(
     boundary_band: int | str = 0,
     backend: str = "auto",
     int8: bool = False,
-    calibration: int | list = 8,
+    calibration: int | list = 32,
 ) -> dict:
     """Evaluates a model (module, checkpoint path, or `method` = "ela"/"noise"/a model name) on a
     manifest; writes config.json, predictions.csv, maps/, metrics.json, report.md, tables and

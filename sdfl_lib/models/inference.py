@@ -22,6 +22,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from sdfl_lib.models.base import ModelOutput
 from sdfl_lib.models.resnet import Bottleneck, ResNet
+from sdfl_lib.runtime import cpu_flags
 
 # Attribute pairs (conv, bn) applied back to back in these modules' forward passes.
 _NAMED_PAIRS: dict[type, tuple[tuple[str, str], ...]] = {
@@ -82,8 +83,11 @@ BACKENDS = ("auto", "eager", "optimized", "compile", "onnx")
 _ONNX_MODELS = ("ours", "upernet")
 # Bumped when the exported graph changes for the same weights (forces a re-export).
 _EXPORT_FORMAT = 1
-# int8 is refused when its masks agree with fp32's on fewer calibration pixels than this.
+# int8 is refused when its masks agree with fp32's on fewer calibration pixels than this,
+# counting the pixels fp32 is decided on (probability at least INT8_MARGIN from 0.5): any change
+# of arithmetic flips pixels that sit on the threshold, a broken quantization flips the rest.
 INT8_MIN_AGREEMENT = 0.99
+INT8_MARGIN = 0.1
 
 
 class InferenceUnavailable(RuntimeError):
@@ -283,11 +287,53 @@ class OnnxModel(nn.Module):
         return ModelOutput(torch.from_numpy(image_logit), torch.from_numpy(mask_logit))
 
 
+# CPU flags with int8 dot-product instructions (u8 x s8 sums without int16 saturation).
+_VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+# Bumped when the int8 recipe changes for the same export and calibration (re-quantizes).
+_INT8_RECIPE = 3
+
+
+def int8_reduce_range() -> bool:
+    """Whether int8 weights must use 7 bits here: on CPUs without VNNI, ONNX Runtime's u8 x s8
+    products sum in int16 and can saturate with full-range weights."""
+    return not (cpu_flags() & _VNNI_FLAGS)
+
+
+def fp32_convolutions(onnx_path: str | os.PathLike, image_size: int) -> list[str]:
+    """Names of the Conv nodes int8 leaves in fp32: those whose output is at half the input
+    resolution or finer (the streams' stems and the BayarConv filter, whose raw-pixel inputs and
+    small high-pass responses lose most to 8 bits) and those with one output channel (the
+    heads' classifiers, right before the outputs); together a tenth of the arithmetic."""
+    import onnx
+
+    graph = onnx.shape_inference.infer_shapes(onnx.load(str(onnx_path))).graph
+    height = {}
+    for v in itertools.chain(graph.value_info, graph.output):
+        dims = v.type.tensor_type.shape.dim
+        if len(dims) == 4 and dims[2].HasField("dim_value"):
+            height[v.name] = dims[2].dim_value
+    out_channels = {t.name: t.dims[0] for t in graph.initializer if len(t.dims) == 4}
+    return [
+        n.name
+        for n in graph.node
+        if n.op_type == "Conv"
+        and (
+            height.get(n.output[0], 0) >= image_size // 2
+            or (len(n.input) > 1 and out_channels.get(n.input[1]) == 1)
+        )
+    ]
+
+
 def quantize_int8(
-    fp32_path: str | os.PathLike, out_path: str | os.PathLike, calibration: torch.Tensor
-) -> Path:
-    """Static int8 quantization of an exported model with ONNX Runtime (QDQ, per-channel int8
-    weights, uint8 activations with min/max ranges from `calibration`, (N, 3, S, S) in [0, 1])."""
+    fp32_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    calibration: torch.Tensor,
+    keep_fp32: list[str] | None = None,
+) -> dict:
+    """Static int8 quantization of an exported model with ONNX Runtime: QDQ, per-channel int8
+    weights (7-bit without VNNI), uint8 activations with min/max ranges from `calibration`
+    ((N, 3, S, S) in [0, 1]); `fp32_convolutions` (or the nodes `keep_fp32`) stay fp32.
+    Returns the recipe: excluded nodes, reduce_range, calibration images."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -307,10 +353,12 @@ def quantize_int8(
     out_path = Path(out_path)
     tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}")
     pre = tmp.with_suffix(".pre.onnx")
+    reduce = int8_reduce_range()
     try:
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+            keep = fp32_convolutions(pre, calibration.shape[-1]) if keep_fp32 is None else keep_fp32
             quantize_static(
                 str(pre),
                 str(tmp),
@@ -319,19 +367,26 @@ def quantize_int8(
                 per_channel=True,
                 weight_type=QuantType.QInt8,
                 activation_type=QuantType.QUInt8,
-                # Without VNNI, u8 x s8 products can saturate their int16 sums: 7-bit weights.
-                reduce_range=True,
+                reduce_range=reduce,
+                nodes_to_exclude=keep,
             )
         os.replace(tmp, out_path)
     finally:
         pre.unlink(missing_ok=True)
         tmp.unlink(missing_ok=True)
-    return out_path
+    return {"fp32_nodes": keep, "reduce_range": reduce, "calibration_images": len(calibration)}
 
 
-def mask_agreement(a: ModelOutput, b: ModelOutput, threshold: float = 0.5) -> float:
-    """Fraction of pixels on which two outputs take the same decision at `threshold`."""
-    return float(((a.mask_prob >= threshold) == (b.mask_prob >= threshold)).float().mean())
+def mask_agreement(
+    a: ModelOutput, b: ModelOutput, threshold: float = 0.5, margin: float = 0.0
+) -> float:
+    """Fraction of pixels on which two outputs take the same decision at `threshold`, counting
+    only the pixels where `a` is at least `margin` away from it (1.0 when there are none)."""
+    pa, pb = a.mask_prob, b.mask_prob
+    decided = (pa - threshold).abs() >= margin
+    if not decided.any():
+        return 1.0
+    return float(((pa >= threshold) == (pb >= threshold))[decided].float().mean())
 
 
 def inference_model(
@@ -352,7 +407,8 @@ def inference_model(
     Runtime on the CPU) or "auto" (see `resolve_backend`). int8 (onnx only): static
     quantization calibrated on `calibration` (N, 3, S, S); refused (`InferenceUnavailable`)
     when its masks agree with fp32's on fewer than `min_agreement` (default
-    `INT8_MIN_AGREEMENT`) of those pixels; the agreement is kept as `int8_agreement`.
+    `INT8_MIN_AGREEMENT`) of the pixels of those images that fp32 is decided on (see
+    `INT8_MARGIN`); that agreement is kept as `int8_agreement`.
     """
     log = log or (lambda msg: print(msg, file=sys.stderr))
     chosen = resolve_backend(model, backend, int8)
@@ -395,20 +451,35 @@ def inference_model(
         return fast
     if calibration is None or not len(calibration):
         raise InferenceUnavailable("int8 needs calibration images")
-    h = hashlib.sha256(calibration.float().contiguous().numpy().tobytes()).hexdigest()[:8]
-    q = fp32.with_name(fp32.name.replace("-fp32-", f"-int8{h}-"))
+    h = hashlib.sha256(calibration.float().contiguous().numpy().tobytes())
+    h.update(f"{_INT8_RECIPE}|{int8_reduce_range()}".encode())
+    q = fp32.with_name(fp32.name.replace("-fp32-", f"-int8{h.hexdigest()[:8]}-"))
+    record = q.with_suffix(".json")  # the recipe, and the agreement found when it was made
+    recipe: dict = {}
     if not q.is_file():
         log(f"quantizing to int8 on {len(calibration)} calibration image(s) (cached as {q})")
-        quantize_int8(fp32, q, calibration)
+        recipe = quantize_int8(fp32, q, calibration)
+        record.unlink(missing_ok=True)
     quant = OnnxModel(q, spec)
-    with torch.no_grad():
-        agree = mask_agreement(fast(calibration), quant(calibration))
+    with contextlib.suppress(OSError, ValueError):
+        loaded = json.loads(record.read_text())
+        recipe = loaded if isinstance(loaded, dict) else recipe
+    if not isinstance(recipe.get("decided_agreement"), float):
+        with torch.no_grad():
+            ref, out = fast(calibration), quant(calibration)
+        recipe["decided_agreement"] = mask_agreement(ref, out, 0.5, INT8_MARGIN)
+        recipe["mask_agreement"] = mask_agreement(ref, out)
+        with contextlib.suppress(OSError):
+            record.write_text(json.dumps(recipe, indent=1))
+    agree, every = recipe["decided_agreement"], recipe.get("mask_agreement", float("nan"))
+    said = (
+        f"its masks agree with fp32 on {agree:.2%} of the calibration pixels fp32 is decided on "
+        f"(probability at least {INT8_MARGIN} from 0.5), {every:.2%} of all"
+    )
     bound = INT8_MIN_AGREEMENT if min_agreement is None else min_agreement
     if agree < bound:
-        raise InferenceUnavailable(
-            f"int8 refused: its masks agree with fp32 on {agree:.2%} of the calibration pixels "
-            f"(needs {bound:.0%}); run without --int8"
-        )
+        raise InferenceUnavailable(f"int8 refused: {said} (needs {bound:.0%}); run without --int8")
     quant.int8_agreement = agree
-    log(f"int8: masks agree with fp32 on {agree:.2%} of the calibration pixels")
+    kept = len(recipe.get("fp32_nodes", []))
+    log(f"int8: {said}; {kept} convolution(s) kept in fp32 (stems, classifiers)")
     return quant
