@@ -73,7 +73,7 @@ def environment(report: Report, build_extension: bool = False) -> None:
     """Versions, devices, the CUDA extension and the cache folders."""
     import torch
 
-    from sdfl_lib.bench.model import cpu_native
+    from sdfl_lib.runtime import cpu_native
 
     sec = "versions"
     report.add(sec, f"python {platform.python_version()} ({sys.executable})")
@@ -95,7 +95,7 @@ def environment(report: Report, build_extension: bool = False) -> None:
     sec = "devices"
     cpu = _cpu_name()
     report.add(sec, f"cpu: {cpu}, {torch.get_num_threads()} threads, native bf16 "
-                    f"{'yes' if cpu_native('bf16') else 'no (emulated: slow, precision fp32 is faster)'}")
+                    f"{'yes' if cpu_native('bf16') else 'no (precision bf16 trains in float32 here)'}")
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             p = torch.cuda.get_device_properties(i)

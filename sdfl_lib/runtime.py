@@ -87,15 +87,38 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+# /proc/cpuinfo flags that give a CPU native arithmetic in each low-precision type.
+_NATIVE_FLAGS = {"bf16": ("avx512_bf16", "amx_bf16"), "fp16": ("avx512_fp16", "amx_fp16")}
+
+
+def cpu_native(dtype: str = "bf16") -> bool:
+    """Whether the CPU computes in `dtype` ("bf16"/"fp16") natively (AVX512-BF16/FP16 or AMX)."""
+    return bool(cpu_flags() & set(_NATIVE_FLAGS.get(dtype, ())))
+
+
 def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
-    """The dtype `autocast` computes in for `precision` on `device`; None for float32."""
+    """The dtype `autocast` computes in for `precision` on `device`; None for float32. A CPU
+    without native arithmetic in the asked type gets float32 (`precision_note` says why)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     if precision == "auto":
         if device.type != "cuda":
             return None
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and precision in _DTYPES and not cpu_native(precision):
+        return None  # emulated there: several times slower than float32, for no gain
     return _DTYPES.get(precision)
+
+
+def precision_note(device: torch.device, precision: str) -> str | None:
+    """One line when `precision` asks for a type this CPU would only emulate, else None."""
+    if device.type == "cpu" and precision in _DTYPES and autocast_dtype(device, precision) is None:
+        return (
+            f"precision {precision}: this CPU has no native {precision} arithmetic "
+            f"({' or '.join(_NATIVE_FLAGS[precision])}), where autocast is several times slower "
+            "than float32; running in float32"
+        )
+    return None
 
 
 def autocast(device: torch.device | str, precision: str = "auto") -> contextlib.AbstractContextManager:

@@ -229,6 +229,31 @@ def test_cli_predict_and_evaluate_with_the_onnx_backend(checkpoint, tmp_path, ca
         evaluate(str(path), manifest, out, workers=0, figures=False, int8=True, progress=False)
 
 
+def test_auto_skips_an_export_that_would_not_pay(checkpoint, tmp_path, capsys, monkeypatch):
+    from sdfl_lib.evaluate import evaluate
+
+    path, model, _ = checkpoint
+    assert inf.export_pays(None, SIZE)  # unknown work: the fastest route per image
+    assert inf.export_pays(64, 512) and not inf.export_pays(63, 512)
+    assert not inf.export_pays(60, SIZE) and inf.export_pays(64 * 64, SIZE)
+    assert resolve_backend(model, images=10, image_size=SIZE) == "optimized"
+    assert resolve_backend(model, int8=True, images=1, image_size=SIZE) == "onnx"
+    rng = np.random.default_rng(1)
+    image, mask = tmp_path / "a.png", tmp_path / "a_mask.png"
+    Image.fromarray(rng.integers(0, 255, (50, 70, 3), np.uint8)).save(image)
+    Image.fromarray((rng.random((50, 70)) > 0.7).astype(np.uint8) * 255).save(mask)
+    assert sdfl(["predict", str(image), "--checkpoint", str(path), "--out", str(tmp_path / "p")]) == 0
+    assert "backend auto: optimized, not onnx" in capsys.readouterr().err
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"image,mask,label,source\n{image},{mask},1,t\n")
+    kw = {"workers": 0, "figures": False, "progress": False}
+    evaluate(str(path), manifest, tmp_path / "few", **kw)
+    assert json.loads((tmp_path / "few" / "config.json").read_text())["backend"] == "optimized"
+    monkeypatch.setattr(inf, "ONNX_MIN_IMAGES", 0.01)  # as if the run were long
+    evaluate(str(path), manifest, tmp_path / "many", **kw)
+    assert json.loads((tmp_path / "many" / "config.json").read_text())["backend"] == "onnx"
+
+
 @pytest.mark.slow
 def test_compile_backend_matches_the_model():
     torch.manual_seed(0)

@@ -100,13 +100,17 @@ def test_paper_file_on_the_real_samples(tmp_path: Path) -> None:
 @needs_samples
 def test_colab_file_with_drive_redirected(tmp_path: Path) -> None:
     runs = tmp_path / "drive"  # the file's run_root on Google Drive, redirected
-    default, _ = _study(tmp_path, "colab.yaml", *sample_sets(SAMPLES), f"run_root={runs}", run_root=False)
+    default, out = _study(tmp_path, "colab.yaml", *sample_sets(SAMPLES), f"run_root={runs}", run_root=False)
     assert not default.exists()
     run = runs / "colab-smoke"
     metrics = json.loads((run / "eval" / "model" / "metrics.json").read_text())
     _check_paper_lists(run, metrics)
     used = yaml.safe_load((run / "train" / "config.yaml").read_text())
     assert used["precision"] == "fp16" and used["grad_accum"] == 2 and used["checkpoint_every_steps"] == 1
+    from sdfl_lib.runtime import cpu_native
+
+    # The file's fp16 is for a GPU: a CPU without native fp16 trains in float32, and says so.
+    assert ("note: precision fp16: this CPU has no native fp16" in out) is not cpu_native("fp16")
 
 
 @pytest.mark.slow

@@ -40,13 +40,24 @@ def test_auto_picks_the_local_rank_gpu(monkeypatch) -> None:
         runtime.resolve_device("cuda:4")
 
 
-def test_autocast_policy() -> None:
+def test_autocast_policy(monkeypatch) -> None:
     cpu = torch.device("cpu")
     assert runtime.autocast_dtype(cpu, "auto") is None  # CPU inference stays in float32
     assert runtime.autocast_dtype(cpu, "fp32") is None
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
     assert runtime.autocast_dtype(cpu, "bf16") is torch.bfloat16
+    assert runtime.precision_note(cpu, "bf16") is None
     with runtime.autocast("cpu", "bf16"):
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype is torch.bfloat16
+    # A type the CPU would only emulate (several times slower) runs in float32, and says so.
+    assert runtime.autocast_dtype(cpu, "fp16") is None
+    assert "no native fp16 arithmetic" in runtime.precision_note(cpu, "fp16")
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx2"}))
+    assert runtime.autocast_dtype(cpu, "bf16") is None
+    assert "running in float32" in runtime.precision_note(cpu, "bf16")
+    with runtime.autocast("cpu", "bf16"):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype is torch.float32
+    assert runtime.precision_note(torch.device("cuda"), "fp16") is None
     with runtime.autocast("auto"):
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype is torch.float32
     with pytest.raises(ValueError, match="precision 'half'"):

@@ -26,19 +26,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from sdfl_lib.runtime import cpu_flags, resolve_device
+from sdfl_lib.runtime import cpu_native, resolve_device
 from sdfl_lib.train.loss import PaperLoss
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-# /proc/cpuinfo flags that give a CPU native arithmetic in each low-precision type.
-_NATIVE_FLAGS = {"bf16": ("avx512_bf16", "amx_bf16"), "fp16": ("avx512_fp16", "amx_fp16")}
-
-
-def cpu_native(dtype: str = "bf16") -> bool:
-    """Whether the CPU computes in `dtype` ("bf16"/"fp16") natively (AVX512-BF16/FP16 or AMX)."""
-    return bool(cpu_flags() & set(_NATIVE_FLAGS.get(dtype, ())))
 
 
 def conv_probe(

@@ -221,8 +221,9 @@ def inference_model_for(model, args: argparse.Namespace, images: list[Path]):
     size = model_image_size(model, args.image_size)
     calibration = calibration_batch(images[: args.calibration], size) if args.int8 else None
     return inference_model(
-        model, args.backend, args.int8, size, checkpoint=args.checkpoint, calibration=calibration
-    )
+        model, args.backend, args.int8, size, checkpoint=args.checkpoint,
+        calibration=calibration, images=len(images),
+    )  # fmt: skip
 
 
 def _predict(args: argparse.Namespace) -> int:

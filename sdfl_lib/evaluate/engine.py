@@ -332,6 +332,7 @@ def evaluate(
     checkpoint = (
         None if method or isinstance(model_or_checkpoint, nn.Module) else model_or_checkpoint
     )
+    passes = len(rows) * (1 + len(cfg.perturbations))  # forward passes of the whole run
     config = {
         "model": {"spec": spec, "fingerprint": _fingerprint(model)},
         "checkpoint": str(checkpoint) if checkpoint else None,
@@ -349,7 +350,7 @@ def evaluate(
         "batch_size": cfg.batch_size,
         "workers": cfg.workers,
         "device": str(model_device(model)),
-        "backend": resolve_backend(model, cfg.backend, cfg.int8),
+        "backend": resolve_backend(model, cfg.backend, cfg.int8, passes, cfg.image_size),
         "int8": cfg.int8,
     }
     _check_config(out, config, cfg.resume)
@@ -360,6 +361,7 @@ def evaluate(
     model = inference_model(
         model, cfg.backend, cfg.int8, cfg.image_size, checkpoint=checkpoint,
         calibration=calibration_batch(images, cfg.image_size) if cfg.int8 else None,
+        images=passes,
     )  # fmt: skip
     stats = run_pass(model, rows, out, cfg)
     keys = {(r["row"], r["image"]) for r in rows}

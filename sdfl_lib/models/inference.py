@@ -121,9 +121,30 @@ def _spec_name(model: nn.Module) -> str | None:
     return (getattr(model, "sdfl_spec", None) or {}).get("name")
 
 
-def resolve_backend(model: nn.Module, backend: str = "auto", int8: bool = False) -> str:
+# `auto` takes ONNX Runtime only for runs with enough work to repay the export (10-40 s for the
+# paper's network, ~0.3 s saved per 512x512 image on 2 cores): this many images at 512x512,
+# an image at S x S counting (S / 512)^2.
+ONNX_MIN_IMAGES = 64
+
+
+def export_pays(images: float | None, image_size: int | None) -> bool:
+    """Whether `images` forward passes at `image_size` are enough work for the ONNX export to
+    pay for itself (None: unknown, taken as enough)."""
+    if images is None:
+        return True
+    return images * (int(image_size or 512) / 512) ** 2 >= ONNX_MIN_IMAGES
+
+
+def resolve_backend(
+    model: nn.Module,
+    backend: str = "auto",
+    int8: bool = False,
+    images: float | None = None,
+    image_size: int | None = None,
+) -> str:
     """The concrete backend `auto` stands for: ONNX Runtime on the CPU for the paper's networks
-    when its packages are installed (and always with int8), the optimized PyTorch copy
+    when its packages are installed and the run's `images` (forward passes at `image_size`)
+    repay the export (`export_pays`), and always with int8; the optimized PyTorch copy
     otherwise; models that are not registered networks (classical baselines, plain modules)
     run as given."""
     if backend not in BACKENDS:
@@ -131,7 +152,8 @@ def resolve_backend(model: nn.Module, backend: str = "auto", int8: bool = False)
     if backend != "auto":
         return backend
     device = _device_of(model)
-    if (int8 or device.type == "cpu") and _spec_name(model) in _ONNX_MODELS and onnx_available():
+    onnx_fits = _spec_name(model) in _ONNX_MODELS and onnx_available()
+    if onnx_fits and (int8 or (device.type == "cpu" and export_pays(images, image_size))):
         return "onnx"
     if int8:
         return "onnx"  # int8 only exists there; `inference_model` says why it cannot run
@@ -398,21 +420,28 @@ def inference_model(
     calibration: torch.Tensor | None = None,
     log: Callable[[str], None] | None = None,
     min_agreement: float | None = None,
+    images: float | None = None,
 ) -> nn.Module:
     """The model predict and evaluate run: called on (B, 3, S, S) batches like `model`.
 
     backend: "eager" (the model as given), "optimized" (`optimize_for_inference`: batch norm
     folded, channels-last), "compile" (that copy through `torch.compile` with weight freezing),
     "onnx" (exported once, cached next to `checkpoint` or under `cache_dir()`, run by ONNX
-    Runtime on the CPU) or "auto" (see `resolve_backend`). int8 (onnx only): static
+    Runtime on the CPU) or "auto" (see `resolve_backend`; `images`, the forward passes the
+    run will make, lets it skip an export that would not pay). int8 (onnx only): static
     quantization calibrated on `calibration` (N, 3, S, S); refused (`InferenceUnavailable`)
     when its masks agree with fp32's on fewer than `min_agreement` (default
     `INT8_MIN_AGREEMENT`) of the pixels of those images that fp32 is decided on (see
     `INT8_MARGIN`); that agreement is kept as `int8_agreement`.
     """
     log = log or (lambda msg: print(msg, file=sys.stderr))
-    chosen = resolve_backend(model, backend, int8)
     size = int(image_size or (getattr(model, "sdfl_spec", None) or {}).get("image_size") or 512)
+    chosen = resolve_backend(model, backend, int8, images, size)
+    if backend == "auto" and chosen != resolve_backend(model, backend, int8):
+        log(
+            f"backend auto: {chosen}, not onnx: exporting would take longer than it saves on "
+            f"{images:g} image(s) at {size}x{size} (it pays from ~{ONNX_MIN_IMAGES} at 512x512)"
+        )
     if int8 and chosen != "onnx":
         raise InferenceUnavailable(f"int8 runs only with the onnx backend, not {chosen!r}")
     if chosen == "eager":

@@ -82,7 +82,7 @@ class TrainConfig:
     lambda_seg: float = _doc("weight of the mask Dice loss", 0.16)
     lambda_edge: float = _doc("weight of the edge Dice loss (MVSS-Net only)", 0.8)
     # speed
-    precision: str = _doc("fp32, fp16 (autocast + GradScaler) or bf16 (autocast)", "fp32")
+    precision: str = _doc("fp32, fp16 (autocast + GradScaler) or bf16 (autocast); float32 on a CPU without native arithmetic in that type", "fp32")
     channels_last: bool = _doc("NHWC memory format (faster convolutions on tensor cores)", False)
     compile: bool = _doc("torch.compile the model", False)
     device: str = _doc("auto (cuda:LOCAL_RANK if available, else cpu), cpu, cuda or cuda:N", "auto")

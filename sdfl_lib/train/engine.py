@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from sdfl_lib.errors import DataError
-from sdfl_lib.runtime import autocast, make_loader
+from sdfl_lib.runtime import autocast, autocast_dtype, make_loader, precision_note
 from sdfl_lib.train import distributed as D
 from sdfl_lib.train.build import (
     build_datasets,
@@ -161,7 +161,8 @@ class _Run:
         self.loss = PaperLoss(config.lambda_clf, config.lambda_seg, config.lambda_edge)
         self.optimizer = build_optimizer(config, self.raw.parameters())
         self.scheduler = build_scheduler(config, self.optimizer)
-        self.scaler = torch.amp.GradScaler(self.env.device.type, enabled=config.precision == "fp16")
+        fp16 = autocast_dtype(self.env.device, config.precision) is torch.float16
+        self.scaler = torch.amp.GradScaler(self.env.device.type, enabled=fp16)
         self.sampler = StepBatchSampler(
             epoch_orders(train_ds, config.seed, config.balance_classes), len(train_ds),
             config.batch_size, env.world_size, env.rank, config.grad_accum, config.seed,
@@ -279,6 +280,9 @@ class _Run:
             tqdm.write(f"training {cfg.model} ({cfg.backbone}) on {self.env.world_size} process(es),"
                        f" {self.env.device.type}; global batch {cfg.batch_size} = {self.env.world_size}"
                        f" x {cfg.grad_accum} x {self.micro}; lr {cfg.lr}; run folder {self.run_dir}")
+            note = precision_note(self.env.device, cfg.precision)
+            if note:
+                tqdm.write(f"note: {note}")
         try:
             with StopSignals() as stop:
                 while self.state.epoch < cfg.epochs:
