@@ -229,14 +229,22 @@ def test_plateau_schedule_and_early_stopping_follow_the_monitored_loss(tmp_path,
     assert [r["best"] for r in result.metrics] == [True, False, False]
 
 
+@pytest.mark.parametrize("native", [True, False], ids=["native", "emulated"])
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
-def test_mixed_precision_and_channels_last_run(tmp_path, precision):
+def test_mixed_precision_and_channels_last_run(tmp_path, precision, native, monkeypatch, capsys):
+    from sdfl_lib import runtime
+
+    # As on a CPU with (or without) native arithmetic in that type; GPUs always take it.
+    monkeypatch.setattr(runtime, "cpu_native", lambda dtype="bf16": native)
     result = fit(tiny_config(tmp_path / precision, epochs=1, precision=precision, channels_last=True),
                  train_dataset=ToyItems())
     assert result.status == "completed" and result.global_step == 6
     state = torch.load(tmp_path / precision / "state.pt", weights_only=True)
-    assert state["scaler"] if precision == "fp16" else True  # GradScaler state kept for resume
+    # GradScaler state is kept for resume when fp16 really runs; float32 needs none.
+    assert bool(state["scaler"]) is (precision == "fp16" and native)
     assert all(torch.isfinite(v).all() for v in weights(tmp_path / precision).values())
+    said = f"note: precision {precision}: this CPU has no native {precision}" in capsys.readouterr().out
+    assert said is not native
 
 
 def test_bad_setups_fail_clearly(tmp_path):
