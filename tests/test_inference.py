@@ -254,6 +254,37 @@ def test_auto_skips_an_export_that_would_not_pay(checkpoint, tmp_path, capsys, m
     assert json.loads((tmp_path / "many" / "config.json").read_text())["backend"] == "onnx"
 
 
+def test_cli_predict_and_evaluate_with_int8(checkpoint, tmp_path, capsys, monkeypatch):
+    path, _, _ = checkpoint
+    monkeypatch.setattr(inf, "INT8_MIN_AGREEMENT", 0.0)  # random weights: speed, not accuracy
+    rng = np.random.default_rng(2)
+    images = []
+    for i in range(3):
+        images.append(tmp_path / f"in/{i}.png")
+        images[-1].parent.mkdir(exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (40, 52, 3), np.uint8)).save(images[-1])
+    base = ["--checkpoint", str(path), "--int8", "--calibration", "2"]
+    assert sdfl(["predict", str(tmp_path / "in"), *base, "--out", str(tmp_path / "p")]) == 0
+    err = capsys.readouterr().err
+    assert "quantizing to int8 on 2 calibration image(s)" in err and "kept in fp32" in err
+    assert sorted(p.name for p in (tmp_path / "p").glob("*_map.png")) == [
+        "0_map.png", "1_map.png", "2_map.png"
+    ]
+    mask = tmp_path / "m.png"
+    Image.fromarray((rng.random((40, 52)) > 0.7).astype(np.uint8) * 255).save(mask)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(
+        "image,mask,label,source\n"
+        f"{images[0]},{mask},1,t\n{images[1]},,0,t\n{images[2]},,0,t\n"
+    )
+    out = tmp_path / "ev"
+    argv = ["evaluate", *base, "--manifest", str(manifest), "--out", str(out), "--no-figures"]
+    assert sdfl([*argv, "--workers", "0"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["backend"] == "onnx" and config["int8"] is True
+    assert len(list(path.parent.glob("best.onnx-int8*.json"))) >= 1  # the recipe, beside it
+
+
 @pytest.mark.slow
 def test_compile_backend_matches_the_model():
     torch.manual_seed(0)
