@@ -83,6 +83,9 @@ def test_export_is_cached_and_keyed_on_the_weights(checkpoint, capsys):
     )
     assert export_path(model, SIZE) != export_path(_small(seed=1), SIZE)
     assert export_path(model, SIZE) == export_path(model, SIZE)
+    # A checkpoint named from the weights registry is no file: its export goes to the cache.
+    named = export_path(model, SIZE, "table3-5")
+    assert named.parent == inf.cache_dir() and named.name.startswith("table3-5.onnx-fp32-")
 
 
 def test_backend_choice_and_refusals(checkpoint, monkeypatch):

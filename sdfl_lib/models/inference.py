@@ -213,14 +213,17 @@ def export_path(
     checkpoint: str | os.PathLike | None = None,
     kind: str = "fp32",
 ) -> Path:
-    """The cached export's file: next to the checkpoint (`best.pt` -> `best.onnx-fp32-KEY.onnx`)
-    when there is one and its folder is writable, else under `cache_dir()`."""
+    """The cached export's file: next to the checkpoint file (`best.pt` ->
+    `best.onnx-fp32-KEY.onnx`) when there is one and its folder is writable, else under
+    `cache_dir()` (also for a checkpoint given by name, such as `table3-5`)."""
     key = export_key(model, image_size, checkpoint)
-    if checkpoint is not None:
-        ck = Path(checkpoint)
+    ck = Path(checkpoint) if checkpoint is not None else None
+    if ck is not None and ck.is_file():
         if os.access(ck.parent, os.W_OK):
             return ck.parent / f"{ck.stem}.onnx-{kind}-{key}.onnx"
         stem = f"{ck.stem}-{hashlib.sha256(str(ck.absolute()).encode()).hexdigest()[:8]}"
+    elif ck is not None:  # a name, not a file: never write beside the working directory
+        stem = ck.name
     else:
         stem = _spec_name(model) or type(model).__name__
     return cache_dir() / f"{stem}.onnx-{kind}-{key}.onnx"
