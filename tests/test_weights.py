@@ -143,6 +143,10 @@ def test_download_resumes_records_sha256_and_works_by_name(server, authors_file,
     (tmp_path / "m.csv").write_text(f"image,mask,edge,label,source\n{tmp_path / 'a.png'},,,0,toy\n")
     argv = ["--checkpoint", "table3-5", "--image-size", "64", "--device", "cpu"]
     assert sdfl(["predict", str(tmp_path / "a.png"), *argv, "--out", str(tmp_path / "p")]) == 0
+    # The name is resolved once: the ONNX export is cached beside the downloaded file.
+    onnx_argv = [*argv, "--backend", "onnx", "--out", str(tmp_path / "o")]
+    assert sdfl(["predict", str(tmp_path / "a.png"), *onnx_argv]) == 0
+    assert list(cached.parent.glob(f"{cached.stem}.onnx-fp32-*.onnx"))
     assert sdfl(["evaluate", *argv, "--manifest", str(tmp_path / "m.csv"), "--out",
                  str(tmp_path / "ev"), "--workers", "0", "--no-figures"]) == 0  # fmt: skip
     from sdfl_lib.models import load_model

@@ -212,16 +212,18 @@ def _inputs(src: Path, out: Path) -> tuple[list[Path], int]:
     return files, outputs
 
 
-def inference_model_for(model, args: argparse.Namespace, images: list[Path]):
+def inference_model_for(
+    model, args: argparse.Namespace, images: list[Path], checkpoint: Path | None = None
+):
     """The model predict runs (`--backend`, `--int8`), int8 calibrated on the first
-    `--calibration` readable `images`."""
+    `--calibration` readable `images`; exports are cached beside the `checkpoint` file."""
     from sdfl_lib.models.inference import inference_model
     from sdfl_lib.predict import calibration_batch, model_image_size
 
     size = model_image_size(model, args.image_size)
     calibration = calibration_batch(images[: args.calibration], size) if args.int8 else None
     return inference_model(
-        model, args.backend, args.int8, size, checkpoint=args.checkpoint,
+        model, args.backend, args.int8, size, checkpoint=checkpoint,
         calibration=calibration, images=len(images),
     )  # fmt: skip
 
@@ -243,8 +245,13 @@ def _predict(args: argparse.Namespace) -> int:
         files = [src]
     else:
         raise DataError(f"no such file or folder: {src}")
-    model = resolve_model(args.checkpoint, args.method, args.device)
-    model = inference_model_for(model, args, files)
+    checkpoint = None
+    if args.checkpoint:  # a weights name (table3-N) is resolved once, for the model and export
+        from sdfl_lib.models.weights import resolve_checkpoint
+
+        checkpoint = resolve_checkpoint(args.checkpoint)
+    model = resolve_model(checkpoint, args.method, args.device)
+    model = inference_model_for(model, args, files, checkpoint)
     names = _output_names(files, src if src.is_dir() else None)
     failed = []
     for f in files:

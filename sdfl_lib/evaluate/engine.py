@@ -298,13 +298,17 @@ def evaluate(
     """
     from sdfl_lib.evaluate.report import write_report
     from sdfl_lib.models.inference import inference_model, resolve_backend
+    from sdfl_lib.models.weights import resolve_checkpoint
     from sdfl_lib.predict import calibration_batch
 
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     band = band_label(boundary_band)  # checks it too; "" when off
     perturbations = parse_robustness(robustness)
-    model = resolve_model(model_or_checkpoint, method, device)
+    given = None if method or isinstance(model_or_checkpoint, nn.Module) else model_or_checkpoint
+    # A weights name (table3-N) is resolved once: the model and its ONNX export use its file.
+    checkpoint = resolve_checkpoint(given) if given is not None else None
+    model = resolve_model(checkpoint or model_or_checkpoint, method, device)
     cfg = EvalConfig(
         image_size=model_image_size(model, image_size),
         protocol=protocol,
@@ -329,13 +333,10 @@ def evaluate(
     subset_masks(pd.DataFrame(rows), cfg.subsets, cfg.deep_sources)
     out = Path(out_dir)
     spec = dict(getattr(model, "sdfl_spec", {}) or {"name": type(model).__name__})
-    checkpoint = (
-        None if method or isinstance(model_or_checkpoint, nn.Module) else model_or_checkpoint
-    )
     passes = len(rows) * (1 + len(cfg.perturbations))  # forward passes of the whole run
     config = {
         "model": {"spec": spec, "fingerprint": _fingerprint(model)},
-        "checkpoint": str(checkpoint) if checkpoint else None,
+        "checkpoint": str(given) if given else None,
         "method": method,
         "manifest": manifest_name,
         "image_size": cfg.image_size,

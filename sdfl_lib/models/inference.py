@@ -22,7 +22,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from sdfl_lib.models.base import ModelOutput
 from sdfl_lib.models.resnet import Bottleneck, ResNet
-from sdfl_lib.runtime import cpu_flags
+from sdfl_lib.runtime import cpu_flags, model_device
 
 # Attribute pairs (conv, bn) applied back to back in these modules' forward passes.
 _NAMED_PAIRS: dict[type, tuple[tuple[str, str], ...]] = {
@@ -151,21 +151,15 @@ def resolve_backend(
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if backend != "auto":
         return backend
-    device = _device_of(model)
-    onnx_fits = _spec_name(model) in _ONNX_MODELS and onnx_available()
-    if onnx_fits and (int8 or (device.type == "cpu" and export_pays(images, image_size))):
-        return "onnx"
     if int8:
-        return "onnx"  # int8 only exists there; `inference_model` says why it cannot run
+        return "onnx"  # int8 only exists there; `inference_model` says why when it cannot run
+    on_cpu = model_device(model).type == "cpu"
+    fits = _spec_name(model) in _ONNX_MODELS and export_pays(images, image_size)
+    if on_cpu and fits and onnx_available():
+        return "onnx"
     if _spec_name(model) is None or not any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
         return "eager"
     return "optimized"
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    for t in itertools.chain(model.parameters(), model.buffers()):
-        return t.device
-    return torch.device("cpu")
 
 
 def _weights_digest(model: nn.Module) -> str:
@@ -438,7 +432,9 @@ def inference_model(
     `INT8_MARGIN`); that agreement is kept as `int8_agreement`.
     """
     log = log or (lambda msg: print(msg, file=sys.stderr))
-    size = int(image_size or (getattr(model, "sdfl_spec", None) or {}).get("image_size") or 512)
+    from sdfl_lib.predict import model_image_size
+
+    size = model_image_size(model, image_size)
     chosen = resolve_backend(model, backend, int8, images, size)
     if backend == "auto" and chosen != resolve_backend(model, backend, int8):
         log(
@@ -462,8 +458,8 @@ def inference_model(
             f"the onnx backend runs {', '.join(_ONNX_MODELS)}, not "
             f"{_spec_name(model) or type(model).__name__}; use --backend optimized or eager"
         )
-    if _device_of(model).type != "cpu":
-        log(f"note: the onnx backend runs on the CPU (the model is on {_device_of(model)})")
+    if model_device(model).type != "cpu":
+        log(f"note: the onnx backend runs on the CPU (the model is on {model_device(model)})")
     model = model.eval()
     spec = getattr(model, "sdfl_spec", {})
     fp32 = export_path(model, size, checkpoint, "fp32")
