@@ -11,8 +11,9 @@ _COMMAND_MODULES = (
     "sdfl_lib.data.cli",
     "sdfl_lib.train.cli",
     "sdfl_lib.evaluate.cli",
+    "sdfl_lib.predict.cli",
     "sdfl_lib.models.cli",
-    "sdfl_lib.study",
+    "sdfl_lib.study.runner",
     "sdfl_lib.doctor",
 )
 

@@ -148,8 +148,8 @@ def check_params(report: Report, params_path: str | Path, sets: list[str] | None
 
     from sdfl_lib.data.download_registry import DATASETS
     from sdfl_lib.runtime import DeviceError, resolve_device
-    from sdfl_lib.smoke import weights_present
     from sdfl_lib.study import StudyError, prepare_params
+    from sdfl_lib.study.smoke import weights_present
 
     sec = f"parameters {params_path}"
     try:

@@ -74,7 +74,7 @@ def test_train_config_takes_the_vocabulary() -> None:
 
 def test_predict_and_evaluate_accept_auto(tmp_path) -> None:
     """`device: auto` reached `torch.device("auto")` in evaluation before the runtime module."""
-    from sdfl_lib.predict import resolve_model
+    from sdfl_lib.inference import resolve_model
 
     model = resolve_model(method="ela", device="auto")
     assert runtime.model_device(model) == torch.device("cpu")

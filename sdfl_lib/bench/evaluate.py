@@ -55,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from sdfl_lib.data import load_image, read_manifest
     from sdfl_lib.evaluate import evaluate
+    from sdfl_lib.inference import prepare_input
     from sdfl_lib.models import build_model
-    from sdfl_lib.predict import prepare_input
 
     if args.threads:
         torch.set_num_threads(args.threads)

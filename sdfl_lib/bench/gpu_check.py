@@ -366,8 +366,8 @@ def study_smoke(checks: Checks, samples: str | None, params: str = "params/paper
     import yaml
 
     from sdfl_lib.paths import REPO_ROOT, shared_dir
-    from sdfl_lib.smoke import sample_sets
     from sdfl_lib.study import run_study
+    from sdfl_lib.study.smoke import sample_sets
     from sdfl_lib.viz import headline
 
     root = Path(samples) if samples else shared_dir() / "data"

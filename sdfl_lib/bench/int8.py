@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
 
         model = build_model("ours", image_size=args.size or 512).eval()
         load_checkpoint(model, synth_weights.synth_state_dict(synth_weights.load_manifest("ours")))
-    from sdfl_lib.models.inference import InferenceUnavailable
+    from sdfl_lib.inference import InferenceUnavailable
 
     try:
         r = check_int8(model, args.coverage, [str(f) for f in files], args.size, args.checkpoint)

@@ -126,7 +126,8 @@ def bench_model(
     MiB; on the CPU it is the process's peak resident set, so the training figure includes
     everything before it).
     """
-    from sdfl_lib.models import build_model, optimize_for_inference
+    from sdfl_lib.inference import optimize_for_inference
+    from sdfl_lib.models import build_model
 
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
@@ -342,7 +343,7 @@ def _worker_model(kind: str, size: int) -> nn.Module:
 
 def _worker(task: str, path: str, size: int, batch: int, iters: int, warmup: int) -> dict:
     """One path's figures in this process (called in a fresh process by `compare`)."""
-    from sdfl_lib.models.inference import inference_model
+    from sdfl_lib.inference import inference_model
     from sdfl_lib.train.malloc import tune_malloc
 
     dev = torch.device("cpu")
@@ -451,8 +452,8 @@ def compare(
 ) -> dict[str, Any]:
     """Figures of each path, each measured in a fresh `python -m sdfl_lib.bench.model` process;
     a path that fails is reported with its error, not dropped."""
+    from sdfl_lib.inference import resolve_backend
     from sdfl_lib.models import build_model
-    from sdfl_lib.models.inference import resolve_backend
 
     rows = []
     cache = tempfile.TemporaryDirectory()

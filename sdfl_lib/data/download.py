@@ -30,11 +30,12 @@ from sdfl_lib.data.download_archive import (
     is_archive,
 )
 from sdfl_lib.data.download_registry import DATASETS, DatasetInfo, RemoteFile
+from sdfl_lib.errors import DataError
 
 CHUNK = 1 << 20
 
 
-class DownloadError(RuntimeError):
+class DownloadError(DataError, RuntimeError):
     """A file could not be fetched or verified; the message says what to do by hand."""
 
 

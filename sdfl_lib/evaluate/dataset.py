@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from sdfl_lib.predict import prepare_input
+from sdfl_lib.inference.inputs import prepare_input
 
 
 class EvalDataset(Dataset):

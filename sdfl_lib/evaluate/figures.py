@@ -19,7 +19,7 @@ from sklearn.metrics import roc_curve  # noqa: E402
 from sdfl_lib.evaluate.robustness import LEVEL_NAMES  # noqa: E402
 from sdfl_lib.evaluate.subsets import subset_masks  # noqa: E402
 from sdfl_lib.metrics import binned_roc, f1_from_counts  # noqa: E402
-from sdfl_lib.predict import heat_overlay  # noqa: E402
+from sdfl_lib.viz.overlay import heat_overlay  # noqa: E402
 
 CURVE_KEYS = ("paper/pixel_f1", "paper/auc", "standard/pixel_f1@best", "standard/image_auc")
 

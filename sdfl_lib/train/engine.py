@@ -45,7 +45,7 @@ from sdfl_lib.train.state import (
 from sdfl_lib.train.validation import validation_loss
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(DataError, RuntimeError):
     """The loss became NaN or infinite; the run stopped before the optimizer step."""
 
 

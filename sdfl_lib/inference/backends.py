@@ -1,5 +1,6 @@
 """The inference path of predict and evaluate: an optimized PyTorch copy (batch norm folded,
-channels-last), optionally compiled, or an ONNX export run by ONNX Runtime (fp32 or int8)."""
+channels-last), optionally compiled, or an ONNX export run by ONNX Runtime (fp32 or int8).
+`inference_model(model, backend, int8=...)` chooses and builds it."""
 
 from __future__ import annotations
 
@@ -20,8 +21,13 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from sdfl_lib.cuda import exact
+from sdfl_lib.errors import DataError
+from sdfl_lib.inference.inputs import model_image_size
+from sdfl_lib.inference.loading import checkpoint_of
 from sdfl_lib.models.base import ModelOutput
 from sdfl_lib.models.resnet import Bottleneck, ResNet
+from sdfl_lib.paths import cache_dir
 from sdfl_lib.runtime import cpu_flags, model_device
 
 # Attribute pairs (conv, bn) applied back to back in these modules' forward passes.
@@ -90,7 +96,7 @@ INT8_MIN_AGREEMENT = 0.99
 INT8_MARGIN = 0.1
 
 
-class InferenceUnavailable(RuntimeError):
+class InferenceUnavailable(DataError, RuntimeError):
     """A requested inference route cannot run here (missing package, failed export, int8 refused)."""
 
 
@@ -98,8 +104,6 @@ class InferenceUnavailable(RuntimeError):
 def _fresh_prroi_caches():
     """Empty the cached PrRoI pooling matrices before and after tracing: tensors made while a
     graph is traced are placeholders that must never be served to a later eager call."""
-    from sdfl_lib.cuda import exact
-
     caches = (exact._whole_map_weights, exact._whole_map_kron)
     for c in caches:
         c.cache_clear()
@@ -195,12 +199,6 @@ def export_key(
     return h.hexdigest()[:16]
 
 
-def cache_dir() -> Path:
-    """Where exports of models without a checkpoint file go: $XDG_CACHE_HOME/sdfl/onnx."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "sdfl" / "onnx"
-
-
 def export_path(
     model: nn.Module,
     image_size: int,
@@ -209,7 +207,7 @@ def export_path(
 ) -> Path:
     """The cached export's file: next to the checkpoint file (`best.pt` ->
     `best.onnx-fp32-KEY.onnx`) when there is one and its folder is writable, else under
-    `cache_dir()` (also for a checkpoint given by name, such as `table3-5`)."""
+    `cache_dir()/onnx` (`sdfl_lib.paths`; also for a checkpoint given by name, such as `table3-5`)."""
     key = export_key(model, image_size, checkpoint)
     ck = Path(checkpoint) if checkpoint is not None else None
     if ck is not None and ck.is_file():
@@ -220,7 +218,7 @@ def export_path(
         stem = ck.name
     else:
         stem = _spec_name(model) or type(model).__name__
-    return cache_dir() / f"{stem}.onnx-{kind}-{key}.onnx"
+    return cache_dir() / "onnx" / f"{stem}.onnx-{kind}-{key}.onnx"
 
 
 class _Outputs(nn.Module):
@@ -423,7 +421,8 @@ def inference_model(
 
     backend: "eager" (the model as given), "optimized" (`optimize_for_inference`: batch norm
     folded, channels-last), "compile" (that copy through `torch.compile` with weight freezing),
-    "onnx" (exported once, cached next to `checkpoint` or under `cache_dir()`, run by ONNX
+    "onnx" (exported once, cached next to `checkpoint`, by default the file `model` was
+    loaded from by `resolve_model`, or under `cache_dir()/onnx`, run by ONNX
     Runtime on the CPU) or "auto" (see `resolve_backend`; `images`, the forward passes the
     run will make, lets it skip an export that would not pay). int8 (onnx only): static
     quantization calibrated on `calibration` (N, 3, S, S); refused (`InferenceUnavailable`)
@@ -432,8 +431,7 @@ def inference_model(
     `INT8_MARGIN`); that agreement is kept as `int8_agreement`.
     """
     log = log or (lambda msg: print(msg, file=sys.stderr))
-    from sdfl_lib.predict import model_image_size
-
+    checkpoint = checkpoint if checkpoint is not None else checkpoint_of(model)
     size = model_image_size(model, image_size)
     chosen = resolve_backend(model, backend, int8, images, size)
     if backend == "auto" and chosen != resolve_backend(model, backend, int8):

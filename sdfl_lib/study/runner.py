@@ -300,7 +300,7 @@ def prepare_params(
         params = apply_sets(params, sets)
     notes: list[str] = []
     if smoke:
-        from sdfl_lib.smoke import smoke_params
+        from sdfl_lib.study.smoke import smoke_params
 
         params, notes = smoke_params(params)
     return params, notes
