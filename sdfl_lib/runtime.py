@@ -24,6 +24,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -155,8 +157,6 @@ def worker_init(worker_id: int, forked: bool = False) -> None:
     """DataLoader `worker_init_fn`: one thread per worker for torch and OpenCV (the cores are the
     forward pass's), and the dataset's augmentations seeded from torch's per-worker seed (which
     changes each epoch and follows the loader's generator)."""
-    import cv2
-    import numpy as np
 
     torch.set_num_threads(1)
     # Reconfiguring OpenCV's thread pool in a *forked* child can deadlock; `make_loader` switches
@@ -189,8 +189,6 @@ def make_loader(
     method = worker_start_method(workers)
     forked = workers > 0 and (method or mp.get_start_method(allow_none=True) or "fork") == "fork"
     if forked:
-        import cv2
-
         cv2.setNumThreads(0)
     kwargs: dict[str, Any] = {"batch_sampler": batch_sampler} if batch_sampler is not None else {
         "batch_size": batch_size}

@@ -23,6 +23,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from sdfl_lib.data.download_archive import (
     ArchiveError,
     RarToolMissing,
@@ -55,7 +57,6 @@ def _unknown(name: str) -> DownloadError:
 
 def sha256sum(path: str | os.PathLike) -> str:
     """The SHA-256 of a file, hex (with a progress bar for big files)."""
-    from tqdm.auto import tqdm
 
     digest = hashlib.sha256()
     size = os.path.getsize(path)
@@ -143,8 +144,7 @@ def _dropbox_direct(url: str) -> str:
 
 def _http_get(url: str, dest: Path, timeout: float) -> None:
     """Fetches `url` into `dest`, resuming `dest.part` with an HTTP Range request."""
-    import requests
-    from tqdm.auto import tqdm
+    import requests  # why: heavy, only when downloading
 
     part = dest.with_name(dest.name + ".part")
     have = part.stat().st_size if part.exists() else 0
@@ -182,7 +182,7 @@ def _fetch(url: str, dest: Path, timeout: float) -> None:
     """Fetches one URL (Google Drive, Dropbox, HTTP(S) or file://) into `dest`."""
     drive = _drive_id(url)
     if drive:
-        import gdown
+        import gdown  # why: only for Google Drive downloads
 
         # gdown keeps its own resumable partial file beside `dest`.
         result = gdown.download(id=drive, output=str(dest), quiet=False, resume=True,

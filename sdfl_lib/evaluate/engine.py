@@ -22,7 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from sdfl_lib.data.io import MaskSizeError
-from sdfl_lib.data.manifest import ManifestError, check_labels_agree
+from sdfl_lib.data.manifest import ManifestError, check_labels_agree, normalize_frame, read_manifest
 from sdfl_lib.errors import DataError
 from sdfl_lib.evaluate.dataset import EvalDataset, collate, map_paths
 from sdfl_lib.evaluate.predictions import FORMAT, Writer, make_row, read_predictions
@@ -232,8 +232,6 @@ def _emit(
 
 
 def _read_rows(manifest: str | os.PathLike | pd.DataFrame) -> tuple[list[dict], str]:
-    from sdfl_lib.data.manifest import normalize_frame, read_manifest
-
     if isinstance(manifest, pd.DataFrame):
         df, name = normalize_frame(manifest), "<DataFrame>"
     else:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from sdfl_lib.evaluate.figures import write_figures
 from sdfl_lib.models.weights import TABLE_III
 
 TABLE_III_KEYS = ("paper/pixel_f1", "paper/image_f1", "paper/combined_f1", "paper/auc")
@@ -108,8 +109,6 @@ def write_report(
     flat.to_csv(out / "metrics_table.csv", index=False)
     fig_paths = []
     if figures:
-        from sdfl_lib.evaluate.figures import write_figures
-
         fig_paths = write_figures(out, table, metrics, config)
     (out / "report.md").write_text(_markdown(metrics, config, fig_paths))
     return metrics

@@ -279,7 +279,7 @@ class OnnxModel(nn.Module):
         self, path: str | os.PathLike, spec: dict | None = None, threads: int | None = None
     ) -> None:
         super().__init__()
-        import onnxruntime as ort
+        import onnxruntime as ort  # why: optional (sdfl[onnx])
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
@@ -321,7 +321,7 @@ def fp32_convolutions(onnx_path: str | os.PathLike, image_size: int) -> list[str
     resolution or finer (the streams' stems and the BayarConv filter, whose raw-pixel inputs and
     small high-pass responses lose most to 8 bits) and those with one output channel (the
     heads' classifiers, right before the outputs); together a tenth of the arithmetic."""
-    import onnx
+    import onnx  # why: optional (sdfl[onnx])
 
     graph = onnx.shape_inference.infer_shapes(onnx.load(str(onnx_path))).graph
     height = {}
@@ -356,8 +356,10 @@ def quantize_int8(
         QuantFormat,
         QuantType,
         quantize_static,
+    )  # why: optional (sdfl[onnx])
+    from onnxruntime.quantization.shape_inference import (
+        quant_pre_process,  # why: optional (sdfl[onnx])
     )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+import pandas as pd
+
 
 def register(subparsers) -> None:
     """Adds `weights list` and `weights download` to the `sdfl` command."""
@@ -22,9 +24,11 @@ def register(subparsers) -> None:
 
 
 def _list(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from sdfl_lib.models.weights import TRAINING_SETS, WEIGHTS, weights_table
+    from sdfl_lib.models.weights import (  # why: the engine loads only when the command runs, not for `sdfl --help`
+        TRAINING_SETS,
+        WEIGHTS,
+        weights_table,
+    )
 
     print(pd.DataFrame(weights_table()).to_string(index=False))
     print(
@@ -36,7 +40,10 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from sdfl_lib.models.weights import WeightsError, download_weights
+    from sdfl_lib.models.weights import (  # why: the engine loads only when the command runs, not for `sdfl --help`
+        WeightsError,
+        download_weights,
+    )
 
     try:
         path = download_weights(args.name, timeout=args.timeout)

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from sdfl_lib.data.download import _fetch, sha256sum
 from sdfl_lib.errors import DataError
 from sdfl_lib.paths import cache_dir
 
@@ -112,7 +113,6 @@ def _sha_file(path: Path) -> Path:
 
 def _check(entry: NamedWeights) -> str:
     """Records the file's SHA-256 the first time, compares it with the record afterwards."""
-    from sdfl_lib.data.download import sha256sum
 
     path, record = entry.path, _sha_file(entry.path)
     actual = sha256sum(path)
@@ -136,7 +136,6 @@ def download_weights(name: str, timeout: float = 30.0) -> Path:
 
     Resumes a `.part` file left by an interrupted download (HTTP Range).
     """
-    from sdfl_lib.data.download import _fetch
 
     entry = get_weights(name)
     dest = entry.path

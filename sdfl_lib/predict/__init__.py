@@ -11,7 +11,7 @@ __all__ = ["Prediction", "map_to_png", "predict"]
 def __getattr__(name: str) -> Any:
     # Lazy, so that `sdfl --help` (which imports predict.cli) does not import matplotlib.
     if name in __all__:
-        from sdfl_lib.predict import engine
+        from sdfl_lib.predict import engine  # why: lazy, see above
 
         return getattr(engine, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from sdfl_lib.errors import DataError, UsageError
+from sdfl_lib.train.config import normalize_augment
 
 STATE_FORMAT = "sdfl-train-state"
 # Keys a resumed run may change: applied from the step it resumes at, and recorded.
@@ -208,7 +209,6 @@ def read_training_state(run_dir: str | Path) -> dict[str, Any]:
 def resume_changes(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     """(key, old, new) of every key a resume changes; a `UsageError` naming each key that cannot
     change (the model, the data, the batch, the seed ...: see `RESUMABLE_KEYS`)."""
-    from sdfl_lib.train.config import normalize_augment
 
     if "augment" in old:  # a state saved when `augment` was true/false
         old = {**old, "augment": normalize_augment(old["augment"])}

@@ -24,11 +24,13 @@ __all__ = [
 
 def setup(dpi: int = 72) -> None:
     """seaborn's theme at a modest resolution with PNG output, so rendered reports stay small."""
-    import seaborn as sns
+    import seaborn as sns  # why: heavy, only when drawing
 
     sns.set_theme(style="whitegrid", rc={"figure.dpi": dpi, "savefig.dpi": dpi, "font.size": 9})
     try:
-        from matplotlib_inline.backend_inline import set_matplotlib_formats
+        from matplotlib_inline.backend_inline import (
+            set_matplotlib_formats,  # why: exists only in a notebook
+        )
 
         set_matplotlib_formats("png")
     except ImportError:  # outside IPython there is nothing to configure
