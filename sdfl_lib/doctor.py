@@ -71,11 +71,9 @@ def _cpu_name() -> str:
 
 def environment(report: Report, build_extension: bool = False) -> None:
     """Versions, devices, the CUDA extension and the cache folders."""
-    import torch  # why: the check must run, and say so, even where torch is broken
+    import torch  # why: not loaded by `sdfl --help`
 
-    from sdfl_lib.runtime import (
-        cpu_native,  # why: the engine loads only when the command runs, not for `sdfl --help`
-    )
+    from sdfl_lib.runtime import cpu_native  # why: not loaded by `sdfl --help`
 
     sec = "versions"
     report.add(sec, f"python {platform.python_version()} ({sys.executable})")
@@ -87,10 +85,8 @@ def environment(report: Report, build_extension: bool = False) -> None:
         except ImportError:
             version = "not installed"
         report.add(sec, f"{mod} {version}")
-    from sdfl_lib.cuda.extension import (  # why: the engine loads only when the command runs, not for `sdfl --help`
-        _ensure_ninja_on_path,
-        find_cuda_home,
-    )
+    # why: not loaded by `sdfl --help`
+    from sdfl_lib.cuda.extension import _ensure_ninja_on_path, find_cuda_home
 
     report.add(sec, f"nvcc {_tool_version(['nvcc', '--version'])}; CUDA toolkit {find_cuda_home() or 'not found'}")
     _ensure_ninja_on_path()
@@ -113,13 +109,10 @@ def environment(report: Report, build_extension: bool = False) -> None:
 
 
 def _extension(report: Report, build: bool) -> None:
-    import torch  # why: the check must run, and say so, even where torch is broken
+    import torch  # why: not loaded by `sdfl --help`
 
-    from sdfl_lib.cuda.extension import (  # why: the engine loads only when the command runs, not for `sdfl --help`
-        ExtensionUnavailable,
-        build_directory,
-        load_extension,
-    )
+    # why: not loaded by `sdfl --help`
+    from sdfl_lib.cuda.extension import ExtensionUnavailable, build_directory, load_extension
 
     sec = "Precise RoI Pooling"
     fallback = "the PPM pools with the exact PyTorch path (the same numbers, slower on GPUs)"
@@ -139,13 +132,9 @@ def _extension(report: Report, build: bool) -> None:
 
 
 def _caches(report: Report) -> None:
-    from sdfl_lib.models.encoder import (  # why: the engine loads only when the command runs, not for `sdfl --help`
-        CSAIL_RESNET50,
-        pretrained_dir,
-    )
-    from sdfl_lib.paths import (
-        cache_dir,  # why: the engine loads only when the command runs, not for `sdfl --help`
-    )
+    # why: not loaded by `sdfl --help`
+    from sdfl_lib.models.encoder import CSAIL_RESNET50, pretrained_dir
+    from sdfl_lib.paths import cache_dir  # why: not loaded by `sdfl --help`
 
     sec = "caches"
     report.add(sec, f"cache folder {cache_dir()} ($SDFL_CACHE){'' if cache_dir().is_dir() else ' (not created yet)'}")
@@ -158,22 +147,16 @@ def _caches(report: Report) -> None:
 
 def check_params(report: Report, params_path: str | Path, sets: list[str] | None = None) -> None:
     """What a study parameter file needs: its device, data roots, weights and checkpoints."""
-    import torch  # why: the check must run, and say so, even where torch is broken
+    import torch  # why: not loaded by `sdfl --help`
 
-    from sdfl_lib.data.download_registry import (
-        DATASETS,  # why: the engine loads only when the command runs, not for `sdfl --help`
-    )
-    from sdfl_lib.runtime import (  # why: the engine loads only when the command runs, not for `sdfl --help`
-        DeviceError,
-        resolve_device,
-    )
-    from sdfl_lib.study import (  # why: the engine loads only when the command runs, not for `sdfl --help`
-        StudyError,
-        prepare_params,
-    )
-    from sdfl_lib.study.smoke import (
-        weights_present,  # why: the engine loads only when the command runs, not for `sdfl --help`
-    )
+    from sdfl_lib.data.download_registry import DATASETS  # why: not loaded by `sdfl --help`
+
+    # why: not loaded by `sdfl --help`
+    from sdfl_lib.runtime import DeviceError, resolve_device
+
+    # why: not loaded by `sdfl --help`
+    from sdfl_lib.study import StudyError, prepare_params
+    from sdfl_lib.study.smoke import weights_present  # why: not loaded by `sdfl --help`
 
     sec = f"parameters {params_path}"
     try:

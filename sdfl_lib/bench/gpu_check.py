@@ -227,12 +227,9 @@ def amp_training(
     """A few AMP steps of `ours` with the paper's loss on one fixed batch: finite and decreasing."""
     _needs(device)
     try:
-        from sdfl_lib.models import (
-            build_model,  # why: guarded: what happens without it is handled here
-        )
-        from sdfl_lib.train.loss import (
-            PaperLoss,  # why: guarded: what happens without it is handled here
-        )
+        # why: guarded: a build without them is reported as skipped
+        from sdfl_lib.models import build_model
+        from sdfl_lib.train.loss import PaperLoss
     except ImportError as exc:
         raise Skipped(f"model or loss not available ({exc})") from exc
     data = _fixed_batch(batch, size, device)
@@ -283,9 +280,8 @@ def eval_throughput(
     """Inference images/s of `ours` in fp32, bf16 and fp16 autocast, channels_last."""
     _needs(device)
     try:
-        from sdfl_lib.models import (
-            build_model,  # why: guarded: what happens without it is handled here
-        )
+        # why: guarded: a build without it is reported as skipped
+        from sdfl_lib.models import build_model
     except ImportError as exc:
         raise Skipped(f"models not available ({exc})") from exc
     model = build_model("ours", image_size=size, backbone=backbone).to(device).eval()

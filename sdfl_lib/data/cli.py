@@ -20,20 +20,14 @@ def _clear_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[[arg
 
     @functools.wraps(handler)
     def run(args: argparse.Namespace) -> int:
-        from sdfl_lib.data.io import (
-            ImageReadError,  # why: the engine loads only when the command runs, not for `sdfl --help`
-        )
-        from sdfl_lib.data.manifest import (
-            ManifestError,  # why: the engine loads only when the command runs, not for `sdfl --help`
-        )
+        from sdfl_lib.data.io import ImageReadError  # why: not loaded by `sdfl --help`
+        from sdfl_lib.data.manifest import ManifestError  # why: not loaded by `sdfl --help`
 
         expected: tuple[type[BaseException], ...] = (
             ManifestError, ImageReadError, FileNotFoundError, ValueError,
         )
         if handler is _download:
-            from sdfl_lib.data.download import (
-                DownloadError,  # why: the engine loads only when the command runs, not for `sdfl --help`
-            )
+            from sdfl_lib.data.download import DownloadError  # why: not loaded by `sdfl --help`
 
             expected += (DownloadError,)
         try:
@@ -46,9 +40,7 @@ def _clear_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[[arg
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from sdfl_lib.data.prepare import (
-        prepare,  # why: the engine loads only when the command runs, not for `sdfl --help`
-    )
+    from sdfl_lib.data.prepare import prepare  # why: not loaded by `sdfl --help`
 
     opts = {
         key: value
@@ -82,9 +74,7 @@ def _parse_ratios(text: str) -> tuple[float, ...]:
 
 
 def _split(args: argparse.Namespace) -> int:
-    from sdfl_lib.data.split import (
-        split_manifest_file,  # why: the engine loads only when the command runs, not for `sdfl --help`
-    )
+    from sdfl_lib.data.split import split_manifest_file  # why: not loaded by `sdfl --help`
 
     paths = split_manifest_file(
         args.manifest,
@@ -102,10 +92,8 @@ def _split(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from sdfl_lib.data.validate import (  # why: the engine loads only when the command runs, not for `sdfl --help`
-        print_report,
-        validate_manifest,
-    )
+    # why: not loaded by `sdfl --help`
+    from sdfl_lib.data.validate import print_report, validate_manifest
 
     report = validate_manifest(
         args.manifest, mask_policy=args.mask_policy, max_pixels=args.max_pixels
@@ -119,10 +107,8 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _read_any(path: str, source: str):
-    from sdfl_lib.data.manifest import (  # why: the engine loads only when the command runs, not for `sdfl --help`
-        read_authors_list,
-        read_manifest,
-    )
+    # why: not loaded by `sdfl --help`
+    from sdfl_lib.data.manifest import read_authors_list, read_manifest
 
     if Path(path).suffix.lower() == ".csv":
         df = read_manifest(path)
@@ -133,17 +119,12 @@ def _read_any(path: str, source: str):
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from sdfl_lib.data.manifest import (  # why: the engine loads only when the command runs, not for `sdfl --help`
-        replace_prefix,
-        write_authors_list,
-        write_manifest,
-    )
+    # why: not loaded by `sdfl --help`
+    from sdfl_lib.data.manifest import replace_prefix, write_authors_list, write_manifest
 
     df = _read_any(args.input, args.source)
     if not len(df):
-        from sdfl_lib.data.manifest import (
-            ManifestError,  # why: the engine loads only when the command runs, not for `sdfl --help`
-        )
+        from sdfl_lib.data.manifest import ManifestError  # why: not loaded by `sdfl --help`
 
         raise ManifestError(f"{args.input} holds no rows: nothing to convert")
     for old, new in args.replace_prefix or []:
@@ -160,12 +141,8 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _explore(args: argparse.Namespace) -> int:
-    from sdfl_lib.data.explore import (
-        save_figures,  # why: the engine loads only when the command runs, not for `sdfl --help`
-    )
-    from sdfl_lib.errors import (
-        EXIT_UNSCORED,  # why: the engine loads only when the command runs, not for `sdfl --help`
-    )
+    from sdfl_lib.data.explore import save_figures  # why: not loaded by `sdfl --help`
+    from sdfl_lib.errors import EXIT_UNSCORED  # why: not loaded by `sdfl --help`
 
     skipped: list[dict] = []
     paths = save_figures(args.manifest, args.out_dir, examples=args.examples, seed=args.seed,
@@ -181,9 +158,7 @@ def _explore(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from sdfl_lib.data.download import (
-        download,  # why: the engine loads only when the command runs, not for `sdfl --help`
-    )
+    from sdfl_lib.data.download import download  # why: not loaded by `sdfl --help`
 
     kwargs = {k: v for k, v in (("url", args.url), ("sha256", args.sha256)) if v}
     result = download(args.name, args.to, **kwargs)
@@ -192,9 +167,7 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from sdfl_lib.data.synth import (
-        synthesize,  # why: the engine loads only when the command runs, not for `sdfl --help`
-    )
+    from sdfl_lib.data.synth import synthesize  # why: not loaded by `sdfl --help`
 
     kwargs = {"size": args.size} if args.size else {}
     print(synthesize(args.out, args.n, args.seed, **kwargs))

@@ -18,9 +18,7 @@ _SUMMARY_KEYS = (
 
 def _band(text: str) -> str:
     """argparse type: a boundary band, B or IN:OUT pixels."""
-    from sdfl_lib.metrics.counts import (
-        band_label,  # why: the engine loads only when the command runs, not for `sdfl --help`
-    )
+    from sdfl_lib.metrics.counts import band_label  # why: not loaded by `sdfl --help`
 
     try:
         band_label(text)
@@ -77,9 +75,7 @@ def register(subparsers) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from sdfl_lib.evaluate.engine import (
-        evaluate,  # why: the engine loads only when the command runs, not for `sdfl --help`
-    )
+    from sdfl_lib.evaluate.engine import evaluate  # why: not loaded by `sdfl --help`
 
     # A backend or int8 that cannot run here ends in one line (InferenceUnavailable: exit 1).
     return _print_metrics(args, _run_evaluate(evaluate, args))

@@ -351,15 +351,14 @@ def quantize_int8(
     weights (7-bit without VNNI), uint8 activations with min/max ranges from `calibration`
     ((N, 3, S, S) in [0, 1]); `fp32_convolutions` (or the nodes `keep_fp32`) stay fp32.
     Returns the recipe: excluded nodes, reduce_range, calibration images."""
+    # why: optional (sdfl[onnx])
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
         QuantType,
         quantize_static,
-    )  # why: optional (sdfl[onnx])
-    from onnxruntime.quantization.shape_inference import (
-        quant_pre_process,  # why: optional (sdfl[onnx])
     )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:

@@ -24,11 +24,8 @@ def register(subparsers) -> None:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from sdfl_lib.models.weights import (  # why: the engine loads only when the command runs, not for `sdfl --help`
-        TRAINING_SETS,
-        WEIGHTS,
-        weights_table,
-    )
+    # why: not loaded by `sdfl --help`
+    from sdfl_lib.models.weights import TRAINING_SETS, WEIGHTS, weights_table
 
     print(pd.DataFrame(weights_table()).to_string(index=False))
     print(
@@ -40,10 +37,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from sdfl_lib.models.weights import (  # why: the engine loads only when the command runs, not for `sdfl --help`
-        WeightsError,
-        download_weights,
-    )
+    # why: not loaded by `sdfl --help`
+    from sdfl_lib.models.weights import WeightsError, download_weights
 
     try:
         path = download_weights(args.name, timeout=args.timeout)

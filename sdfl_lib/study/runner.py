@@ -185,9 +185,7 @@ def notebook_parameters(
         values = {k: v for k, v in common.items() if k in declared[nb.section]}
         if nb.section in declared[nb.section]:
             if nb.section == "train":  # the training keys: checked now, not hours later in 03
-                from sdfl_lib.train.config import (
-                    TrainConfig,  # why: the engine loads only when the command runs, not for `sdfl --help`
-                )
+                from sdfl_lib.train.config import TrainConfig  # why: not loaded by `sdfl --help`
 
                 try:
                     TrainConfig.from_dict(section)
@@ -301,9 +299,7 @@ def prepare_params(
         params = apply_sets(params, sets)
     notes: list[str] = []
     if smoke:
-        from sdfl_lib.study.smoke import (
-            smoke_params,  # why: the engine loads only when the command runs, not for `sdfl --help`
-        )
+        from sdfl_lib.study.smoke import smoke_params  # why: not loaded by `sdfl --help`
 
         params, notes = smoke_params(params)
     return params, notes

@@ -28,9 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from sdfl_lib.train.config import (
-        describe,  # why: the engine loads only when the command runs, not for `sdfl --help`
-    )
+    from sdfl_lib.train.config import describe  # why: not loaded by `sdfl --help`
 
     if args.help_config:
         print("training config keys (name, type, default, meaning):")
@@ -43,9 +41,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.nproc > 1 and "RANK" not in os.environ:
         argv = sys.argv[1:] if sys.argv[1:2] == ["train"] else ["train", *_args_to_argv(args)]
         return subprocess.call(torchrun_command(argv, args.nproc))
-    from sdfl_lib.train.engine import (
-        fit,  # why: the engine loads only when the command runs, not for `sdfl --help`
-    )
+    from sdfl_lib.train.engine import fit  # why: not loaded by `sdfl --help`
 
     # Bad keys and values (exit 2), bad data and a failed run (exit 1) end in one line: `sdfl_lib.cli`.
     result = fit(args.config or ({} if not args.resume else None), resume=args.resume,

@@ -177,9 +177,8 @@ class _Run:
         if env.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             config.dump(self.run_dir / "config.yaml")
-            from torch.utils.tensorboard import (
-                SummaryWriter,  # why: heavy (tensorboard), only when logging is on
-            )
+            # why: heavy (tensorboard), only when logging is on
+            from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.state.global_step or None)
         D.barrier(env)

@@ -28,9 +28,8 @@ def setup(dpi: int = 72) -> None:
 
     sns.set_theme(style="whitegrid", rc={"figure.dpi": dpi, "savefig.dpi": dpi, "font.size": 9})
     try:
-        from matplotlib_inline.backend_inline import (
-            set_matplotlib_formats,  # why: exists only in a notebook
-        )
+        # why: exists only in a notebook
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
 
         set_matplotlib_formats("png")
     except ImportError:  # outside IPython there is nothing to configure
