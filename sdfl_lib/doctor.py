@@ -60,13 +60,9 @@ def _tool_version(cmd: list[str], pattern: str = r"(\d+\.\d+(\.\d+)?)") -> str:
 
 
 def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    from sdfl_lib.runtime import cpu_info  # why: not loaded by `sdfl --help`
+
+    return cpu_info().name
 
 
 def environment(report: Report, build_extension: bool = False) -> None:

@@ -13,13 +13,11 @@ import contextlib
 import copy
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -29,7 +27,7 @@ from tqdm.auto import tqdm
 from sdfl_lib.bench.authors import AuthorsOurs
 from sdfl_lib.inference import inference_model, optimize_for_inference, resolve_backend
 from sdfl_lib.models import ModelOutput, build_model
-from sdfl_lib.runtime import cpu_native, resolve_device
+from sdfl_lib.runtime import cpu_info, cpu_native, resolve_device
 from sdfl_lib.train import TrainConfig
 from sdfl_lib.train.build import build_optimizer
 from sdfl_lib.train.loss import PaperLoss
@@ -65,15 +63,7 @@ def device_description(device: torch.device) -> str:
     """A one-line name of the device the figures are for."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name}, {torch.get_num_threads()} threads"
+    return f"{cpu_info().name}, {torch.get_num_threads()} threads"
 
 
 def _peak_memory_mb(device: torch.device) -> float:

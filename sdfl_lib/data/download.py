@@ -33,6 +33,7 @@ from sdfl_lib.data.download_archive import (
 )
 from sdfl_lib.data.download_registry import DATASETS, DatasetInfo, RemoteFile
 from sdfl_lib.errors import DataError
+from sdfl_lib.runtime import replace_file
 
 CHUNK = 1 << 20
 
@@ -154,7 +155,7 @@ def _http_get(url: str, dest: Path, timeout: float) -> None:
             # The partial file may already hold everything: the server says how big it is.
             total = response.headers.get("Content-Range", "").rpartition("/")[2]
             if total.isdigit() and int(total) == have:
-                os.replace(part, dest)
+                replace_file(part, dest)
                 return
             part.unlink()
             return _http_get(url, dest, timeout)
@@ -175,7 +176,7 @@ def _http_get(url: str, dest: Path, timeout: float) -> None:
         raise DownloadError(
             f"{url}: got {part.stat().st_size} of {total} bytes; run again to resume from {part}"
         )
-    os.replace(part, dest)
+    replace_file(part, dest)
 
 
 def _fetch(url: str, dest: Path, timeout: float) -> None:

@@ -28,7 +28,7 @@ from sdfl_lib.inference.loading import checkpoint_of
 from sdfl_lib.models.base import ModelOutput
 from sdfl_lib.models.resnet import Bottleneck, ResNet
 from sdfl_lib.paths import cache_dir
-from sdfl_lib.runtime import cpu_flags, model_device
+from sdfl_lib.runtime import atomic_write, cpu_flags, model_device
 
 # Attribute pairs (conv, bn) applied back to back in these modules' forward passes.
 _NAMED_PAIRS: dict[type, tuple[tuple[str, str], ...]] = {
@@ -242,9 +242,9 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, image_size: int) -> P
     wrapped = _Outputs(optimize_for_inference(model, False).cpu())
     x = torch.rand(2, 3, image_size, image_size)
     batch = torch.export.Dim("batch", min=1, max=1024)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     # The exporter narrates every stage on stdout; keep the caller's output its own.
     with (
+        atomic_write(path) as tmp,
         _fresh_prroi_caches(),
         contextlib.redirect_stdout(io.StringIO()),
         warnings.catch_warnings(),
@@ -259,7 +259,6 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, image_size: int) -> P
             dynamic_shapes=({0: batch},),
         )
         program.save(str(tmp))
-    os.replace(tmp, path)
     return path
 
 
@@ -368,11 +367,10 @@ def quantize_int8(
             x = next(self.items, None)
             return None if x is None else {"image": x.float().contiguous().numpy()}
 
-    out_path = Path(out_path)
-    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}")
-    pre = tmp.with_suffix(".pre.onnx")
     reduce = int8_reduce_range()
-    try:
+    with atomic_write(out_path) as tmp, contextlib.ExitStack() as cleanup:
+        pre = tmp.with_suffix(".pre.onnx")
+        cleanup.callback(pre.unlink, missing_ok=True)
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
@@ -388,10 +386,6 @@ def quantize_int8(
                 reduce_range=reduce,
                 nodes_to_exclude=keep,
             )
-        os.replace(tmp, out_path)
-    finally:
-        pre.unlink(missing_ok=True)
-        tmp.unlink(missing_ok=True)
     return {"fp32_nodes": keep, "reduce_range": reduce, "calibration_images": len(calibration)}
 
 
