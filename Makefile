@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -e ".[test]"
 	touch $(STAMP)
 
-test: $(STAMP)
+test: lint
 	$(PY) -m pytest -q
 
 demo: $(STAMP)
@@ -32,8 +32,10 @@ lab: $(STAMP)
 	$(PY) -m ipykernel install --user --name sdfl --display-name "sdfl (.venv)"
 	$(VENV)/bin/jupyter lab notebooks/
 
+# ruff, and the layer contracts of .importlinter (docs/architecture.md, "Layers").
 lint: $(STAMP)
 	$(VENV)/bin/ruff check sdfl_lib tests
+	$(VENV)/bin/lint-imports --no-logo
 
 # Everything only a GPU can show, in one go; prints figures. Uses the machine's python3 where
 # there is no .venv (GPU machines).

@@ -11,15 +11,16 @@ _COMMAND_MODULES = (
     "sdfl_lib.data.cli",
     "sdfl_lib.train.cli",
     "sdfl_lib.evaluate.cli",
+    "sdfl_lib.predict.cli",
     "sdfl_lib.models.cli",
-    "sdfl_lib.study",
+    "sdfl_lib.study.runner",
     "sdfl_lib.doctor",
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser of `sdfl`."""
-    from sdfl_lib import __version__
+    from sdfl_lib import __version__  # why: not loaded by `sdfl --help`
 
     parser = argparse.ArgumentParser(
         prog="sdfl",
@@ -44,7 +45,7 @@ def _command_name(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `sdfl` console script (the error contract: `sdfl_lib.errors`)."""
-    from sdfl_lib.errors import exit_code_of
+    from sdfl_lib.errors import exit_code_of  # why: not loaded by `sdfl --help`
 
     argv = list(sys.argv[1:] if argv is None else argv)
     # `--debug` is accepted anywhere on the line, so that it can be added to a failing command.

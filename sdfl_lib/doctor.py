@@ -60,20 +60,16 @@ def _tool_version(cmd: list[str], pattern: str = r"(\d+\.\d+(\.\d+)?)") -> str:
 
 
 def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    from sdfl_lib.runtime import cpu_info  # why: not loaded by `sdfl --help`
+
+    return cpu_info().name
 
 
 def environment(report: Report, build_extension: bool = False) -> None:
     """Versions, devices, the CUDA extension and the cache folders."""
-    import torch
+    import torch  # why: not loaded by `sdfl --help`
 
-    from sdfl_lib.runtime import cpu_native
+    from sdfl_lib.runtime import cpu_native  # why: not loaded by `sdfl --help`
 
     sec = "versions"
     report.add(sec, f"python {platform.python_version()} ({sys.executable})")
@@ -85,6 +81,7 @@ def environment(report: Report, build_extension: bool = False) -> None:
         except ImportError:
             version = "not installed"
         report.add(sec, f"{mod} {version}")
+    # why: not loaded by `sdfl --help`
     from sdfl_lib.cuda.extension import _ensure_ninja_on_path, find_cuda_home
 
     report.add(sec, f"nvcc {_tool_version(['nvcc', '--version'])}; CUDA toolkit {find_cuda_home() or 'not found'}")
@@ -108,8 +105,9 @@ def environment(report: Report, build_extension: bool = False) -> None:
 
 
 def _extension(report: Report, build: bool) -> None:
-    import torch
+    import torch  # why: not loaded by `sdfl --help`
 
+    # why: not loaded by `sdfl --help`
     from sdfl_lib.cuda.extension import ExtensionUnavailable, build_directory, load_extension
 
     sec = "Precise RoI Pooling"
@@ -130,8 +128,9 @@ def _extension(report: Report, build: bool) -> None:
 
 
 def _caches(report: Report) -> None:
+    # why: not loaded by `sdfl --help`
     from sdfl_lib.models.encoder import CSAIL_RESNET50, pretrained_dir
-    from sdfl_lib.paths import cache_dir
+    from sdfl_lib.paths import cache_dir  # why: not loaded by `sdfl --help`
 
     sec = "caches"
     report.add(sec, f"cache folder {cache_dir()} ($SDFL_CACHE){'' if cache_dir().is_dir() else ' (not created yet)'}")
@@ -144,12 +143,16 @@ def _caches(report: Report) -> None:
 
 def check_params(report: Report, params_path: str | Path, sets: list[str] | None = None) -> None:
     """What a study parameter file needs: its device, data roots, weights and checkpoints."""
-    import torch
+    import torch  # why: not loaded by `sdfl --help`
 
-    from sdfl_lib.data.download_registry import DATASETS
+    from sdfl_lib.data.download_registry import DATASETS  # why: not loaded by `sdfl --help`
+
+    # why: not loaded by `sdfl --help`
     from sdfl_lib.runtime import DeviceError, resolve_device
-    from sdfl_lib.smoke import weights_present
+
+    # why: not loaded by `sdfl --help`
     from sdfl_lib.study import StudyError, prepare_params
+    from sdfl_lib.study.smoke import weights_present  # why: not loaded by `sdfl --help`
 
     sec = f"parameters {params_path}"
     try:

@@ -36,18 +36,10 @@ class DataError(UserError, ValueError):
 
 
 def exit_code_of(err: BaseException) -> int | None:
-    """The exit code for a user mistake, or None for a fault of the program (a traceback)."""
-    from sdfl_lib.data.io import ImageReadError
-    from sdfl_lib.data.manifest import ManifestError
-
+    """The exit code for a user mistake, or None for a fault of the program (a traceback).
+    The project's own errors subclass `UsageError` or `DataError`; this module knows no other."""
     if isinstance(err, UserError):
         return err.exit_code
-    if isinstance(err, (ManifestError, ImageReadError)):
-        return EXIT_FAILED
-    # Checkpoint errors are ValueErrors too, but name a file: bad data.
-    if type(err).__name__ in ("CheckpointError", "DownloadError", "NonFiniteLossError", "WeightsError",
-                              "InferenceUnavailable"):
-        return EXIT_FAILED
     if isinstance(err, (FileNotFoundError, FileExistsError, IsADirectoryError,
                         NotADirectoryError, PermissionError)):
         return EXIT_FAILED

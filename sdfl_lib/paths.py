@@ -9,8 +9,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def cache_dir() -> Path:
-    """Folder for downloaded weights and archives: $SDFL_CACHE, else ~/.cache/sdfl."""
-    return Path(os.environ.get("SDFL_CACHE", Path.home() / ".cache" / "sdfl"))
+    """The one cache root (downloaded weights and archives, ONNX exports, built extensions):
+    $SDFL_CACHE, else $XDG_CACHE_HOME/sdfl, else ~/.cache/sdfl."""
+    if os.environ.get("SDFL_CACHE"):
+        return Path(os.environ["SDFL_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sdfl"
 
 
 def shared_dir() -> Path:

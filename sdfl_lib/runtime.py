@@ -18,12 +18,17 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
+import platform
+import secrets
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -155,8 +160,6 @@ def worker_init(worker_id: int, forked: bool = False) -> None:
     """DataLoader `worker_init_fn`: one thread per worker for torch and OpenCV (the cores are the
     forward pass's), and the dataset's augmentations seeded from torch's per-worker seed (which
     changes each epoch and follows the loader's generator)."""
-    import cv2
-    import numpy as np
 
     torch.set_num_threads(1)
     # Reconfiguring OpenCV's thread pool in a *forked* child can deadlock; `make_loader` switches
@@ -189,8 +192,6 @@ def make_loader(
     method = worker_start_method(workers)
     forked = workers > 0 and (method or mp.get_start_method(allow_none=True) or "fork") == "fork"
     if forked:
-        import cv2
-
         cv2.setNumThreads(0)
     kwargs: dict[str, Any] = {"batch_sampler": batch_sampler} if batch_sampler is not None else {
         "batch_size": batch_size}
@@ -210,15 +211,54 @@ def make_loader(
 DRIVE_ROOT = "/content/drive"
 
 
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags as /proc/cpuinfo lists them (empty where it cannot be read)."""
+@dataclass(frozen=True)
+class CpuInfo:
+    """The CPU as /proc/cpuinfo describes it."""
+
+    name: str  # "model name" (the platform's processor name where there is none)
+    flags: frozenset[str]  # feature flags (empty where /proc/cpuinfo cannot be read)
+
+
+def cpu_info() -> CpuInfo:
+    """The CPU's model name and feature flags, read from /proc/cpuinfo."""
+    name, flags = "", frozenset()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return frozenset(line.split(":", 1)[1].split())
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and not name:
+                name = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = frozenset(value.split())
     except OSError:
         pass
-    return frozenset()
+    return CpuInfo(name or platform.processor() or platform.machine(), flags)
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (`cpu_info().flags`)."""
+    return cpu_info().flags
+
+
+def replace_file(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Move a finished temporary file over `path` durably: its bytes are flushed to disk first
+    (fsync), then `os.replace` swaps it in, so readers see the old file or the whole new one."""
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
+    """Yields a temporary path in `path`'s folder to write to; when the block ends without error
+    it replaces `path` (`replace_file`: fsync, `os.replace`), else it is removed. A reader never
+    sees a half-written file, and an interrupted write leaves the old one in place."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        yield tmp
+        replace_file(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def in_colab() -> bool:

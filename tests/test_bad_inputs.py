@@ -186,17 +186,17 @@ def test_training_preflight_reports_every_problem_before_building(tmp_path, monk
 
 
 def test_a_file_that_goes_bad_mid_run_stops_in_one_line(tmp_path, monkeypatch, capsys):
-    from sdfl_lib.data import validate
+    from sdfl_lib.train import build
 
     manifest = _toy_set(tmp_path / "data", n=4)
-    real = validate.preflight
+    real = build.preflight
 
     def then_break(path, *args, **kw):
         report = real(path, *args, **kw)
         (tmp_path / "data" / "img" / "3.png").write_bytes(b"gone bad")
         return report
 
-    monkeypatch.setattr(validate, "preflight", then_break)
+    monkeypatch.setattr(build, "preflight", then_break)  # where training calls it
     cfg = _train_config(manifest, tmp_path / "run", workers=1, balance_classes=False)
     argv = ["train", *[f"{k}={v}" for k, v in cfg.to_dict().items() if k != "model_kwargs"]]
     assert sdfl(argv) == EXIT_FAILED

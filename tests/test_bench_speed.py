@@ -7,8 +7,8 @@ import torch
 
 from sdfl_lib.bench import int8 as int8_bench
 from sdfl_lib.bench import model as model_bench
+from sdfl_lib.inference import onnx_available
 from sdfl_lib.models import build_model
-from sdfl_lib.models.inference import onnx_available
 
 
 @pytest.mark.slow

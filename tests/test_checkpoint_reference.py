@@ -6,12 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from sdfl_lib.models import (
-    build_model,
-    extract_intermediates,
-    load_checkpoint,
-    optimize_for_inference,
-)
+from sdfl_lib.inference import optimize_for_inference
+from sdfl_lib.models import build_model, extract_intermediates, load_checkpoint
 
 VARIANTS = ("ours", "upernet")
 

@@ -6,7 +6,7 @@ import pytest
 
 from sdfl_lib.cli import main
 from sdfl_lib.paths import REPO_ROOT, shared_dir
-from sdfl_lib.smoke import sample_sets
+from sdfl_lib.study.smoke import sample_sets
 
 PAPER = str(REPO_ROOT / "params" / "paper.yaml")
 

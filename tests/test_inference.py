@@ -10,15 +10,16 @@ import torch
 from PIL import Image
 
 from sdfl_lib.cli import main as sdfl
-from sdfl_lib.models import build_model, make_checkpoint
-from sdfl_lib.models import inference as inf
-from sdfl_lib.models.inference import (
+from sdfl_lib.inference import (
     InferenceUnavailable,
     OnnxModel,
     export_path,
     inference_model,
     resolve_backend,
 )
+from sdfl_lib.inference import backends as inf
+from sdfl_lib.models import build_model, make_checkpoint
+from sdfl_lib.paths import cache_dir
 
 SIZE = 64
 
@@ -85,7 +86,7 @@ def test_export_is_cached_and_keyed_on_the_weights(checkpoint, capsys):
     assert export_path(model, SIZE) == export_path(model, SIZE)
     # A checkpoint named from the weights registry is no file: its export goes to the cache.
     named = export_path(model, SIZE, "table3-5")
-    assert named.parent == inf.cache_dir() and named.name.startswith("table3-5.onnx-fp32-")
+    assert named.parent == cache_dir() / "onnx" and named.name.startswith("table3-5.onnx-fp32-")
 
 
 def test_backend_choice_and_refusals(checkpoint, monkeypatch):

@@ -14,9 +14,9 @@ from sklearn.metrics import roc_auc_score
 
 from sdfl_lib.data import load_image
 from sdfl_lib.evaluate import evaluate
+from sdfl_lib.inference import prepare_input
 from sdfl_lib.metrics.paper import paper_metrics, paper_pixel_counts
 from sdfl_lib.models import build_model
-from sdfl_lib.predict import prepare_input
 
 SIZE = 128
 

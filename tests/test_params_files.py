@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from sdfl_lib.paths import REPO_ROOT, shared_dir
-from sdfl_lib.smoke import sample_sets
+from sdfl_lib.study.smoke import sample_sets
 
 SAMPLES = shared_dir() / "data"
 NOTEBOOKS = ["01_data", "02_modules", "03_train", "04_evaluate", "05_optimization"]

@@ -12,8 +12,9 @@ from torch import nn
 
 from sdfl_lib.cli import main as sdfl
 from sdfl_lib.data import ImageReadError
+from sdfl_lib.inference import prepare_input, restore_map
 from sdfl_lib.models import ModelOutput
-from sdfl_lib.predict import predict, prepare_input, restore_map
+from sdfl_lib.predict import predict
 
 
 class Bright(nn.Module):

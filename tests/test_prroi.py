@@ -180,7 +180,7 @@ def test_unavailable_kernel_warns_once(monkeypatch):
     def refuse(*args, **kwargs):
         raise ext_mod.ExtensionUnavailable("no toolkit here")
 
-    monkeypatch.setattr(ext_mod, "load_extension", refuse)
+    monkeypatch.setattr(dispatch_mod, "load_extension", refuse)  # where the dispatch calls it
     monkeypatch.setattr(dispatch_mod, "_warned", False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

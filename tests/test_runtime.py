@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import types
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -74,7 +75,7 @@ def test_train_config_takes_the_vocabulary() -> None:
 
 def test_predict_and_evaluate_accept_auto(tmp_path) -> None:
     """`device: auto` reached `torch.device("auto")` in evaluation before the runtime module."""
-    from sdfl_lib.predict import resolve_model
+    from sdfl_lib.inference import resolve_model
 
     model = resolve_model(method="ela", device="auto")
     assert runtime.model_device(model) == torch.device("cpu")
@@ -157,3 +158,37 @@ def test_cpu_flags_read_from_cpuinfo(tmp_path, monkeypatch):
     assert runtime.cpu_flags() == {"fpu", "avx2", "avx512_vnni"}
     monkeypatch.setattr(runtime, "Path", lambda _: tmp_path / "missing")
     assert runtime.cpu_flags() == frozenset()
+
+
+def test_cpu_info_reads_one_name_and_the_flags() -> None:
+    info = runtime.cpu_info()
+    assert info.name and isinstance(info.flags, frozenset)
+    assert runtime.cpu_flags() == info.flags
+    if Path("/proc/cpuinfo").is_file():
+        assert info.flags, "a Linux CPU lists its flags"
+
+
+def test_one_cache_root(monkeypatch, tmp_path) -> None:
+    from sdfl_lib.paths import cache_dir
+
+    monkeypatch.delenv("SDFL_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "sdfl"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert cache_dir() == Path.home() / ".cache" / "sdfl"
+    monkeypatch.setenv("SDFL_CACHE", str(tmp_path / "c"))
+    assert cache_dir() == tmp_path / "c"
+
+
+def test_atomic_write_replaces_whole_or_not_at_all(tmp_path) -> None:
+    target = tmp_path / "f.bin"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError), runtime.atomic_write(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("interrupted")
+    assert target.read_bytes() == b"old" and sorted(tmp_path.iterdir()) == [target]
+    with runtime.atomic_write(target) as tmp:
+        assert tmp.parent == tmp_path and tmp != target
+        tmp.write_bytes(b"new")
+        assert target.read_bytes() == b"old"
+    assert target.read_bytes() == b"new" and sorted(tmp_path.iterdir()) == [target]

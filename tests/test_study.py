@@ -187,7 +187,7 @@ def test_progress_is_echoed_while_a_notebook_runs(tmp_path: Path, capsys) -> Non
 
 
 def test_smoke_keeps_every_choice_of_the_file() -> None:
-    from sdfl_lib.smoke import SMOKE_SIZE, smoke_params
+    from sdfl_lib.study.smoke import SMOKE_SIZE, smoke_params
 
     for path in sorted((study.REPO_ROOT / "params").glob("*.yaml")):
         params = study.load_params(path)

@@ -76,9 +76,9 @@ def test_launch_environment_torchrun_slurm_and_plain():
 
 
 def test_nproc_restarts_under_torchrun():
-    from sdfl_lib.train.cli import _torchrun_command
+    from sdfl_lib.train.launch import torchrun_command
 
-    cmd = _torchrun_command(["train", "--config", "x.yaml", "--nproc", "2", "lr=1e-3"], 2)
+    cmd = torchrun_command(["train", "--config", "x.yaml", "--nproc", "2", "lr=1e-3"], 2)
     assert cmd[1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m"]
     assert cmd[6:] == ["sdfl_lib.cli", "train", "--config", "x.yaml", "lr=1e-3"]
 

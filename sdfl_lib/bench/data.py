@@ -16,7 +16,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
 import pandas as pd
+import torch
+
+from sdfl_lib.data.dataset import ManipulationDataset, decode_image
+from sdfl_lib.data.synth import synthesize
+from sdfl_lib.paths import shared_dir
 
 
 def _casia1(root: Path) -> pd.DataFrame:
@@ -44,7 +50,6 @@ def _ffpp_frames(root: Path) -> pd.DataFrame:
 def measure_dataset(manifest, size: int, n: int, augment: str) -> dict:
     """Images/s of ManipulationDataset[i] (decode + resize + augment + tensor) in one worker,
     and of the decoding alone."""
-    from sdfl_lib.data.dataset import ManipulationDataset, decode_image
 
     ds = ManipulationDataset(manifest, image_size=size, augment=augment)
     if len(ds) == 0:
@@ -66,7 +71,6 @@ def measure_dataset(manifest, size: int, n: int, augment: str) -> dict:
 
 def measure_synth(n: int, size: int, seed: int = 0) -> float:
     """Seconds for `synthesize(n)` into a temporary folder."""
-    from sdfl_lib.data.synth import synthesize
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
@@ -86,10 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--synth-only", action="store_true", help="only time synthesize")
     args = parser.parse_args(argv)
 
-    import cv2
-    import torch
 
-    from sdfl_lib.paths import shared_dir
 
     # One worker process of a DataLoader: torch and OpenCV single-threaded.
     torch.set_num_threads(1)

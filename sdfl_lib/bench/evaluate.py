@@ -14,16 +14,19 @@ from pathlib import Path
 
 import torch
 
+from sdfl_lib.data import load_image, read_manifest
+from sdfl_lib.data.prepare import prepare
+from sdfl_lib.data.synth import synthesize
+from sdfl_lib.evaluate import evaluate
+from sdfl_lib.inference import prepare_input
+from sdfl_lib.models import build_model
+from sdfl_lib.paths import shared_dir
+
 
 def _manifest(data: str, n: int, size: int, tmp: Path) -> Path:
     if data == "synth":
-        from sdfl_lib.data.synth import synthesize
-
         return synthesize(tmp / "synth", n, seed=0, size=size, progress=False)
     if data == "coverage":
-        from sdfl_lib.data.prepare import prepare
-        from sdfl_lib.paths import shared_dir
-
         out = tmp / "coverage.csv"
         prepare("coverage", shared_dir() / "data" / "coverage-sample", out, edges=False,
                 verbose=False)  # fmt: skip
@@ -53,10 +56,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
     args = p.parse_args(argv)
 
-    from sdfl_lib.data import load_image, read_manifest
-    from sdfl_lib.evaluate import evaluate
-    from sdfl_lib.models import build_model
-    from sdfl_lib.predict import prepare_input
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -11,13 +11,25 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
+import yaml
 
-from sdfl_lib.cuda import prroi_pool2d, prroi_pool_whole
+from sdfl_lib.cuda import extension, prroi_pool2d, prroi_pool_whole
+from sdfl_lib.cuda.extension import ExtensionUnavailable, find_cuda_home, load_extension
+from sdfl_lib.models import build_model
+from sdfl_lib.paths import REPO_ROOT, shared_dir
+from sdfl_lib.runtime import autocast
+from sdfl_lib.study import run_study
+from sdfl_lib.study.smoke import sample_sets
+from sdfl_lib.train.loss import PaperLoss
+from sdfl_lib.viz import headline
 
 
 class Skipped(Exception):
@@ -79,8 +91,6 @@ def _random_rois(n: int, h: int, w: int, k: int, scale: float, device: str) -> t
 
 
 def environment() -> None:
-    from sdfl_lib.cuda.extension import find_cuda_home
-
     print(f"  torch {torch.__version__} (CUDA {torch.version.cuda}), CUDA toolkit: {find_cuda_home()}")
     if torch.cuda.is_available():
         p = torch.cuda.get_device_properties(0)
@@ -91,8 +101,6 @@ def environment() -> None:
 
 
 def build_extension(checks: Checks) -> None:
-    from sdfl_lib.cuda import extension
-
     arch = None if torch.cuda.is_available() else "9.0"
     start = time.perf_counter()
     try:
@@ -109,8 +117,6 @@ def build_extension(checks: Checks) -> None:
 
 
 def _require_kernel() -> None:
-    from sdfl_lib.cuda.extension import ExtensionUnavailable, load_extension
-
     if not torch.cuda.is_available():
         raise Skipped("needs a CUDA device")
     try:
@@ -221,6 +227,7 @@ def amp_training(
     """A few AMP steps of `ours` with the paper's loss on one fixed batch: finite and decreasing."""
     _needs(device)
     try:
+        # why: guarded: a build without them is reported as skipped
         from sdfl_lib.models import build_model
         from sdfl_lib.train.loss import PaperLoss
     except ImportError as exc:
@@ -273,6 +280,7 @@ def eval_throughput(
     """Inference images/s of `ours` in fp32, bf16 and fp16 autocast, channels_last."""
     _needs(device)
     try:
+        # why: guarded: a build without it is reported as skipped
         from sdfl_lib.models import build_model
     except ImportError as exc:
         raise Skipped(f"models not available ({exc})") from exc
@@ -298,9 +306,6 @@ PAPER_TRAIN_IMAGES = 18_678
 
 def _speed_of(batch: int, size: int, device: str, precision: str, steps: int, backbone: str) -> tuple[float, float, str]:
     """(training img/s, evaluation img/s, training peak memory) of `ours` on one fixed batch."""
-    from sdfl_lib.models import build_model
-    from sdfl_lib.runtime import autocast
-    from sdfl_lib.train.loss import PaperLoss
 
     torch.manual_seed(0)
     model = build_model("ours", image_size=size, backbone=backbone).to(device)
@@ -359,16 +364,8 @@ def paper_speed(checks: Checks, batches: tuple[int, ...] = (8, 32), size: int = 
 
 def study_smoke(checks: Checks, samples: str | None, params: str = "params/paper.yaml") -> None:
     """`sdfl study --params params/paper.yaml --smoke` on the sample data sets (device auto)."""
-    import json
-    import tempfile
-    from pathlib import Path
 
-    import yaml
 
-    from sdfl_lib.paths import REPO_ROOT, shared_dir
-    from sdfl_lib.smoke import sample_sets
-    from sdfl_lib.study import run_study
-    from sdfl_lib.viz import headline
 
     root = Path(samples) if samples else shared_dir() / "data"
     try:

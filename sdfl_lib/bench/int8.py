@@ -19,6 +19,11 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from sdfl_lib.data.manifest import IMAGE_EXTENSIONS
+from sdfl_lib.evaluate import evaluate
+from sdfl_lib.inference import InferenceUnavailable
+from sdfl_lib.models import build_model, load_checkpoint
+
 BOUND = 0.01  # largest pixel F1 change int8 may bring
 
 
@@ -52,7 +57,6 @@ def check_int8(
     checkpoint: str | None = None,
 ) -> dict[str, Any]:
     """Both evaluations' pixel F1s, their difference, map agreement at 0.5 and forward times."""
-    from sdfl_lib.evaluate import evaluate
 
     manifest = coverage_manifest(coverage)
     result: dict[str, Any] = {"images": len(manifest), "calibration": len(calibration)}
@@ -127,7 +131,6 @@ def main(argv: list[str] | None = None) -> int:
         "--size", type=int, default=None, help="input size (default: the model's own, else 512)"
     )
     args = parser.parse_args(argv)
-    from sdfl_lib.data.manifest import IMAGE_EXTENSIONS
 
     files = sorted(
         p for p in Path(args.calibrate_on).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS
@@ -137,14 +140,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     model = None
     if args.synthetic_reference:
-        from sdfl_lib.models import build_model, load_checkpoint
-
         sys.path.insert(0, str(Path(args.synthetic_reference)))
-        import synth_weights
+        import synth_weights  # why: a test helper, on sys.path only in gpu-check
 
         model = build_model("ours", image_size=args.size or 512).eval()
         load_checkpoint(model, synth_weights.synth_state_dict(synth_weights.load_manifest("ours")))
-    from sdfl_lib.models.inference import InferenceUnavailable
 
     try:
         r = check_int8(model, args.coverage, [str(f) for f in files], args.size, args.checkpoint)

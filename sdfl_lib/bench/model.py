@@ -13,21 +13,25 @@ import contextlib
 import copy
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from sdfl_lib.runtime import cpu_native, resolve_device
+from sdfl_lib.bench.authors import AuthorsOurs
+from sdfl_lib.inference import inference_model, optimize_for_inference, resolve_backend
+from sdfl_lib.models import ModelOutput, build_model
+from sdfl_lib.runtime import cpu_info, cpu_native, resolve_device
+from sdfl_lib.train import TrainConfig
+from sdfl_lib.train.build import build_optimizer
 from sdfl_lib.train.loss import PaperLoss
+from sdfl_lib.train.malloc import tune_malloc
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -59,15 +63,7 @@ def device_description(device: torch.device) -> str:
     """A one-line name of the device the figures are for."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name}, {torch.get_num_threads()} threads"
+    return f"{cpu_info().name}, {torch.get_num_threads()} threads"
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -126,7 +122,6 @@ def bench_model(
     MiB; on the CPU it is the process's peak resident set, so the training figure includes
     everything before it).
     """
-    from sdfl_lib.models import build_model, optimize_for_inference
 
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
@@ -320,9 +315,6 @@ TRAINING_PATHS = ("authors", "ours-default-malloc", "ours", "ours-compiled")
 
 
 def _worker_model(kind: str, size: int) -> nn.Module:
-    from sdfl_lib.bench.authors import AuthorsOurs
-    from sdfl_lib.models import ModelOutput, build_model
-
     torch.manual_seed(0)
     if kind != "authors":
         return build_model("ours", image_size=size)
@@ -342,8 +334,6 @@ def _worker_model(kind: str, size: int) -> nn.Module:
 
 def _worker(task: str, path: str, size: int, batch: int, iters: int, warmup: int) -> dict:
     """One path's figures in this process (called in a fresh process by `compare`)."""
-    from sdfl_lib.models.inference import inference_model
-    from sdfl_lib.train.malloc import tune_malloc
 
     dev = torch.device("cpu")
     x = torch.rand(batch, 3, size, size)
@@ -356,8 +346,6 @@ def _worker(task: str, path: str, size: int, batch: int, iters: int, warmup: int
         if path == "authors":  # their training script's optimizer
             optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
         else:  # what `sdfl train` builds for optimizer: adam (fused where PyTorch has it)
-            from sdfl_lib.train import TrainConfig
-            from sdfl_lib.train.build import build_optimizer
 
             optimizer = build_optimizer(TrainConfig(lr=1e-4), model.parameters())
         loss, targets = PaperLoss(), _loss_batch(batch, size, dev)
@@ -451,8 +439,6 @@ def compare(
 ) -> dict[str, Any]:
     """Figures of each path, each measured in a fresh `python -m sdfl_lib.bench.model` process;
     a path that fails is reported with its error, not dropped."""
-    from sdfl_lib.models import build_model
-    from sdfl_lib.models.inference import resolve_backend
 
     rows = []
     cache = tempfile.TemporaryDirectory()

@@ -17,6 +17,8 @@ import time
 import torch
 from torch.utils.data import Dataset
 
+from sdfl_lib.train import TrainConfig, fit
+
 
 class RandomItems(Dataset):
     """`n` training items of the agreed form: random images, half of them fakes with a square mask."""
@@ -62,7 +64,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from sdfl_lib.train import TrainConfig, fit
 
     with tempfile.TemporaryDirectory() as out:
         config = TrainConfig(

@@ -15,7 +15,7 @@ __all__ = ["PrRoIPool2D", "prroi_pool2d", "prroi_pool_whole", "load_extension"]
 def __getattr__(name: str):
     # The extension loader pulls in torch.utils.cpp_extension; only import it when asked.
     if name == "load_extension":
-        from sdfl_lib.cuda.extension import load_extension
+        from sdfl_lib.cuda.extension import load_extension  # why: lazy, see above
 
         return load_extension
     raise AttributeError(f"module 'sdfl_lib.cuda' has no attribute {name!r}")

@@ -53,7 +53,7 @@ def find_cuda_home() -> str | None:
     PyTorch guesses the root as nvcc's grandparent, which is wrong when `nvcc` on PATH is a
     wrapper script (e.g. /usr/local/bin/nvcc), so every candidate is checked for the headers.
     """
-    from torch.utils import cpp_extension
+    from torch.utils import cpp_extension  # why: heavy, only when the extension is built
 
     candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), cpp_extension.CUDA_HOME]
     candidates += ["/usr/local/cuda", *sorted(glob.glob("/usr/local/cuda-*"), reverse=True)]
@@ -65,7 +65,7 @@ def find_cuda_home() -> str | None:
 
 def _ensure_ninja_on_path() -> bool:
     """Put the `ninja` wheel's binary on PATH (a venv's python run without activating it)."""
-    from torch.utils import cpp_extension
+    from torch.utils import cpp_extension  # why: heavy, only when the extension is built
 
     if cpp_extension.is_ninja_available():
         return True
@@ -116,7 +116,7 @@ def _ops(library: str) -> PrRoIOps:
 
 
 def _build(arch_list: str, verbose: bool) -> PrRoIOps:
-    from torch.utils import cpp_extension
+    from torch.utils import cpp_extension  # why: heavy, only when the extension is built
 
     if torch.version.cuda is None:
         raise ToolMissing(f"this PyTorch ({torch.__version__}) is a CPU-only build")

@@ -10,6 +10,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from sdfl_lib.cuda.exact import prroi_pool2d_exact
+from sdfl_lib.cuda.extension import ExtensionUnavailable, load_extension
 
 _BACKENDS = ("auto", "cuda", "torch")
 _warned = False
@@ -69,7 +70,6 @@ def _validate(features: torch.Tensor, rois: torch.Tensor, ph: int, pw: int, scal
 def _cuda_extension():
     """The built extension, or None after one warning saying why it is not available."""
     global _warned
-    from sdfl_lib.cuda.extension import ExtensionUnavailable, load_extension
 
     try:
         return load_extension()
@@ -116,8 +116,6 @@ def prroi_pool2d(
         if not features.is_cuda:
             raise ValueError("backend='cuda' needs CUDA tensors")
         if backend == "cuda":
-            from sdfl_lib.cuda.extension import load_extension
-
             ext = load_extension()
         else:
             ext = _cuda_extension()

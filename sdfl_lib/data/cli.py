@@ -20,14 +20,14 @@ def _clear_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[[arg
 
     @functools.wraps(handler)
     def run(args: argparse.Namespace) -> int:
-        from sdfl_lib.data.io import ImageReadError
-        from sdfl_lib.data.manifest import ManifestError
+        from sdfl_lib.data.io import ImageReadError  # why: not loaded by `sdfl --help`
+        from sdfl_lib.data.manifest import ManifestError  # why: not loaded by `sdfl --help`
 
         expected: tuple[type[BaseException], ...] = (
             ManifestError, ImageReadError, FileNotFoundError, ValueError,
         )
         if handler is _download:
-            from sdfl_lib.data.download import DownloadError
+            from sdfl_lib.data.download import DownloadError  # why: not loaded by `sdfl --help`
 
             expected += (DownloadError,)
         try:
@@ -40,7 +40,7 @@ def _clear_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[[arg
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from sdfl_lib.data.prepare import prepare
+    from sdfl_lib.data.prepare import prepare  # why: not loaded by `sdfl --help`
 
     opts = {
         key: value
@@ -74,7 +74,7 @@ def _parse_ratios(text: str) -> tuple[float, ...]:
 
 
 def _split(args: argparse.Namespace) -> int:
-    from sdfl_lib.data.split import split_manifest_file
+    from sdfl_lib.data.split import split_manifest_file  # why: not loaded by `sdfl --help`
 
     paths = split_manifest_file(
         args.manifest,
@@ -92,6 +92,7 @@ def _split(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    # why: not loaded by `sdfl --help`
     from sdfl_lib.data.validate import print_report, validate_manifest
 
     report = validate_manifest(
@@ -106,6 +107,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _read_any(path: str, source: str):
+    # why: not loaded by `sdfl --help`
     from sdfl_lib.data.manifest import read_authors_list, read_manifest
 
     if Path(path).suffix.lower() == ".csv":
@@ -117,11 +119,12 @@ def _read_any(path: str, source: str):
 
 
 def _convert(args: argparse.Namespace) -> int:
+    # why: not loaded by `sdfl --help`
     from sdfl_lib.data.manifest import replace_prefix, write_authors_list, write_manifest
 
     df = _read_any(args.input, args.source)
     if not len(df):
-        from sdfl_lib.data.manifest import ManifestError
+        from sdfl_lib.data.manifest import ManifestError  # why: not loaded by `sdfl --help`
 
         raise ManifestError(f"{args.input} holds no rows: nothing to convert")
     for old, new in args.replace_prefix or []:
@@ -138,8 +141,8 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _explore(args: argparse.Namespace) -> int:
-    from sdfl_lib.data.explore import save_figures
-    from sdfl_lib.errors import EXIT_UNSCORED
+    from sdfl_lib.data.explore import save_figures  # why: not loaded by `sdfl --help`
+    from sdfl_lib.errors import EXIT_UNSCORED  # why: not loaded by `sdfl --help`
 
     skipped: list[dict] = []
     paths = save_figures(args.manifest, args.out_dir, examples=args.examples, seed=args.seed,
@@ -155,7 +158,7 @@ def _explore(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from sdfl_lib.data.download import download
+    from sdfl_lib.data.download import download  # why: not loaded by `sdfl --help`
 
     kwargs = {k: v for k, v in (("url", args.url), ("sha256", args.sha256)) if v}
     result = download(args.name, args.to, **kwargs)
@@ -164,7 +167,7 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from sdfl_lib.data.synth import synthesize
+    from sdfl_lib.data.synth import synthesize  # why: not loaded by `sdfl --help`
 
     kwargs = {"size": args.size} if args.size else {}
     print(synthesize(args.out, args.n, args.seed, **kwargs))

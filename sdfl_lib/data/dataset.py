@@ -28,8 +28,13 @@ import cv2
 import numpy as np
 import pandas as pd
 import torch
+from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
+from sdfl_lib.data.edges import mask_to_edge
+from sdfl_lib.data.io import MASK_POLICIES, ImageReadError, load_image, load_mask
+from sdfl_lib.data.manifest import normalize_frame, read_manifest
+from sdfl_lib.errors import DataError
 from sdfl_lib.runtime import worker_init, worker_start_method  # noqa: F401  (the loaders' own)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -46,7 +51,7 @@ def build_augment(kind: str | bool | None):
         kind = "flip"
     if kind in (None, False, "none"):
         return None
-    import albumentations as A
+    import albumentations as A  # why: heavy, only when training augments
 
     flips = [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5)]
     if kind == "flip":
@@ -88,11 +93,8 @@ def decode_image(
     """An image as the dataset decodes it for side `size`: RGB uint8 and the stored (H, W); big
     JPEGs are decoded by PIL at 1/2, 1/4 or 1/8 scale when that still leaves >= `size` pixels
     per side."""
-    from sdfl_lib.data.io import load_image
 
     if size is not None and path.lower().endswith((".jpg", ".jpeg")):
-        from PIL import Image
-
         try:
             with Image.open(path) as img:
                 if img.mode == "RGB" and min(img.size) >= 2 * size:
@@ -134,9 +136,6 @@ class ManipulationDataset(Dataset):
         edge_from_mask: bool = True,
         seed: int = 0,
     ) -> None:
-        from sdfl_lib.data.io import MASK_POLICIES
-        from sdfl_lib.data.manifest import normalize_frame, read_manifest
-
         if isinstance(manifest, pd.DataFrame):
             frame = normalize_frame(manifest)
         else:
@@ -175,9 +174,6 @@ class ManipulationDataset(Dataset):
         return len(self.images)
 
     def _load(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-        from sdfl_lib.data.edges import mask_to_edge
-        from sdfl_lib.data.io import load_mask
-
         size = self.image_size
         image, (h, w) = decode_image(self.images[index], size, self.stats)
         mask = None
@@ -203,9 +199,6 @@ class ManipulationDataset(Dataset):
         return image, mask, edge, has_mask
 
     def __getitem__(self, index: int) -> dict:
-        from sdfl_lib.data.io import ImageReadError
-        from sdfl_lib.errors import DataError
-
         index = int(index)
         try:
             image, mask, edge, has_mask = self._load(index)

@@ -23,6 +23,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from sdfl_lib.data.download_archive import (
     ArchiveError,
     RarToolMissing,
@@ -30,11 +32,13 @@ from sdfl_lib.data.download_archive import (
     is_archive,
 )
 from sdfl_lib.data.download_registry import DATASETS, DatasetInfo, RemoteFile
+from sdfl_lib.errors import DataError
+from sdfl_lib.runtime import replace_file
 
 CHUNK = 1 << 20
 
 
-class DownloadError(RuntimeError):
+class DownloadError(DataError, RuntimeError):
     """A file could not be fetched or verified; the message says what to do by hand."""
 
 
@@ -54,7 +58,6 @@ def _unknown(name: str) -> DownloadError:
 
 def sha256sum(path: str | os.PathLike) -> str:
     """The SHA-256 of a file, hex (with a progress bar for big files)."""
-    from tqdm.auto import tqdm
 
     digest = hashlib.sha256()
     size = os.path.getsize(path)
@@ -142,8 +145,7 @@ def _dropbox_direct(url: str) -> str:
 
 def _http_get(url: str, dest: Path, timeout: float) -> None:
     """Fetches `url` into `dest`, resuming `dest.part` with an HTTP Range request."""
-    import requests
-    from tqdm.auto import tqdm
+    import requests  # why: heavy, only when downloading
 
     part = dest.with_name(dest.name + ".part")
     have = part.stat().st_size if part.exists() else 0
@@ -153,7 +155,7 @@ def _http_get(url: str, dest: Path, timeout: float) -> None:
             # The partial file may already hold everything: the server says how big it is.
             total = response.headers.get("Content-Range", "").rpartition("/")[2]
             if total.isdigit() and int(total) == have:
-                os.replace(part, dest)
+                replace_file(part, dest)
                 return
             part.unlink()
             return _http_get(url, dest, timeout)
@@ -174,14 +176,14 @@ def _http_get(url: str, dest: Path, timeout: float) -> None:
         raise DownloadError(
             f"{url}: got {part.stat().st_size} of {total} bytes; run again to resume from {part}"
         )
-    os.replace(part, dest)
+    replace_file(part, dest)
 
 
 def _fetch(url: str, dest: Path, timeout: float) -> None:
     """Fetches one URL (Google Drive, Dropbox, HTTP(S) or file://) into `dest`."""
     drive = _drive_id(url)
     if drive:
-        import gdown
+        import gdown  # why: only for Google Drive downloads
 
         # gdown keeps its own resumable partial file beside `dest`.
         result = gdown.download(id=drive, output=str(dest), quiet=False, resume=True,

@@ -18,6 +18,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2", ".tbz")
 ARCHIVE_SUFFIXES = (".zip", ".rar", *TAR_SUFFIXES)
 
@@ -188,7 +190,7 @@ def _extract_tar(archive: Path, staging: Path, bar) -> None:
 
 
 def _extract_rar(archive: Path, staging: Path, bar) -> None:
-    import rarfile
+    import rarfile  # why: optional, only for .rar archives
 
     try:
         rf = rarfile.RarFile(archive)
@@ -260,7 +262,6 @@ def extract_archive(archive: str | os.PathLike, dest: str | os.PathLike) -> Path
 
     Raises `UnsafeArchiveError` (nothing is written), `RarToolMissing` or `ArchiveError`.
     """
-    from tqdm.auto import tqdm
 
     archive, dest = Path(archive), Path(dest)
     lower = archive.name.lower()

@@ -21,13 +21,15 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from sdfl_lib.errors import DataError
+
 # Keys counted in `stats`.
 NORMALISED = ("cmyk", "16bit", "palette", "rgba", "grey", "other_mode")
 MASK_EVENTS = ("mask_non_binary", "mask_rgba", "mask_resized", "mask_skipped")
 MASK_POLICIES = ("resize", "skip", "fail")
 
 
-class ImageReadError(OSError):
+class ImageReadError(DataError, OSError):
     """An image or mask that cannot be used; says which file and why."""
 
     def __init__(self, path: str | os.PathLike, cause: str) -> None:

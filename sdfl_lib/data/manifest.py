@@ -28,6 +28,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from sdfl_lib.errors import DataError
+
 MANIFEST_COLUMNS: tuple[str, ...] = ("image", "mask", "edge", "label", "source")
 PATH_COLUMNS: tuple[str, ...] = ("image", "mask", "edge")
 # Derived on reading, never written.
@@ -38,7 +40,7 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (
 _ABSENT = {"", "none", "nan"}
 
 
-class ManifestError(ValueError):
+class ManifestError(DataError):
     """A data list that cannot be read: names the file, the line and what is wrong."""
 
 

@@ -28,8 +28,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from sdfl_lib.data import synth_ops as ops
+from sdfl_lib.data.edges import mask_to_edge
+from sdfl_lib.data.manifest import write_manifest
 
 KINDS: tuple[str, ...] = ("splice", "copymove", "removal", "face")
 
@@ -130,10 +133,7 @@ def synthesize(
 
     Same arguments, same files (bitwise). See the module docstring for the layout and ratios.
     """
-    from tqdm.auto import tqdm
 
-    from sdfl_lib.data.edges import mask_to_edge
-    from sdfl_lib.data.manifest import write_manifest
 
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")

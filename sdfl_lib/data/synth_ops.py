@@ -32,7 +32,7 @@ class NoFaceFound(LookupError):
 @functools.cache
 def photo(name: str) -> np.ndarray:
     """A scikit-image sample photograph as uint8 HxWx3 RGB (read-only, cached)."""
-    import skimage.data
+    import skimage.data  # why: heavy, only for sample photos
 
     array = np.asarray(getattr(skimage.data, name)())
     if array.dtype == bool:
@@ -191,8 +191,8 @@ def _face_detector():
         cascade = cv2.CascadeClassifier(xml)
         if not cascade.empty():
             return "opencv-haar", cascade
-    import skimage.data
-    from skimage.feature import Cascade
+    import skimage.data  # why: heavy, only for sample photos
+    from skimage.feature import Cascade  # why: heavy, only for sample photos
 
     return "skimage-lbp", Cascade(skimage.data.lbp_frontal_face_cascade_filename())
 

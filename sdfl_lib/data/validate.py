@@ -27,6 +27,7 @@ from sdfl_lib.data.io import (
     load_mask,
 )
 from sdfl_lib.data.manifest import duplicate_images, read_manifest
+from sdfl_lib.errors import DataError
 
 # Keys of `report["counts"]` that are errors; the others are warnings.
 ERROR_KINDS = (
@@ -169,7 +170,6 @@ def print_report(report: dict[str, Any], limit: int = 20) -> None:
 def preflight(path: str | os.PathLike, what: str = "manifest", mask_policy: str = "resize") -> dict:
     """Training's check before anything is built: every file exists and its header decodes, and
     the rows follow the mask rule. All problems at once in one `DataError`; returns the report."""
-    from sdfl_lib.errors import DataError
 
     report = validate_manifest(path, mask_policy=mask_policy, progress=False, decode=False)
     if report["errors"]:

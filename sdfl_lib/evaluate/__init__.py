@@ -12,11 +12,11 @@ __all__ = ["evaluate", "parse_robustness", "DEFAULT_LEVELS"]
 def __getattr__(name: str) -> Any:
     # Lazy, so that `sdfl --help` does not import torch and matplotlib.
     if name == "evaluate":
-        from sdfl_lib.evaluate.engine import evaluate
+        from sdfl_lib.evaluate.engine import evaluate  # why: lazy, see above
 
         return evaluate
     if name in ("parse_robustness", "DEFAULT_LEVELS"):
-        from sdfl_lib.evaluate import robustness
+        from sdfl_lib.evaluate import robustness  # why: lazy, see above
 
         return getattr(robustness, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,7 +13,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from sdfl_lib.predict import prepare_input
+from sdfl_lib.data import ImageReadError, load_image, load_mask
+from sdfl_lib.data.io import MaskSizeError, image_hw
+from sdfl_lib.inference.inputs import prepare_input
 
 
 class EvalDataset(Dataset):
@@ -43,9 +45,6 @@ class EvalDataset(Dataset):
         return len(self.rows)
 
     def __getitem__(self, i: int) -> dict:
-        from sdfl_lib.data import ImageReadError, load_image, load_mask
-        from sdfl_lib.data.io import MaskSizeError, image_hw
-
         row = self.rows[i]
         item = {
             "i": i,

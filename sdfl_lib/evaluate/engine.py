@@ -22,16 +22,24 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from sdfl_lib.data.io import MaskSizeError
-from sdfl_lib.data.manifest import ManifestError, check_labels_agree
+from sdfl_lib.data.manifest import ManifestError, check_labels_agree, normalize_frame, read_manifest
 from sdfl_lib.errors import DataError
 from sdfl_lib.evaluate.dataset import EvalDataset, collate, map_paths
 from sdfl_lib.evaluate.predictions import FORMAT, Writer, make_row, read_predictions
+from sdfl_lib.evaluate.report import write_report
 from sdfl_lib.evaluate.robustness import Perturbation, parse_robustness
 from sdfl_lib.evaluate.subsets import DEEP_SOURCES, subset_masks, subset_metrics
+from sdfl_lib.inference import (
+    calibration_batch,
+    inference_model,
+    model_image_size,
+    resolve_backend,
+    resolve_model,
+    restore_map,
+)
 from sdfl_lib.metrics import pixel_counts
 from sdfl_lib.metrics.counts import band_label, boundary_band_counts
 from sdfl_lib.metrics.paper import paper_pixel_counts
-from sdfl_lib.predict import model_image_size, resolve_model, restore_map
 from sdfl_lib.runtime import autocast, make_loader, model_device
 
 PROTOCOLS = ("paper", "standard", "both")
@@ -224,8 +232,6 @@ def _emit(
 
 
 def _read_rows(manifest: str | os.PathLike | pd.DataFrame) -> tuple[list[dict], str]:
-    from sdfl_lib.data.manifest import normalize_frame, read_manifest
-
     if isinstance(manifest, pd.DataFrame):
         df, name = normalize_frame(manifest), "<DataFrame>"
     else:
@@ -293,22 +299,16 @@ def evaluate(
     mask is counted and listed. boundary_band: B > 0 (or "IN:OUT") adds
     standard/pixel_f1_band{B}px@t keys that leave out pixels within B pixels of the mask's
     boundary (see `sdfl_lib.metrics.standard`; 0: off). backend/int8: the inference route
-    (`sdfl_lib.models.inference.inference_model`); int8 calibrates on the first `calibration`
+    (`sdfl_lib.inference.inference_model`); int8 calibrates on the first `calibration`
     images of the manifest, or on the images given as a list.
     """
-    from sdfl_lib.evaluate.report import write_report
-    from sdfl_lib.models.inference import inference_model, resolve_backend
-    from sdfl_lib.models.weights import resolve_checkpoint
-    from sdfl_lib.predict import calibration_batch
-
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     band = band_label(boundary_band)  # checks it too; "" when off
     perturbations = parse_robustness(robustness)
     given = None if method or isinstance(model_or_checkpoint, nn.Module) else model_or_checkpoint
-    # A weights name (table3-N) is resolved once: the model and its ONNX export use its file.
-    checkpoint = resolve_checkpoint(given) if given is not None else None
-    model = resolve_model(checkpoint or model_or_checkpoint, method, device)
+    # A weights name (table3-N) is resolved once, inside: the model knows its file for the export.
+    model = resolve_model(model_or_checkpoint, method, device)
     cfg = EvalConfig(
         image_size=model_image_size(model, image_size),
         protocol=protocol,
@@ -360,7 +360,7 @@ def evaluate(
     else:
         images = list(cfg.calibration)
     model = inference_model(
-        model, cfg.backend, cfg.int8, cfg.image_size, checkpoint=checkpoint,
+        model, cfg.backend, cfg.int8, cfg.image_size,
         calibration=calibration_batch(images, cfg.image_size) if cfg.int8 else None,
         images=passes,
     )  # fmt: skip

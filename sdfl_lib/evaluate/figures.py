@@ -16,10 +16,11 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
+from sdfl_lib.data import load_image, load_mask
 from sdfl_lib.evaluate.robustness import LEVEL_NAMES  # noqa: E402
 from sdfl_lib.evaluate.subsets import subset_masks  # noqa: E402
 from sdfl_lib.metrics import binned_roc, f1_from_counts  # noqa: E402
-from sdfl_lib.predict import heat_overlay  # noqa: E402
+from sdfl_lib.viz.overlay import heat_overlay  # noqa: E402
 
 CURVE_KEYS = ("paper/pixel_f1", "paper/auc", "standard/pixel_f1@best", "standard/image_auc")
 
@@ -135,7 +136,6 @@ def _thumb(array: np.ndarray, size: tuple[int, int] | None = None, side: int = 1
 
 def gallery_figure(table: pd.DataFrame, out: Path, worst: bool, n: int = 6) -> Path | None:
     """Tampered images with the best (or worst) pixel F1: image, truth overlay, prediction overlay."""
-    from sdfl_lib.data import load_image, load_mask
 
     t = table[(table["label"] == 1) & table["pixel"] & (table["map"] != "")].copy()
     if not len(t):

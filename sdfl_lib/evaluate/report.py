@@ -9,18 +9,9 @@ from pathlib import Path
 
 import pandas as pd
 
-# The paper's Table III: (model, trained on) -> test set -> (pixel F1, image F1, combined F1, AUC).
-TABLE_III = {
-    ("mvssnet", "S"): {"S": (.60, .68, .64, .79), "D": (.24, .51, .33, .53), "both": (.42, .62, .50, .68)},
-    ("mvssnet", "D"): {"S": (.45, .00, .01, .50), "D": (.90, .93, .91, .98), "both": (.67, .62, .64, .71)},
-    ("mvssnet", "S+D"): {"S": (.59, .64, .62, .78), "D": (.90, .94, .92, .97), "both": (.75, .81, .78, .87)},
-    ("upernet", "S"): {"S": (.60, .62, .61, .83), "D": (.30, .29, .29, .55), "both": (.45, .47, .46, .72)},
-    ("upernet", "D"): {"S": (.44, .27, .33, .43), "D": (.92, .95, .94, .99), "both": (.68, .69, .68, .78)},
-    ("upernet", "S+D"): {"S": (.59, .65, .62, .85), "D": (.87, .93, .90, .98), "both": (.72, .81, .76, .91)},
-    ("ours", "S"): {"S": (.60, .68, .64, .85), "D": (.27, .29, .28, .47), "both": (.44, .51, .47, .70)},
-    ("ours", "D"): {"S": (.45, .12, .19, .45), "D": (.92, .95, .94, .99), "both": (.68, .66, .67, .81)},
-    ("ours", "S+D"): {"S": (.60, .66, .63, .84), "D": (.91, .94, .93, .99), "both": (.75, .82, .78, .92)},
-}  # fmt: skip
+from sdfl_lib.evaluate.figures import write_figures
+from sdfl_lib.models.weights import TABLE_III
+
 TABLE_III_KEYS = ("paper/pixel_f1", "paper/image_f1", "paper/combined_f1", "paper/auc")
 SUBSET_TO_TEST = {"shallowfakes": "S", "deepfakes": "D", "both": "both"}
 
@@ -118,8 +109,6 @@ def write_report(
     flat.to_csv(out / "metrics_table.csv", index=False)
     fig_paths = []
     if figures:
-        from sdfl_lib.evaluate.figures import write_figures
-
         fig_paths = write_figures(out, table, metrics, config)
     (out / "report.md").write_text(_markdown(metrics, config, fig_paths))
     return metrics

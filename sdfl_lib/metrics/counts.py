@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 
@@ -137,7 +138,6 @@ def boundary_band_counts(
     within `inside` pixels inside the tampered region or `outside` pixels outside it (square
     windows, i.e. the mask eroded and dilated by (2w+1)-pixel squares; the image border does not
     erode the mask)."""
-    import cv2
 
     inside, outside = parse_band(band)
     m = mask.detach().cpu().numpy().astype(np.uint8)

@@ -27,18 +27,11 @@ from sdfl_lib.models.encoder import (
     pretrained_dir,
     weight_source,
 )
-from sdfl_lib.models.inference import (
-    InferenceUnavailable,
-    fold_batchnorm,
-    inference_model,
-    optimize_for_inference,
-)
 from sdfl_lib.models.summary import extract_intermediates, summarize
 
 __all__ = [
     "WEIGHT_PACKAGES",
     "CheckpointError",
-    "InferenceUnavailable",
     "LoadReport",
     "ModelOutput",
     "PretrainedWeightsUnavailable",
@@ -46,14 +39,11 @@ __all__ = [
     "build_model",
     "detect_variant",
     "extract_intermediates",
-    "fold_batchnorm",
-    "inference_model",
     "input_normalization",
     "list_models",
     "load_checkpoint",
     "load_model",
     "make_checkpoint",
-    "optimize_for_inference",
     "pretrained_dir",
     "read_checkpoint",
     "register_model",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import importlib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,8 +53,6 @@ _builtins_loaded = False
 def _load_builtins() -> None:
     global _builtins_loaded
     if not _builtins_loaded:
-        import importlib
-
         for mod in _BUILTIN_MODULES:
             importlib.import_module(mod)
         _builtins_loaded = True

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sdfl_lib.errors import DataError
 from sdfl_lib.models.base import build_model, recognise_checkpoint
 
 FORMAT = "sdfl"
@@ -24,7 +25,7 @@ _NORMALISED = ("ours", "upernet")  # models whose spec records their input norma
 _SHOW = 12  # keys named in an error message before "... and N more"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(DataError):
     """A checkpoint that cannot be read or does not fit the model."""
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+import pandas as pd
+
 
 def register(subparsers) -> None:
     """Adds `weights list` and `weights download` to the `sdfl` command."""
@@ -22,8 +24,7 @@ def register(subparsers) -> None:
 
 
 def _list(args: argparse.Namespace) -> int:
-    import pandas as pd
-
+    # why: not loaded by `sdfl --help`
     from sdfl_lib.models.weights import TRAINING_SETS, WEIGHTS, weights_table
 
     print(pd.DataFrame(weights_table()).to_string(index=False))
@@ -36,6 +37,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
+    # why: not loaded by `sdfl --help`
     from sdfl_lib.models.weights import WeightsError, download_weights
 
     try:

@@ -152,7 +152,7 @@ WEIGHT_PACKAGES: dict[str, WeightPackage] = {
 def package_state_dict(name: str) -> dict[str, torch.Tensor]:
     """The full timm model's ImageNet state dict (classifier included) for a backbone listed in
     `WEIGHT_PACKAGES`, read from the installed package and renamed to timm's keys."""
-    import timm
+    import timm  # why: heavy, only when an encoder is built
 
     if name not in WEIGHT_PACKAGES:
         raise PretrainedWeightsUnavailable(
@@ -189,7 +189,7 @@ def input_normalization(backbone: str) -> tuple[tuple[float, ...], tuple[float, 
     mean/std for resnet18, 0.5/0.5 for the TensorFlow-ported EfficientNet-Lite)."""
     if backbone == "resnet50":
         return (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
-    import timm
+    import timm  # why: heavy, only when an encoder is built
 
     cfg = timm.models.get_pretrained_cfg(backbone) if timm.is_model(backbone) else None
     if cfg is None:
@@ -199,7 +199,7 @@ def input_normalization(backbone: str) -> tuple[tuple[float, ...], tuple[float, 
 
 def timm_weight_source(name: str) -> tuple[str, str]:
     """(cache file name, URL) of timm's default pretrained weights for `name`."""
-    import timm
+    import timm  # why: heavy, only when an encoder is built
 
     cfg = timm.models.get_pretrained_cfg(name)
     if cfg is None:
@@ -226,7 +226,7 @@ class TimmEncoder(nn.Module):
 
     def __init__(self, name: str, pretrained: bool = False, in_chans: int = 3) -> None:
         super().__init__()
-        import timm
+        import timm  # why: heavy, only when an encoder is built
 
         if not timm.is_model(name):
             raise ValueError(

@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from sdfl_lib.data.download import _fetch, sha256sum
+from sdfl_lib.errors import DataError
 from sdfl_lib.paths import cache_dir
 
 # The authors' README: trained models for the experiments of Table III, row N at N.pth.
@@ -35,7 +37,21 @@ MIRROR_ENV = "SDFL_WEIGHTS_URL"
 _NAME = re.compile(r"table3-(\d+)")
 
 
-class WeightsError(RuntimeError):
+# The paper's Table III: (model, trained on) -> test set -> (pixel F1, image F1, combined F1, AUC).
+TABLE_III = {
+    ("mvssnet", "S"): {"S": (.60, .68, .64, .79), "D": (.24, .51, .33, .53), "both": (.42, .62, .50, .68)},
+    ("mvssnet", "D"): {"S": (.45, .00, .01, .50), "D": (.90, .93, .91, .98), "both": (.67, .62, .64, .71)},
+    ("mvssnet", "S+D"): {"S": (.59, .64, .62, .78), "D": (.90, .94, .92, .97), "both": (.75, .81, .78, .87)},
+    ("upernet", "S"): {"S": (.60, .62, .61, .83), "D": (.30, .29, .29, .55), "both": (.45, .47, .46, .72)},
+    ("upernet", "D"): {"S": (.44, .27, .33, .43), "D": (.92, .95, .94, .99), "both": (.68, .69, .68, .78)},
+    ("upernet", "S+D"): {"S": (.59, .65, .62, .85), "D": (.87, .93, .90, .98), "both": (.72, .81, .76, .91)},
+    ("ours", "S"): {"S": (.60, .68, .64, .85), "D": (.27, .29, .28, .47), "both": (.44, .51, .47, .70)},
+    ("ours", "D"): {"S": (.45, .12, .19, .45), "D": (.92, .95, .94, .99), "both": (.68, .66, .67, .81)},
+    ("ours", "S+D"): {"S": (.60, .66, .63, .84), "D": (.91, .94, .93, .99), "both": (.75, .82, .78, .92)},
+}  # fmt: skip
+
+
+class WeightsError(DataError, RuntimeError):
     """Named weights that are unknown, not downloaded, unreachable or changed on disk."""
 
 
@@ -67,8 +83,6 @@ class NamedWeights:
     @property
     def published(self) -> dict[str, tuple[float, float, float, float]]:
         """Test set ("S", "D", "both") -> the paper's (pixel F1, image F1, combined F1, AUC)."""
-        from sdfl_lib.evaluate.report import TABLE_III
-
         return TABLE_III[(self.model, self.trained_on)]
 
 
@@ -99,7 +113,6 @@ def _sha_file(path: Path) -> Path:
 
 def _check(entry: NamedWeights) -> str:
     """Records the file's SHA-256 the first time, compares it with the record afterwards."""
-    from sdfl_lib.data.download import sha256sum
 
     path, record = entry.path, _sha_file(entry.path)
     actual = sha256sum(path)
@@ -123,7 +136,6 @@ def download_weights(name: str, timeout: float = 30.0) -> Path:
 
     Resumes a `.part` file left by an interrupted download (HTTP Range).
     """
-    from sdfl_lib.data.download import _fetch
 
     entry = get_weights(name)
     dest = entry.path

@@ -7,13 +7,16 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from sdfl_lib.data import ManipulationDataset
+from sdfl_lib.data.validate import preflight
+from sdfl_lib.models import build_model, load_checkpoint
+from sdfl_lib.models.weights import resolve_checkpoint
 from sdfl_lib.train.config import TrainConfig
 from sdfl_lib.train.distributed import DistEnv
 
 
 def build_train_model(config: TrainConfig) -> nn.Module:
     """The model named in the config, with the init checkpoint (ours or the authors') loaded."""
-    from sdfl_lib.models import build_model
 
     model = build_model(
         config.model,
@@ -23,9 +26,6 @@ def build_train_model(config: TrainConfig) -> nn.Module:
         **config.model_kwargs,
     )
     if config.init_checkpoint:
-        from sdfl_lib.models import load_checkpoint
-        from sdfl_lib.models.weights import resolve_checkpoint
-
         load_checkpoint(model, resolve_checkpoint(config.init_checkpoint))  # a path or table3-N
     return model
 
@@ -67,8 +67,6 @@ def build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer):
 
 def build_datasets(config: TrainConfig):
     """(train, val or None) `ManipulationDataset`s from the manifests; images in [0, 1] as the paper."""
-    from sdfl_lib.data import ManipulationDataset
-    from sdfl_lib.data.validate import preflight
 
     if not config.train_manifest:
         raise ValueError("train_manifest is empty: give the manifest CSV of the training set")

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 from sdfl_lib.errors import positive_int
+from sdfl_lib.train.launch import torchrun_command
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,25 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run)
 
 
-def _torchrun_command(argv: list[str], nproc: int) -> list[str]:
-    """The command that re-runs this `sdfl train` under torchrun with N local processes."""
-    rest, skip = [], False
-    for item in argv:
-        if skip:
-            skip = False
-            continue
-        if item == "--nproc":
-            skip = True
-            continue
-        if item.startswith("--nproc="):
-            continue
-        rest.append(item)
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone",
-            f"--nproc_per_node={nproc}", "-m", "sdfl_lib.cli", *rest]
-
-
 def _run(args: argparse.Namespace) -> int:
-    from sdfl_lib.train.config import describe
+    from sdfl_lib.train.config import describe  # why: not loaded by `sdfl --help`
 
     if args.help_config:
         print("training config keys (name, type, default, meaning):")
@@ -56,8 +40,8 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     if args.nproc > 1 and "RANK" not in os.environ:
         argv = sys.argv[1:] if sys.argv[1:2] == ["train"] else ["train", *_args_to_argv(args)]
-        return subprocess.call(_torchrun_command(argv, args.nproc))
-    from sdfl_lib.train.engine import fit
+        return subprocess.call(torchrun_command(argv, args.nproc))
+    from sdfl_lib.train.engine import fit  # why: not loaded by `sdfl --help`
 
     # Bad keys and values (exit 2), bad data and a failed run (exit 1) end in one line: `sdfl_lib.cli`.
     result = fit(args.config or ({} if not args.resume else None), resume=args.resume,
@@ -75,31 +59,3 @@ def _args_to_argv(args: argparse.Namespace) -> list[str]:
     if args.resume:
         argv += ["--resume", args.resume]
     return argv + list(args.overrides)
-
-
-def launch(config, nproc: int, resume: str | os.PathLike | None = None) -> int:
-    """Train `config` (a TrainConfig) in `nproc` processes on this machine with torchrun, showing
-    their output as it comes (in a notebook too, where a child's own output would not appear).
-    Raises RuntimeError naming the exit status when the run fails."""
-    import tempfile
-
-    out = os.fspath(config.out_dir)
-    os.makedirs(out, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=out, prefix="launch-", delete=False) as f:
-        path = f.name
-    config.dump(path)
-    argv = ["train", "--config", path] + (["--resume", os.fspath(resume)] if resume else [])
-    try:
-        proc = subprocess.Popen(_torchrun_command(argv, nproc), stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT)
-        assert proc.stdout is not None
-        # Chunks, not lines: progress bars redraw with carriage returns.
-        while chunk := os.read(proc.stdout.fileno(), 4096):
-            sys.stdout.write(chunk.decode(errors="replace"))
-            sys.stdout.flush()
-        code = proc.wait()
-    finally:
-        os.unlink(path)
-    if code:
-        raise RuntimeError(f"training with {nproc} processes failed (torchrun exit status {code})")
-    return code

@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from sdfl_lib.runtime import check_device_name
+
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 SCHEDULERS = ("plateau", "step", "cosine", "none")
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -135,7 +137,6 @@ class TrainConfig:
                 raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
-        from sdfl_lib.runtime import check_device_name
 
         self.device = check_device_name(self.device)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from sdfl_lib.errors import DataError
+from sdfl_lib.models import make_checkpoint
 from sdfl_lib.runtime import autocast, autocast_dtype, make_loader, precision_note
 from sdfl_lib.train import distributed as D
 from sdfl_lib.train.build import (
@@ -25,7 +27,7 @@ from sdfl_lib.train.build import (
     build_train_model,
     wrap_model,
 )
-from sdfl_lib.train.config import TrainConfig
+from sdfl_lib.train.config import TrainConfig, parse_overrides
 from sdfl_lib.train.loss import PaperLoss
 from sdfl_lib.train.malloc import tune_malloc
 from sdfl_lib.train.sampler import SeededItems, StepBatchSampler, epoch_orders
@@ -45,7 +47,7 @@ from sdfl_lib.train.state import (
 from sdfl_lib.train.validation import validation_loss
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(DataError, RuntimeError):
     """The loss became NaN or infinite; the run stopped before the optimizer step."""
 
 
@@ -132,8 +134,6 @@ def _set_deterministic(flag: bool) -> None:
 
 
 def _overrides_dict(overrides: list[str] | dict | None) -> dict:
-    from sdfl_lib.train.config import parse_overrides
-
     return parse_overrides(overrides)
 
 
@@ -177,6 +177,7 @@ class _Run:
         if env.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             config.dump(self.run_dir / "config.yaml")
+            # why: heavy (tensorboard), only when logging is on
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.state.global_step or None)
@@ -198,8 +199,6 @@ class _Run:
         torch.manual_seed(seed)
         det = self.cfg.deterministic
         if det:
-            import os
-
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         _set_deterministic(det)
         torch.backends.cudnn.deterministic = det
@@ -260,8 +259,6 @@ class _Run:
         return ""
 
     def _save_checkpoint(self, name: str, row: dict[str, Any]) -> None:
-        from sdfl_lib.models import make_checkpoint
-
         ckpt = make_checkpoint(self.raw, config=self.cfg.to_dict(), epoch=self.state.epoch + 1,
                                metrics=row)
         atomic_torch_save(ckpt, self.run_dir / name)

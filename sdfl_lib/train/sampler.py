@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from sdfl_lib.data import balanced_sampler
+
 
 def epoch_orders(dataset: Dataset, seed: int, balance: bool) -> Callable[[int], list[int]]:
     """epoch -> the global sample order of that epoch, depending only on (seed, epoch).
@@ -17,8 +19,6 @@ def epoch_orders(dataset: Dataset, seed: int, balance: bool) -> Callable[[int], 
     re-sampling, N draws with replacement); otherwise a permutation. Never depends on the world size.
     """
     if balance:
-        from sdfl_lib.data import balanced_sampler
-
         sampler = balanced_sampler(dataset, seed=seed, num_replicas=1, rank=0)
 
         def balanced(epoch: int) -> list[int]:

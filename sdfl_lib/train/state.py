@@ -9,7 +9,6 @@ import math
 import os
 import random
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,8 @@ import torch
 from tqdm.auto import tqdm
 
 from sdfl_lib.errors import DataError, UsageError
+from sdfl_lib.runtime import atomic_write
+from sdfl_lib.train.config import normalize_augment
 
 STATE_FORMAT = "sdfl-train-state"
 # Keys a resumed run may change: applied from the step it resumes at, and recorded.
@@ -76,26 +77,8 @@ def _copy(value: Any) -> Any:
 
 def atomic_write_bytes(data: bytes, path: str | Path) -> None:
     """Write a file so that readers see either the old or the new content, never a partial one."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        # mkstemp makes the file 0600; give it the mode a plain open() would (0666 & ~umask).
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    with atomic_write(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def atomic_torch_save(obj: Any, path: str | Path, keep_previous: Path | None = None) -> None:
@@ -208,7 +191,6 @@ def read_training_state(run_dir: str | Path) -> dict[str, Any]:
 def resume_changes(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     """(key, old, new) of every key a resume changes; a `UsageError` naming each key that cannot
     change (the model, the data, the batch, the seed ...: see `RESUMABLE_KEYS`)."""
-    from sdfl_lib.train.config import normalize_augment
 
     if "augment" in old:  # a state saved when `augment` was true/false
         old = {**old, "augment": normalize_augment(old["augment"])}

@@ -24,10 +24,11 @@ __all__ = [
 
 def setup(dpi: int = 72) -> None:
     """seaborn's theme at a modest resolution with PNG output, so rendered reports stay small."""
-    import seaborn as sns
+    import seaborn as sns  # why: heavy, only when drawing
 
     sns.set_theme(style="whitegrid", rc={"figure.dpi": dpi, "savefig.dpi": dpi, "font.size": 9})
     try:
+        # why: exists only in a notebook
         from matplotlib_inline.backend_inline import set_matplotlib_formats
 
         set_matplotlib_formats("png")

@@ -13,9 +13,9 @@ from torch import nn
 
 def photo_tensor(name: str = "astronaut", size: int = 256) -> torch.Tensor:
     """A scikit-image sample photo (`skimage.data.<name>`) as a (1, 3, size, size) batch in [0, 1]."""
-    import skimage.data
-    from skimage.color import gray2rgb
-    from skimage.transform import resize
+    import skimage.data  # why: heavy, only for sample photos
+    from skimage.color import gray2rgb  # why: heavy, only for sample photos
+    from skimage.transform import resize  # why: heavy, only for sample photos
 
     if not hasattr(skimage.data, name):
         raise ValueError(f"skimage.data has no photo {name!r} (try astronaut, coffee, chelsea, rocket)")

@@ -6,6 +6,9 @@ import io
 from pathlib import Path
 
 import pandas as pd
+from PIL import Image
+
+from sdfl_lib.models import read_checkpoint, weight_source
 
 # The numbers a reader looks for first, each named by its protocol (docs/protocols.md).
 HEADLINE = (
@@ -52,7 +55,7 @@ COMPARED = ("standard/pixel_f1@0.5", "standard/image_auc", "paper/combined_f1")
 def compare_runs(table: pd.DataFrame, keys: tuple[str, ...] = COMPARED):
     """Bars of some headline metrics of runs (rows of `table`, e.g. `headline_row`s indexed by
     run name), one panel per metric (seaborn; returns its FacetGrid)."""
-    import seaborn as sns
+    import seaborn as sns  # why: heavy, only when drawing
 
     missing = [k for k in keys if k not in table]
     if missing:
@@ -65,7 +68,6 @@ def compare_runs(table: pd.DataFrame, keys: tuple[str, ...] = COMPARED):
 def describe_checkpoint(path: str | Path) -> pd.Series:
     """What a trained model is, from its checkpoint: network, backbone, where its starting
     weights came from, input normalisation, resolution, and the training that produced it."""
-    from sdfl_lib.models import read_checkpoint, weight_source
 
     ckpt = read_checkpoint(path)
     spec, config = dict(ckpt.get("spec") or {}), dict(ckpt.get("config") or {})
@@ -120,7 +122,6 @@ def metrics_table(metrics: dict, columns: tuple[str, ...] = HEADLINE) -> pd.Data
 
 def _small_png(path: Path, max_width: int, colors: int) -> bytes:
     """The figure at most `max_width` wide with a palette of `colors`, so reports stay small."""
-    from PIL import Image
 
     img = Image.open(path).convert("RGB")
     if img.width > max_width:
@@ -134,7 +135,7 @@ def show_pngs(
     folder: str | Path, pattern: str = "*.png", max_width: int = 900, colors: int = 128
 ) -> list[Path]:
     """Display every saved figure in `folder` (sorted) under its file name, shrunk for the report."""
-    from IPython.display import Image, Markdown, display
+    from IPython.display import Image, Markdown, display  # why: exists only in a notebook
 
     paths = sorted(Path(folder).glob(pattern))
     if not paths:

@@ -1,5 +1,6 @@
 """The inference path of predict and evaluate: an optimized PyTorch copy (batch norm folded,
-channels-last), optionally compiled, or an ONNX export run by ONNX Runtime (fp32 or int8)."""
+channels-last), optionally compiled, or an ONNX export run by ONNX Runtime (fp32 or int8).
+`inference_model(model, backend, int8=...)` chooses and builds it."""
 
 from __future__ import annotations
 
@@ -20,9 +21,14 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from sdfl_lib.cuda import exact
+from sdfl_lib.errors import DataError
+from sdfl_lib.inference.inputs import model_image_size
+from sdfl_lib.inference.loading import checkpoint_of
 from sdfl_lib.models.base import ModelOutput
 from sdfl_lib.models.resnet import Bottleneck, ResNet
-from sdfl_lib.runtime import cpu_flags, model_device
+from sdfl_lib.paths import cache_dir
+from sdfl_lib.runtime import atomic_write, cpu_flags, model_device
 
 # Attribute pairs (conv, bn) applied back to back in these modules' forward passes.
 _NAMED_PAIRS: dict[type, tuple[tuple[str, str], ...]] = {
@@ -90,7 +96,7 @@ INT8_MIN_AGREEMENT = 0.99
 INT8_MARGIN = 0.1
 
 
-class InferenceUnavailable(RuntimeError):
+class InferenceUnavailable(DataError, RuntimeError):
     """A requested inference route cannot run here (missing package, failed export, int8 refused)."""
 
 
@@ -98,8 +104,6 @@ class InferenceUnavailable(RuntimeError):
 def _fresh_prroi_caches():
     """Empty the cached PrRoI pooling matrices before and after tracing: tensors made while a
     graph is traced are placeholders that must never be served to a later eager call."""
-    from sdfl_lib.cuda import exact
-
     caches = (exact._whole_map_weights, exact._whole_map_kron)
     for c in caches:
         c.cache_clear()
@@ -195,12 +199,6 @@ def export_key(
     return h.hexdigest()[:16]
 
 
-def cache_dir() -> Path:
-    """Where exports of models without a checkpoint file go: $XDG_CACHE_HOME/sdfl/onnx."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "sdfl" / "onnx"
-
-
 def export_path(
     model: nn.Module,
     image_size: int,
@@ -209,7 +207,7 @@ def export_path(
 ) -> Path:
     """The cached export's file: next to the checkpoint file (`best.pt` ->
     `best.onnx-fp32-KEY.onnx`) when there is one and its folder is writable, else under
-    `cache_dir()` (also for a checkpoint given by name, such as `table3-5`)."""
+    `cache_dir()/onnx` (`sdfl_lib.paths`; also for a checkpoint given by name, such as `table3-5`)."""
     key = export_key(model, image_size, checkpoint)
     ck = Path(checkpoint) if checkpoint is not None else None
     if ck is not None and ck.is_file():
@@ -220,7 +218,7 @@ def export_path(
         stem = ck.name
     else:
         stem = _spec_name(model) or type(model).__name__
-    return cache_dir() / f"{stem}.onnx-{kind}-{key}.onnx"
+    return cache_dir() / "onnx" / f"{stem}.onnx-{kind}-{key}.onnx"
 
 
 class _Outputs(nn.Module):
@@ -244,9 +242,9 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, image_size: int) -> P
     wrapped = _Outputs(optimize_for_inference(model, False).cpu())
     x = torch.rand(2, 3, image_size, image_size)
     batch = torch.export.Dim("batch", min=1, max=1024)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     # The exporter narrates every stage on stdout; keep the caller's output its own.
     with (
+        atomic_write(path) as tmp,
         _fresh_prroi_caches(),
         contextlib.redirect_stdout(io.StringIO()),
         warnings.catch_warnings(),
@@ -261,7 +259,6 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, image_size: int) -> P
             dynamic_shapes=({0: batch},),
         )
         program.save(str(tmp))
-    os.replace(tmp, path)
     return path
 
 
@@ -281,7 +278,7 @@ class OnnxModel(nn.Module):
         self, path: str | os.PathLike, spec: dict | None = None, threads: int | None = None
     ) -> None:
         super().__init__()
-        import onnxruntime as ort
+        import onnxruntime as ort  # why: optional (sdfl[onnx])
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
@@ -323,7 +320,7 @@ def fp32_convolutions(onnx_path: str | os.PathLike, image_size: int) -> list[str
     resolution or finer (the streams' stems and the BayarConv filter, whose raw-pixel inputs and
     small high-pass responses lose most to 8 bits) and those with one output channel (the
     heads' classifiers, right before the outputs); together a tenth of the arithmetic."""
-    import onnx
+    import onnx  # why: optional (sdfl[onnx])
 
     graph = onnx.shape_inference.infer_shapes(onnx.load(str(onnx_path))).graph
     height = {}
@@ -353,6 +350,7 @@ def quantize_int8(
     weights (7-bit without VNNI), uint8 activations with min/max ranges from `calibration`
     ((N, 3, S, S) in [0, 1]); `fp32_convolutions` (or the nodes `keep_fp32`) stay fp32.
     Returns the recipe: excluded nodes, reduce_range, calibration images."""
+    # why: optional (sdfl[onnx])
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -369,11 +367,10 @@ def quantize_int8(
             x = next(self.items, None)
             return None if x is None else {"image": x.float().contiguous().numpy()}
 
-    out_path = Path(out_path)
-    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}")
-    pre = tmp.with_suffix(".pre.onnx")
     reduce = int8_reduce_range()
-    try:
+    with atomic_write(out_path) as tmp, contextlib.ExitStack() as cleanup:
+        pre = tmp.with_suffix(".pre.onnx")
+        cleanup.callback(pre.unlink, missing_ok=True)
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
@@ -389,10 +386,6 @@ def quantize_int8(
                 reduce_range=reduce,
                 nodes_to_exclude=keep,
             )
-        os.replace(tmp, out_path)
-    finally:
-        pre.unlink(missing_ok=True)
-        tmp.unlink(missing_ok=True)
     return {"fp32_nodes": keep, "reduce_range": reduce, "calibration_images": len(calibration)}
 
 
@@ -423,7 +416,8 @@ def inference_model(
 
     backend: "eager" (the model as given), "optimized" (`optimize_for_inference`: batch norm
     folded, channels-last), "compile" (that copy through `torch.compile` with weight freezing),
-    "onnx" (exported once, cached next to `checkpoint` or under `cache_dir()`, run by ONNX
+    "onnx" (exported once, cached next to `checkpoint`, by default the file `model` was
+    loaded from by `resolve_model`, or under `cache_dir()/onnx`, run by ONNX
     Runtime on the CPU) or "auto" (see `resolve_backend`; `images`, the forward passes the
     run will make, lets it skip an export that would not pay). int8 (onnx only): static
     quantization calibrated on `calibration` (N, 3, S, S); refused (`InferenceUnavailable`)
@@ -432,8 +426,7 @@ def inference_model(
     `INT8_MARGIN`); that agreement is kept as `int8_agreement`.
     """
     log = log or (lambda msg: print(msg, file=sys.stderr))
-    from sdfl_lib.predict import model_image_size
-
+    checkpoint = checkpoint if checkpoint is not None else checkpoint_of(model)
     size = model_image_size(model, image_size)
     chosen = resolve_backend(model, backend, int8, images, size)
     if backend == "auto" and chosen != resolve_backend(model, backend, int8):

@@ -7,6 +7,10 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sdfl_lib import viz
+from sdfl_lib.evaluate import evaluate
+from sdfl_lib.train import fit
+
 if TYPE_CHECKING:
     from sdfl_lib.train import TrainConfig
 
@@ -23,9 +27,6 @@ def short_run(
 ) -> dict[str, Any]:
     """Train `base` with the TrainConfig `changes` into `<out>/<name>/` (or take `checkpoint` as is),
     then evaluate it on `test_manifest` into `<out>/<name>/eval/`; returns {"run": name, headline metrics}."""
-    from sdfl_lib import viz
-    from sdfl_lib.evaluate import evaluate
-    from sdfl_lib.train import fit
 
     folder = Path(out, name)
     if checkpoint is None:

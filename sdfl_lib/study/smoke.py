@@ -13,6 +13,11 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from sdfl_lib.evaluate.robustness import parse_robustness
+from sdfl_lib.models.encoder import weight_source
+
 SMOKE_SIZE = 64  # input side of every model of a smoke run
 _MAX_SYNTHETIC = 24
 _MAX_VARIANTS = 1
@@ -25,7 +30,6 @@ def smoke_params(params: dict[str, Any], gpus: int | None = None) -> tuple[dict[
 
     `gpus`: CUDA devices on this machine (default: counted); with none, `nproc` is capped at 2.
     """
-    import torch
 
     gpus = torch.cuda.device_count() if gpus is None else gpus
     p = copy.deepcopy(params)
@@ -113,7 +117,6 @@ def _smoke_optimization(optim: dict[str, Any]) -> None:
 
 def _one_level_each(spec: Any) -> dict[str, list[float]]:
     """The first level of each perturbation kind of a robustness spec."""
-    from sdfl_lib.evaluate.robustness import parse_robustness
 
     first: dict[str, list[float]] = {}
     for p in parse_robustness(spec):
@@ -124,7 +127,6 @@ def _one_level_each(spec: Any) -> dict[str, list[float]]:
 def weights_present(backbone: str) -> bool:
     """Whether ImageNet weights for `backbone` are on this machine (an installed weight package
     or a cached file; no download is tried)."""
-    from sdfl_lib.models.encoder import weight_source
 
     try:
         return weight_source(backbone) is not None

@@ -14,6 +14,9 @@ run folder, whose path they receive as `run_dir`.
 from __future__ import annotations
 
 import argparse
+import ast
+import copy
+import hashlib
 import json
 import os
 import re
@@ -110,7 +113,6 @@ def load_params(params_path: Path | str) -> dict[str, Any]:
 def apply_sets(params: dict[str, Any], items: Sequence[str]) -> dict[str, Any]:
     """Apply `KEY=VALUE` items to a copy of the parameters: dotted keys reach into sections and
     lists (`data.datasets.0.root=/data/casia2`), values are read as YAML (`3`, `true`, `[a, b]`)."""
-    import copy
 
     out = copy.deepcopy(params)
     for item in items:
@@ -147,9 +149,8 @@ def apply_sets(params: dict[str, Any], items: Sequence[str]) -> dict[str, Any]:
 
 def declared_parameters(path: Path) -> set[str]:
     """Names assigned in the notebook's cell tagged `parameters` (parsed, not pattern-matched)."""
-    import ast
 
-    import nbformat
+    import nbformat  # why: heavy, only for the study's notebooks
 
     nb = nbformat.read(str(path), as_version=4)
     cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
@@ -184,7 +185,7 @@ def notebook_parameters(
         values = {k: v for k, v in common.items() if k in declared[nb.section]}
         if nb.section in declared[nb.section]:
             if nb.section == "train":  # the training keys: checked now, not hours later in 03
-                from sdfl_lib.train.config import TrainConfig
+                from sdfl_lib.train.config import TrainConfig  # why: not loaded by `sdfl --help`
 
                 try:
                     TrainConfig.from_dict(section)
@@ -232,8 +233,8 @@ def study_kernel(kernel_dir: Path) -> Iterator[str]:
 
 def render_html(executed: Path, html_path: Path) -> Path:
     """Render an executed notebook to a self-contained HTML file (figures embedded as PNG)."""
-    import nbformat
-    from nbconvert import HTMLExporter
+    import nbformat  # why: heavy, only for the study's notebooks
+    from nbconvert import HTMLExporter  # why: heavy, only when a report is rendered
 
     nb = nbformat.read(str(executed), as_version=4)
     body, _ = HTMLExporter().from_notebook_node(nb)
@@ -272,8 +273,6 @@ class _Echo:
 
 
 def _digest(nb: Notebook, parameters: dict[str, Any]) -> str:
-    import hashlib
-
     h = hashlib.sha256(nb.path.read_bytes())
     h.update(json.dumps(parameters, sort_keys=True, default=str).encode())
     return h.hexdigest()[:16]
@@ -300,7 +299,7 @@ def prepare_params(
         params = apply_sets(params, sets)
     notes: list[str] = []
     if smoke:
-        from sdfl_lib.smoke import smoke_params
+        from sdfl_lib.study.smoke import smoke_params  # why: not loaded by `sdfl --help`
 
         params, notes = smoke_params(params)
     return params, notes
@@ -331,8 +330,8 @@ def run_study(
     (progress, epochs) on the terminal as it runs. A failing cell stops the run with a `StudyError`
     naming the notebook and the cell; the failed notebook is still rendered.
     """
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
+    import papermill  # why: heavy, only when a study runs
+    from papermill.exceptions import PapermillExecutionError  # why: heavy, only when a study runs
 
     params, notes = prepare_params(params_path, sets, smoke)
     name = str(params["name"])

@@ -1,0 +1,99 @@
+"""Single-image prediction: probability map, heat-map overlay, image score and decision.
+
+`predict(image, model)` is the entry point; input preparation and map restoration are
+`sdfl_lib.inference`'s, shared with `sdfl_lib.evaluate`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from sdfl_lib.data import load_image
+from sdfl_lib.inference.inputs import model_image_size, prepare_input, restore_map
+from sdfl_lib.runtime import autocast, model_device
+from sdfl_lib.viz.overlay import heat_overlay
+
+
+def map_to_png(prob: np.ndarray) -> np.ndarray:
+    """Probability map -> uint8 grey image (0..255)."""
+    return np.round(np.clip(prob, 0, 1) * 255).astype(np.uint8)
+
+
+@dataclass
+class Prediction:
+    """What `predict` returns: the map at the image's own size, the score and the decision."""
+
+    image: np.ndarray = field(repr=False)  # uint8 HxWx3 RGB
+    prob_map: np.ndarray = field(repr=False)  # float32 HxW in [0, 1]
+    score: float
+    threshold: float
+    source: str = ""
+
+    @property
+    def decision(self) -> str:
+        """ "tampered" when the image score is >= the threshold, else "authentic"."""
+        return "tampered" if self.score >= self.threshold else "authentic"
+
+    @property
+    def overlay(self) -> np.ndarray:
+        return heat_overlay(self.image, self.prob_map)
+
+    def to_dict(self) -> dict:
+        h, w = self.prob_map.shape
+        return {
+            "image": self.source,
+            "score": self.score,
+            "threshold": self.threshold,
+            "decision": self.decision,
+            "height": h,
+            "width": w,
+            "tampered_fraction": float((self.prob_map >= self.threshold).mean()),
+        }
+
+    def save(self, out_dir: str | os.PathLike, name: str) -> dict[str, Path]:
+        """Writes `name`_map.png, `name`_overlay.png and `name`.json under `out_dir`."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {
+            "map": out / f"{name}_map.png",
+            "overlay": out / f"{name}_overlay.png",
+            "json": out / f"{name}.json",
+        }
+        cv2.imwrite(str(paths["map"]), map_to_png(self.prob_map))
+        cv2.imwrite(str(paths["overlay"]), cv2.cvtColor(self.overlay, cv2.COLOR_RGB2BGR))
+        paths["json"].write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return paths
+
+
+@torch.no_grad()
+def predict(
+    image: str | os.PathLike | np.ndarray,
+    model: nn.Module,
+    image_size: int | None = None,
+    threshold: float = 0.5,
+) -> Prediction:
+    """Predicts one image (a path PIL can read, or uint8 HxWx3 RGB) with a model in eval mode.
+
+    The image is resized to the model's input size; the map comes back at the image's own size.
+    Unreadable files raise `sdfl_lib.data.ImageReadError` naming the file.
+    """
+    source = ""
+    if not isinstance(image, np.ndarray):
+        source = str(image)
+        image = load_image(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 HxWx3 RGB array, got {image.dtype} {image.shape}")
+    device = model_device(model)
+    x = prepare_input(image, model_image_size(model, image_size))[None].to(device)
+    with autocast(device):
+        out = model(x)
+    prob = restore_map(out.mask_prob[0], image.shape[:2]).cpu().numpy()
+    return Prediction(image, prob, float(out.image_score[0]), threshold, source)

@@ -1,0 +1,41 @@
+"""The notebooks' library: the study runner (`sdfl study`, `run_study`: the numbered notebooks
+through papermill, rendered to HTML), smoke scaling of a study's parameters (`smoke`) and the
+optimization study's short runs (`optimize.short_run`)."""
+
+from __future__ import annotations
+
+from sdfl_lib.study.runner import (
+    KERNEL_NAME,
+    NOTEBOOK_DIR,
+    REPO_ROOT,
+    Notebook,
+    StudyError,
+    StudyResult,
+    apply_sets,
+    find_notebooks,
+    load_params,
+    notebook_parameters,
+    prepare_params,
+    register,
+    render_html,
+    run_study,
+    select_notebooks,
+)
+
+__all__ = [
+    "KERNEL_NAME",
+    "NOTEBOOK_DIR",
+    "REPO_ROOT",
+    "Notebook",
+    "StudyError",
+    "StudyResult",
+    "apply_sets",
+    "find_notebooks",
+    "load_params",
+    "notebook_parameters",
+    "prepare_params",
+    "register",
+    "render_html",
+    "run_study",
+    "select_notebooks",
+]
