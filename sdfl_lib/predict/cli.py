@@ -14,6 +14,7 @@ from torch import nn
 
 from sdfl_lib.data import ImageReadError
 from sdfl_lib.data.video import (
+    DEFAULT_FPS,
     Sampling,
     VideoFrames,
     VideoReadError,
@@ -29,10 +30,6 @@ from sdfl_lib.errors import (
 )
 from sdfl_lib.inference import calibration_batch, inference_model, model_image_size, resolve_model
 from sdfl_lib.inference.options import add_model_args
-
-# Frames per second of video scored by default (`sdfl_lib.predict.video.DEFAULT_FPS`, which
-# imports matplotlib: kept out of `sdfl --help`).
-DEFAULT_FPS = 5.0
 
 
 def register(subparsers) -> None:

@@ -33,17 +33,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from sdfl_lib.data import read_manifest
-from sdfl_lib.data.video import Sampling, VideoFrames, VideoSink
+from sdfl_lib.data.video import DEFAULT_FPS, Sampling, VideoFrames, VideoSink
 from sdfl_lib.inference import inference_model, resolve_model
 from sdfl_lib.predict.engine import Prediction, map_to_png, predict_batch
 from sdfl_lib.runtime import atomic_write, model_device
 from sdfl_lib.viz.overlay import heat_overlay
 from sdfl_lib.viz.video import score_figure, show_video
 
-# Default sampling: 5 frames per second of video, 300 frames for a minute of it: within a few
-# minutes on a GPU for the paper's network, decoding and drawing 720p included; on a CPU the
-# time is stated after the first batch.
-DEFAULT_FPS = 5.0
 # The video's score: the mean of the top TOP_FRACTION of its frame scores (at least one frame),
 # so that a manipulation in part of a clip is not averaged away, nor is one stray frame decisive.
 TOP_FRACTION = 0.1
