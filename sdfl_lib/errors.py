@@ -72,6 +72,14 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def positive_number(text: str) -> float:
+    """argparse type: a number > 0."""
+    value = float(_number(float, text))
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value:g}")
+    return value
+
+
 def probability(text: str) -> float:
     """argparse type: a number in [0, 1]."""
     value = float(_number(float, text))

@@ -134,6 +134,7 @@ def test_ffpp_sample_frames_masks_and_source_index(shared_data, tmp_path):
     assert sorted(fakes["video"]) == ["004_982", "634_660"]
     assert sorted(reals["video"].astype(str).str.zfill(3)) == ["004", "634"]
     assert sorted(fakes["source"]) == ["ffpp-faceswap", "ffpp-neuraltextures"]
+    assert {Path(f).name for f in df["video_file"]} == {"004.mp4", "634.mp4", "004_982.mp4", "634_660.mp4"}
     assert report["counts"]["masks_from_difference"] == 2
     for r in fakes.itertuples():
         mask = load_mask(r.mask)

@@ -302,3 +302,21 @@ def test_compile_backend_matches_the_model():
     assert torch.allclose(out.image_logit, ref.image_logit, atol=1e-4)
     with torch.no_grad():  # the eager model is untouched by the compiled copy's tracing
         assert torch.equal(model(x).mask_logit, ref.mask_logit)
+
+
+def test_cli_predict_video_with_int8_calibrates_on_its_frames(checkpoint, tmp_path, capsys, monkeypatch):
+    import cv2
+    import pandas as pd
+
+    path, _, _ = checkpoint
+    monkeypatch.setattr(inf, "INT8_MIN_AGREEMENT", 0.0)  # random weights: speed, not accuracy
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (52, 40))
+    for frame in np.random.default_rng(3).integers(0, 255, (10, 40, 52, 3), np.uint8):
+        writer.write(frame)
+    writer.release()
+    argv = ["predict", str(clip), "--checkpoint", str(path), "--int8", "--calibration", "3",
+            "--every", "2", "--out", str(tmp_path / "v")]  # fmt: skip
+    assert sdfl(argv) == 0
+    assert "quantizing to int8 on 3 calibration image(s)" in capsys.readouterr().err
+    assert pd.read_csv(tmp_path / "v" / "frames.csv")["frame"].tolist() == [0, 2, 4, 6, 8]

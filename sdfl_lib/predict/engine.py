@@ -1,6 +1,7 @@
-"""Single-image prediction: probability map, heat-map overlay, image score and decision.
+"""Image prediction: probability map, heat-map overlay, image score and decision.
 
-`predict(image, model)` is the entry point; input preparation and map restoration are
+`predict(image, model)` predicts one image, `predict_batch(images, model)` several in one forward
+pass (a video's frames, `sdfl_lib.predict.video`); input preparation and map restoration are
 `sdfl_lib.inference`'s, shared with `sdfl_lib.evaluate`.
 """
 
@@ -73,7 +74,6 @@ class Prediction:
         return paths
 
 
-@torch.no_grad()
 def predict(
     image: str | os.PathLike | np.ndarray,
     model: nn.Module,
@@ -89,11 +89,30 @@ def predict(
     if not isinstance(image, np.ndarray):
         source = str(image)
         image = load_image(image)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 HxWx3 RGB array, got {image.dtype} {image.shape}")
+    return predict_batch([image], model, image_size, threshold, [source])[0]
+
+
+@torch.no_grad()
+def predict_batch(
+    images: list[np.ndarray],
+    model: nn.Module,
+    image_size: int | None = None,
+    threshold: float = 0.5,
+    sources: list[str] | None = None,
+) -> list[Prediction]:
+    """Predicts uint8 HxWx3 RGB arrays (any sizes) in one forward pass: what `predict` runs on
+    one image and `sdfl_lib.predict.video` on a batch of a video's frames."""
+    for image in images:
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected a uint8 HxWx3 RGB array, got {image.dtype} {image.shape}")
     device = model_device(model)
-    x = prepare_input(image, model_image_size(model, image_size))[None].to(device)
+    size = model_image_size(model, image_size)
+    x = torch.stack([prepare_input(image, size) for image in images]).to(device)
     with autocast(device):
         out = model(x)
-    prob = restore_map(out.mask_prob[0], image.shape[:2]).cpu().numpy()
-    return Prediction(image, prob, float(out.image_score[0]), threshold, source)
+    sources = sources or [""] * len(images)
+    return [
+        Prediction(image, restore_map(out.mask_prob[i], image.shape[:2]).cpu().numpy(),
+                   float(out.image_score[i]), threshold, sources[i])
+        for i, image in enumerate(images)
+    ]  # fmt: skip

@@ -5,7 +5,8 @@ Layout (FF++'s own): `original_sequences/<youtube|actors>/<c>/videos/<id>.mp4`,
 `manipulated_sequences/<Method>/masks/videos/<target>_<source>.mp4`.
 
 A fake video is frame-aligned with its target's original video (same frame count), so fake frame
-i is compared with original frame i; each fake row records it in `source_frame`. The mask of a
+i is compared with original frame i; each fake row records it in `source_frame`, and every row
+its video file in `video_file` (for predicting the whole clip). The mask of a
 fake frame comes from its mask video (binarised at half range) when present, else from the
 real/fake difference (`difference_mask`). A fake frame whose mask comes out empty is kept as a
 label-only fake and reported, never written as an all-zero mask.
@@ -151,13 +152,14 @@ def prepare_ffpp(
     images, masks = out_dir / "images" / "ffpp", out_dir / "masks" / "ffpp"
     for kind, group, video in tqdm(jobs, desc="ffpp: videos", unit="video"):
         n = frame_count(video)
+        tag = dict(video=video.stem, video_file=str(video))
         if kind == "real":
             frames = read_frames(video, frame_indices(n, real_frames))
             if not frames:
                 report.errors.append(f"cannot read frames of {video}")
             for i, frame in sorted(frames.items()):
                 path = _save(frame, images / group / f"{group}_{video.stem}_{i:04d}.png")
-                rows.append(row(path, 0, f"ffpp-{group}", video=video.stem, frame=i, source_frame=i))
+                rows.append(row(path, 0, f"ffpp-{group}", **tag, frame=i, source_frame=i))
                 report.add(f"frames_real_{group}")
             continue
         src_kind, src_name = _source_name(video.stem)
@@ -170,13 +172,12 @@ def prepare_ffpp(
         if source.is_file() and frame_count(source) != n:
             report.warnings.append(f"{video.name}: {n} frames but its original has "
                                    f"{frame_count(source)}; frames are matched by index")
-        indices = frame_indices(n, fake_frames)
-        fake_f = read_frames(video, indices)
+        fake_f = read_frames(video, frame_indices(n, fake_frames))
         ref = read_frames(mask_video if mask_video.is_file() else source, list(fake_f))
         for i, frame in sorted(fake_f.items()):
             stem = f"{group}_{video.stem}_{i:04d}"
             path = _save(frame, images / group / f"{stem}.png")
-            extra = dict(video=video.stem, frame=i, source_frame=i, source_video=src_name)
+            extra = dict(**tag, frame=i, source_frame=i, source_video=src_name)
             if i not in ref:
                 report.warnings.append(f"{video.name}: frame {i} missing in {source.name}")
                 mask = None
