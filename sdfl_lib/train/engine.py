@@ -443,19 +443,7 @@ class _Run:
     def _end_epoch(self) -> bool:
         """Validate, step the schedule, write metrics and checkpoints; True to stop early."""
         cfg, s = self.cfg, self.state
-        acc = s.acc
-        steps = max(acc["steps"], 1)
-        row: dict[str, Any] = {"epoch": s.epoch + 1, "step": s.global_step,
-                               "train_loss": acc["loss"] / steps, "train_clf": acc["clf"] / steps,
-                               "train_seg": acc["seg"] / steps}
-        if s.has_edge:
-            row["train_edge"] = acc["edge"] / steps
-        val = self._validate()
-        row.update(val or {})
-        monitored = val["val_loss"] if val else row["train_loss"]
-        row["lr"] = self.optimizer.param_groups[0]["lr"]
-        row["time_s"] = acc["time"]
-        row["images_per_s"] = acc["images"] / max(acc["time"], 1e-9)
+        row, monitored = self._epoch_row()
         if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             self.scheduler.step(monitored)
         elif self.scheduler is not None:
@@ -468,20 +456,7 @@ class _Run:
         row["best"] = improved
         s.metrics.append(row)
         if self.env.is_main:
-            if improved:
-                self._save_checkpoint("best.pt", row)
-            if cfg.keep_state:
-                self._save_checkpoint("last.pt", row)
-            write_metrics_csv(s.metrics, self.run_dir / "metrics.csv")
-            for key, value in row.items():
-                if key not in ("epoch", "step", "best"):
-                    self.writer.add_scalar(f"epoch/{key}", value, s.epoch + 1)
-            self.writer.flush()
-            val_text = f"  val {row['val_loss']:.4f}" if val else ""
-            tqdm.write(f"epoch {s.epoch + 1}/{cfg.epochs}  train {row['train_loss']:.4f}"
-                       f" (clf {row['train_clf']:.4f}, seg {row['train_seg']:.4f}){val_text}"
-                       f"  lr {row['lr']:.2e}  {row['images_per_s']:.2f} img/s  {row['time_s']:.0f} s"
-                       + ("  *best*" if improved else ""))
+            self._write_epoch(row, improved)
         s.epoch += 1
         s.step_in_epoch = 0
         s.acc = fresh_acc()
@@ -494,3 +469,39 @@ class _Run:
                            f" (best {s.best:.4f} at epoch {s.best_epoch})")
             return True
         return False
+
+    def _epoch_row(self) -> tuple[dict[str, Any], float]:
+        """The epoch's metrics row (training means, validation, lr, speed) and the loss that
+        decides the best epoch (validation's, else training's)."""
+        s = self.state
+        acc = s.acc
+        steps = max(acc["steps"], 1)
+        row: dict[str, Any] = {"epoch": s.epoch + 1, "step": s.global_step,
+                               "train_loss": acc["loss"] / steps, "train_clf": acc["clf"] / steps,
+                               "train_seg": acc["seg"] / steps}
+        if s.has_edge:
+            row["train_edge"] = acc["edge"] / steps
+        val = self._validate()
+        row.update(val or {})
+        row["lr"] = self.optimizer.param_groups[0]["lr"]
+        row["time_s"] = acc["time"]
+        row["images_per_s"] = acc["images"] / max(acc["time"], 1e-9)
+        return row, val["val_loss"] if val else row["train_loss"]
+
+    def _write_epoch(self, row: dict[str, Any], improved: bool) -> None:
+        """Checkpoints, metrics.csv, TensorBoard and the epoch's line (rank 0)."""
+        cfg, s = self.cfg, self.state
+        if improved:
+            self._save_checkpoint("best.pt", row)
+        if cfg.keep_state:
+            self._save_checkpoint("last.pt", row)
+        write_metrics_csv(s.metrics, self.run_dir / "metrics.csv")
+        for key, value in row.items():
+            if key not in ("epoch", "step", "best"):
+                self.writer.add_scalar(f"epoch/{key}", value, s.epoch + 1)
+        self.writer.flush()
+        val_text = f"  val {row['val_loss']:.4f}" if "val_loss" in row else ""
+        tqdm.write(f"epoch {s.epoch + 1}/{cfg.epochs}  train {row['train_loss']:.4f}"
+                   f" (clf {row['train_clf']:.4f}, seg {row['train_seg']:.4f}){val_text}"
+                   f"  lr {row['lr']:.2e}  {row['images_per_s']:.2f} img/s  {row['time_s']:.0f} s"
+                   + ("  *best*" if improved else ""))
