@@ -145,7 +145,7 @@ def check_params(report: Report, params_path: str | Path, sets: list[str] | None
     """What a study parameter file needs: its device, data roots, weights and checkpoints."""
     import torch  # why: not loaded by `sdfl --help`
 
-    from sdfl_lib.data.download_registry import DATASETS  # why: not loaded by `sdfl --help`
+    from sdfl_lib.data.registry import DATASETS  # why: not loaded by `sdfl --help`
 
     # why: not loaded by `sdfl --help`
     from sdfl_lib.runtime import DeviceError, resolve_device

@@ -101,16 +101,19 @@ def cpu_native(dtype: str = "bf16") -> bool:
     return bool(cpu_flags() & set(_NATIVE_FLAGS.get(dtype, ())))
 
 
-def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
+def autocast_dtype(
+    device: torch.device, precision: str = "auto", emulated: bool = False
+) -> torch.dtype | None:
     """The dtype `autocast` computes in for `precision` on `device`; None for float32. A CPU
-    without native arithmetic in the asked type gets float32 (`precision_note` says why)."""
+    without native arithmetic in the asked type gets float32 (`precision_note` says why), unless
+    `emulated` (benchmarks that measure what the emulation costs)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     if precision == "auto":
         if device.type != "cuda":
             return None
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu" and precision in _DTYPES and not cpu_native(precision):
+    if device.type == "cpu" and precision in _DTYPES and not emulated and not cpu_native(precision):
         return None  # emulated there: several times slower than float32, for no gain
     return _DTYPES.get(precision)
 
@@ -126,10 +129,13 @@ def precision_note(device: torch.device, precision: str) -> str | None:
     return None
 
 
-def autocast(device: torch.device | str, precision: str = "auto") -> contextlib.AbstractContextManager:
-    """The mixed-precision context of the policy above (a no-op for float32)."""
+def autocast(
+    device: torch.device | str, precision: str = "auto", emulated: bool = False
+) -> contextlib.AbstractContextManager:
+    """The mixed-precision context of the policy above (a no-op for float32); `emulated` as in
+    `autocast_dtype`."""
     device = resolve_device(device)
-    dtype = autocast_dtype(device, precision)
+    dtype = autocast_dtype(device, precision, emulated)
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=dtype)

@@ -47,3 +47,19 @@ def test_int8_check_compares_f1_and_masks(shared_data, tmp_path, monkeypatch):
     assert 0.5 < r["mask_agreement"] <= 1
     assert r["passes"] == (r["f1_difference"] <= 0.01)
     assert "pixel F1 (paper protocol): fp32" in int8_bench.format_check(r)
+
+
+def test_train_bench_runs_the_trainer_and_reports_the_second_epoch(capsys):
+    from sdfl_lib.bench import train as train_bench
+
+    argv = ["--model", "upernet", "--backbone", "resnet18", "--size", "32", "--batch", "2",
+            "--steps", "1", "--device", "cpu", "--threads", "1"]  # fmt: skip
+    threads = torch.get_num_threads()
+    try:
+        assert train_bench.main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)  # --threads sets them for the whole process
+    out = capsys.readouterr().out
+    assert "train upernet (resnet18) 32x32, batch 2, fp32 on CPU (" in out
+    assert "images/s (" in out and "second epoch of 1 steps" in out and "peak RSS" in out
+    assert "CPU share:" in out and "idle-machine estimate" in out

@@ -17,15 +17,8 @@ LONG_FUNCTIONS = {
     ("sdfl_lib/inference/backends.py", "inference_model"): 103,
     ("sdfl_lib/study/runner.py", "run_study"): 103,
     ("sdfl_lib/data/validate.py", "validate_manifest"): 97,
-    ("sdfl_lib/bench/model.py", "_worker"): 93,
-    ("sdfl_lib/bench/model.py", "bench_model"): 92,
-    ("sdfl_lib/data/synth.py", "synthesize"): 83,
-    ("sdfl_lib/models/checkpoint.py", "load_checkpoint"): 82,
     ("sdfl_lib/data/cli.py", "register"): 77,
-    ("sdfl_lib/data/preparers/ffpp.py", "prepare_ffpp"): 73,
-    ("sdfl_lib/data/preparers/shallowfakes.py", "_match_casia"): 73,
     ("sdfl_lib/evaluate/engine.py", "run_pass"): 72,
-    ("sdfl_lib/bench/model.py", "main"): 61,
 }
 
 

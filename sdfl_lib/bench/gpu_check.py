@@ -29,6 +29,7 @@ from sdfl_lib.runtime import autocast
 from sdfl_lib.study import run_study
 from sdfl_lib.study.smoke import sample_sets
 from sdfl_lib.train.loss import PaperLoss
+from sdfl_lib.train.step import TrainStep
 from sdfl_lib.viz import headline
 
 
@@ -217,50 +218,28 @@ def _needs(device: str) -> None:
         raise Skipped("needs a CUDA device")
 
 
-_AMP = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
 def amp_training(
     checks: Checks, steps: int, batch: int, size: int = 512, device: str = "cuda",
     backbone: str = "resnet50", dtypes: tuple[str, ...] = ("bf16", "fp16"),
 ) -> None:
     """A few AMP steps of `ours` with the paper's loss on one fixed batch: finite and decreasing."""
     _needs(device)
-    try:
-        # why: guarded: a build without them is reported as skipped
-        from sdfl_lib.models import build_model
-        from sdfl_lib.train.loss import PaperLoss
-    except ImportError as exc:
-        raise Skipped(f"model or loss not available ({exc})") from exc
     data = _fixed_batch(batch, size, device)
     image = data["image"].contiguous(memory_format=torch.channels_last)
     for key in dtypes:
-        dtype = _AMP[key]
         name = "fp16+GradScaler" if key == "fp16" else key
-        if device == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+        if device == "cuda" and key == "bf16" and not torch.cuda.is_bf16_supported():
             print(f"  {name}: skipped: device has no bf16")
             continue
         torch.manual_seed(0)
         model = build_model("ours", image_size=size, backbone=backbone).to(device)
         model = model.to(memory_format=torch.channels_last).train()
-        opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-        scaler = torch.amp.GradScaler(device, enabled=dtype == torch.float16)
-        loss_fn = PaperLoss()
-        losses, skipped = [], 0
+        step = TrainStep(torch.optim.Adam(model.parameters(), lr=1e-4), device=device,
+                         precision=key, emulated=True)
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()
-        for _ in range(steps):
-            opt.zero_grad(set_to_none=True)
-            with torch.autocast(device, dtype=dtype):
-                out = model(image)
-            loss = loss_fn(out, data).total
-            scaler.scale(loss).backward()
-            scale = scaler.get_scale() if scaler.is_enabled() else 1.0
-            scaler.step(opt)
-            scaler.update()
-            skipped += int(scaler.is_enabled() and scaler.get_scale() < scale)  # inf/nan grads: step skipped
-            losses.append(float(loss.detach()))
+        losses, skipped = _amp_steps(step, model, image, data, steps)
         _sync()
         per_step = (time.perf_counter() - start) / steps
         finite = all(v == v and abs(v) != float("inf") for v in losses)
@@ -268,9 +247,22 @@ def amp_training(
         checks.check(f"AMP {name} training, batch {batch} at {size}", finite and last < first,
                      f"loss {first:.4f} -> {losses[-1]:.4f} in {steps} steps ({skipped} skipped by the scaler, "
                      f"{per_step:.3f} s/step, {batch / per_step:.1f} img/s incl. warm-up, {_peak_gib(device)})")
-        del model, opt
+        del model, step
         if device == "cuda":
             torch.cuda.empty_cache()
+
+
+def _amp_steps(step: TrainStep, model: torch.nn.Module, image: torch.Tensor, data: dict,
+               steps: int) -> tuple[list[float], int]:
+    """The losses of `steps` training steps, and how many of them the scaler skipped."""
+    losses, skipped, scaler = [], 0, step.scaler
+    for _ in range(steps):
+        loss = step.backward(model, image, data).total
+        scale = scaler.get_scale() if scaler.is_enabled() else 1.0
+        step.update()
+        skipped += int(scaler.is_enabled() and scaler.get_scale() < scale)  # inf/nan grads: step skipped
+        losses.append(float(loss.detach()))
+    return losses, skipped
 
 
 def eval_throughput(
@@ -279,19 +271,13 @@ def eval_throughput(
 ) -> None:
     """Inference images/s of `ours` in fp32, bf16 and fp16 autocast, channels_last."""
     _needs(device)
-    try:
-        # why: guarded: a build without it is reported as skipped
-        from sdfl_lib.models import build_model
-    except ImportError as exc:
-        raise Skipped(f"models not available ({exc})") from exc
     model = build_model("ours", image_size=size, backbone=backbone).to(device).eval()
     model = model.to(memory_format=torch.channels_last)
     x = torch.rand(batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
     for name in dtypes:
-        dtype = _AMP.get(name)
 
-        def step(dt=dtype) -> None:
-            with torch.inference_mode(), torch.autocast(device, dtype=dt or torch.float32, enabled=dt is not None):
+        def step(precision=name) -> None:
+            with torch.inference_mode(), autocast(device, precision, emulated=True):
                 out = model(x)
                 _ = (out.mask_prob, out.image_score)  # what an evaluation computes
         if device == "cuda":
@@ -313,14 +299,11 @@ def _speed_of(batch: int, size: int, device: str, precision: str, steps: int, ba
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=device == "cuda")
     data = _fixed_batch(batch, size, device)
     image = data["image"].contiguous(memory_format=torch.channels_last)
-    loss_fn = PaperLoss(0.04, 0.16)
+    # Without a GradScaler even in fp16 (a GPU without bf16): the figure is the step's speed.
+    step = TrainStep(opt, PaperLoss(0.04, 0.16), device=device, precision=precision, scaler=False)
 
     def train_step() -> None:
-        opt.zero_grad(set_to_none=True)
-        with autocast(device, precision):
-            out = model(image)
-        loss_fn(out, data).total.backward()
-        opt.step()
+        step.step(model, image, data)
 
     def eval_step() -> None:
         with torch.inference_mode(), autocast(device, precision):

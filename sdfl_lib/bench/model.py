@@ -9,7 +9,6 @@ default; other settings measure the one model as built.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import json
 import os
@@ -18,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -27,13 +27,13 @@ from tqdm.auto import tqdm
 from sdfl_lib.bench.authors import AuthorsOurs
 from sdfl_lib.inference import inference_model, optimize_for_inference, resolve_backend
 from sdfl_lib.models import ModelOutput, build_model
-from sdfl_lib.runtime import cpu_info, cpu_native, resolve_device
+from sdfl_lib.runtime import autocast, cpu_info, cpu_native, resolve_device
 from sdfl_lib.train import TrainConfig
 from sdfl_lib.train.build import build_optimizer
-from sdfl_lib.train.loss import PaperLoss
 from sdfl_lib.train.malloc import tune_malloc
+from sdfl_lib.train.step import TrainStep
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPES = ("fp32", "bf16", "fp16")  # precisions of `sdfl_lib.runtime.autocast`
 
 
 def conv_probe(
@@ -48,10 +48,7 @@ def conv_probe(
     flops = 2 * 128 * 128 * 9 * 32 * 32
     out = {}
     for name in ("fp32", dtype):
-        with (
-            torch.inference_mode(),
-            torch.autocast(dev.type, dtype=DTYPES[name], enabled=name != "fp32"),
-        ):
+        with torch.inference_mode(), autocast(dev, name, emulated=True):
             conv(x)
             n = repeats * 5 if name == "fp32" else repeats  # fp32 is fast: average more
             sec = _timed(lambda: conv(x), n, dev, "probe", False)  # noqa: B023
@@ -115,80 +112,82 @@ def bench_model(
     """Measure one model: inference and training images/s and peak memory on `device`.
 
     Inference runs in eval mode under `torch.inference_mode`, on `optimize_for_inference`'s copy
-    (batch norm folded into the convolutions) unless `fold_bn` is False; training is forward,
-    the paper's loss (`PaperLoss`), backward and an Adam step. `dtype` "bf16"/"fp16" use
-    autocast (fp16 training with a GradScaler); on a CPU without native arithmetic in that type
-    only `conv_probe` runs, unless `force`. Returns a dict of the settings and figures (memory in
-    MiB; on the CPU it is the process's peak resident set, so the training figure includes
-    everything before it).
+    (batch norm folded into the convolutions) unless `fold_bn` is False; training is the
+    trainer's step (`TrainStep`: forward, the paper's loss, backward and an Adam step). `dtype`
+    "bf16"/"fp16" use autocast (fp16 training with a GradScaler); on a CPU without native
+    arithmetic in that type only `conv_probe` runs, unless `force`. Returns a dict of the
+    settings and figures (memory in MiB; on the CPU it is the process's peak resident set, so the
+    training figure includes everything before it).
     """
 
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     dev = resolve_device(device)
-    amp = dtype != "fp32"
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     result: dict[str, Any] = {
-        "model": model_name,
-        "backbone": backbone,
-        "size": size,
-        "batch": batch,
-        "dtype": dtype,
-        "channels_last": channels_last,
-        "device": device_description(dev),
-        "torch": torch.__version__,
-        "fold_bn": fold_bn,
-    }
+        "model": model_name, "backbone": backbone, "size": size, "batch": batch, "dtype": dtype,
+        "channels_last": channels_last, "device": device_description(dev),
+        "torch": torch.__version__, "fold_bn": fold_bn,
+    }  # fmt: skip
     if dev.type == "cpu":
         result["cpu_native_bf16"] = cpu_native("bf16")
-        if amp and not cpu_native(dtype) and not force:
+        if dtype != "fp32" and not cpu_native(dtype) and not force:
             # Whole-model figures would take hours; say what the type gives on one conv instead.
             result.update(conv_probe(dtype, dev), skipped=True)
             return result
     torch.manual_seed(0)
     model = build_model(model_name, image_size=size, backbone=backbone).to(dev, memory_format=fmt)
     x = torch.rand(batch, 3, size, size, device=dev).contiguous(memory_format=fmt)
-    autocast = (
-        (lambda: torch.autocast(dev.type, dtype=DTYPES[dtype])) if amp else contextlib.nullcontext
-    )
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(dev)
-
-    model.eval()
-    fast = optimize_for_inference(model, channels_last) if fold_bn else model
-
-    def infer() -> None:
-        with torch.inference_mode(), autocast():
-            fast(x)
-
-    for _ in range(warmup):
-        infer()
-    sec = _timed(infer, iters, dev, "inference", progress)
-    result["inference_img_s"] = batch / sec
-    result["inference_peak_mb"] = _peak_memory_mb(dev)
-
+    timing = _Timing(dev, iters, warmup, progress)
+    timing.reset_peak()  # the folded copy's memory counts for inference
+    fast = optimize_for_inference(model.eval(), channels_last) if fold_bn else model.eval()
+    result.update(_bench_inference(fast, x, dtype, timing))
     if train:
         model = copy.deepcopy(model).train()  # the Bayar projection mutates; keep runs apart
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-        scaler = torch.amp.GradScaler(dev.type, enabled=dtype == "fp16")
-        loss, targets = PaperLoss(), _loss_batch(batch, size, dev)
-
-        def train_step() -> None:
-            optimizer.zero_grad(set_to_none=True)
-            with autocast():
-                out = model(x)
-            scaler.scale(loss(out, targets).total).backward()
-            scaler.step(optimizer)
-            scaler.update()
-
-        if dev.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(dev)
-        for _ in range(warmup):
-            train_step()
-        sec = _timed(train_step, iters, dev, "training", progress)
-        result["training_img_s"] = batch / sec
-        result["training_peak_mb"] = _peak_memory_mb(dev)
+        result.update(_bench_training(model, x, dtype, timing))
     return result
+
+
+@dataclass(frozen=True)
+class _Timing:
+    """Where and how `bench_model` times a step."""
+
+    device: torch.device
+    iters: int
+    warmup: int
+    progress: bool
+
+    def reset_peak(self) -> None:
+        """Start the GPU's peak memory count afresh (the CPU's peak RSS cannot be reset)."""
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def images_per_s(self, step: Any, batch: int, desc: str) -> float:
+        """Images/s of `step` (on a batch of `batch`) after the warm-up calls."""
+        for _ in range(self.warmup):
+            step()
+        return batch / _timed(step, self.iters, self.device, desc, self.progress)
+
+
+def _bench_inference(fast: nn.Module, x: torch.Tensor, dtype: str, timing: _Timing) -> dict:
+    """Inference images/s and peak memory of `fast` (in eval mode) on `x`."""
+
+    def infer() -> None:
+        with torch.inference_mode(), autocast(timing.device, dtype, emulated=True):
+            fast(x)
+
+    img_s = timing.images_per_s(infer, len(x), "inference")
+    return {"inference_img_s": img_s, "inference_peak_mb": _peak_memory_mb(timing.device)}
+
+
+def _bench_training(model: nn.Module, x: torch.Tensor, dtype: str, timing: _Timing) -> dict:
+    """Training images/s and peak memory: the trainer's step with Adam at 1e-4 on `x`."""
+    step = TrainStep(torch.optim.Adam(model.parameters(), lr=1e-4), device=timing.device,
+                     precision=dtype, emulated=True)
+    targets = _loss_batch(len(x), x.shape[-1], timing.device)
+    timing.reset_peak()
+    img_s = timing.images_per_s(lambda: step.step(model, x, targets), len(x), "training")
+    return {"training_img_s": img_s, "training_peak_mb": _peak_memory_mb(timing.device)}
 
 
 def format_result(r: dict[str, Any]) -> str:
@@ -240,8 +239,7 @@ def _parse_paths(spec: str | None, train: bool) -> tuple[tuple[str, ...], tuple[
     return chosen["infer"], chosen["train"] if train else ()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse the command line, run `bench_model`, print the figures."""
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m sdfl_lib.bench model", description=__doc__)
     parser.add_argument("--model", default="ours")
     parser.add_argument("--size", type=int, default=512)
@@ -271,7 +269,13 @@ def main(argv: list[str] | None = None) -> int:
         "for ours/resnet50 on the CPU in fp32; 'none' measures the one model as built)",
     )
     parser.add_argument("--worker", nargs=2, metavar=("TASK", "PATH"), help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line, run `bench_model` (or the side-by-side `compare`), print the
+    figures."""
+    args = _parser().parse_args(argv)
     if args.worker:
         r = _worker(*args.worker, args.size, args.batch, args.iters, args.warmup)
         print(json.dumps(r, default=str))
@@ -338,69 +342,80 @@ def _worker(task: str, path: str, size: int, batch: int, iters: int, warmup: int
     dev = torch.device("cpu")
     x = torch.rand(batch, 3, size, size)
     result: dict[str, Any] = {"task": task, "path": path}
-    if task == "train":
-        if path in ("ours", "ours-compiled"):
-            result["malloc"] = tune_malloc()  # what `fit` does before building anything
-        model = _worker_model(path, size).train()
-        step_model = torch.compile(model) if path == "ours-compiled" else model
-        if path == "authors":  # their training script's optimizer
-            optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-        else:  # what `sdfl train` builds for optimizer: adam (fused where PyTorch has it)
-
-            optimizer = build_optimizer(TrainConfig(lr=1e-4), model.parameters())
-        loss, targets = PaperLoss(), _loss_batch(batch, size, dev)
-
-        def run() -> None:
-            optimizer.zero_grad(set_to_none=True)
-            loss(step_model(x), targets).total.backward()
-            optimizer.step()
-
-    else:
-        model = _worker_model(path, size).eval()
-        start = time.perf_counter()
-        if path == "authors":
-            fast = model
-        else:
-            calibration = torch.rand(4, 3, size, size) if path == "int8" else None
-            backend = "onnx" if path == "int8" else path
-            # The run's own export cache (onnx exports, int8 then quantizes that export).
-            with tempfile.TemporaryDirectory() as tmp:
-                os.environ["XDG_CACHE_HOME"] = os.environ.get("SDFL_BENCH_CACHE", tmp)
-                fast = inference_model(
-                    model,
-                    backend,
-                    path == "int8",
-                    size,
-                    calibration=calibration,
-                    log=lambda m: None,
-                    min_agreement=0.0,  # speed only here; `bench int8` checks accuracy
-                )
-            if path == "int8":
-                result["int8_agreement"] = fast.int8_agreement
-        if path == "compile":
-            with torch.inference_mode():
-                fast(x)  # compilation happens on the first call
-        result["prepare_s"] = time.perf_counter() - start
-
-        def run() -> None:
-            with torch.inference_mode():
-                fast(x)
-
+    run = _training_run(path, x, result) if task == "train" else _inference_run(path, x, result)
     for _ in range(warmup):
         run()
     result["peak_mb"] = _peak_memory_mb(dev)  # before anything else is built in this process
-    others = {}
-    if task == "infer" and path != "authors":
-        # The authors' network runs in turns with the path, so both see the same neighbours.
-        authors = _worker_model("authors", size).eval()
+    # The authors' network runs in turns with an inference path, so both see the same neighbours.
+    others = {"authors": _authors_inference(size, x, warmup)} if task == "infer" and path != "authors" else {}
+    result.update(_time_in_turns(run, others, iters, batch))
+    return result
 
-        def run_authors() -> None:
-            with torch.inference_mode():
-                authors(x)
 
-        for _ in range(warmup):
-            run_authors()
-        others["authors"] = run_authors
+def _training_run(path: str, x: torch.Tensor, result: dict[str, Any]) -> Any:
+    """The training step of a path (the trainer's `TrainStep`, fp32 on the CPU)."""
+    if path in ("ours", "ours-compiled"):
+        result["malloc"] = tune_malloc()  # what `fit` does before building anything
+    model = _worker_model(path, x.shape[-1]).train()
+    step_model = torch.compile(model) if path == "ours-compiled" else model
+    if path == "authors":  # their training script's optimizer
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    else:  # what `sdfl train` builds for optimizer: adam (fused where PyTorch has it)
+        optimizer = build_optimizer(TrainConfig(lr=1e-4), model.parameters())
+    step = TrainStep(optimizer, device="cpu", precision="fp32")
+    targets = _loss_batch(len(x), x.shape[-1], torch.device("cpu"))
+    return lambda: step.step(step_model, x, targets)
+
+
+def _inference_run(path: str, x: torch.Tensor, result: dict[str, Any]) -> Any:
+    """The inference call of a path, prepared (exported, quantized, compiled) first; the time that
+    took in `result["prepare_s"]`."""
+    size = x.shape[-1]
+    model = _worker_model(path, size).eval()
+    start = time.perf_counter()
+    if path == "authors":
+        fast = model
+    else:
+        calibration = torch.rand(4, 3, size, size) if path == "int8" else None
+        backend = "onnx" if path == "int8" else path
+        # The run's own export cache (onnx exports, int8 then quantizes that export).
+        with tempfile.TemporaryDirectory() as tmp:
+            os.environ["XDG_CACHE_HOME"] = os.environ.get("SDFL_BENCH_CACHE", tmp)
+            fast = inference_model(
+                model, backend, path == "int8", size, calibration=calibration,
+                log=lambda m: None,
+                min_agreement=0.0,  # speed only here; `bench int8` checks accuracy
+            )  # fmt: skip
+        if path == "int8":
+            result["int8_agreement"] = fast.int8_agreement
+    if path == "compile":
+        with torch.inference_mode():
+            fast(x)  # compilation happens on the first call
+    result["prepare_s"] = time.perf_counter() - start
+
+    def run() -> None:
+        with torch.inference_mode():
+            fast(x)
+
+    return run
+
+
+def _authors_inference(size: int, x: torch.Tensor, warmup: int) -> Any:
+    """The authors' network's inference call, warmed up."""
+    authors = _worker_model("authors", size).eval()
+
+    def run_authors() -> None:
+        with torch.inference_mode():
+            authors(x)
+
+    for _ in range(warmup):
+        run_authors()
+    return run_authors
+
+
+def _time_in_turns(run: Any, others: dict[str, Any], iters: int, batch: int) -> dict[str, Any]:
+    """img/s (fastest and median call), img per CPU-second and the system share of `run`, and
+    img/s of each of `others` called in turns with it."""
     # Each call timed on its own: on a shared machine the neighbours only ever add time, so the
     # fastest call is the closest to what the path does; the median is shown beside it.
     walls: dict[str, list[float]] = {"self": [], **{k: [] for k in others}}
@@ -417,8 +432,10 @@ def _worker(task: str, path: str, size: int, batch: int, iters: int, warmup: int
         cpus.append(
             (r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime, r1.ru_stime - r0.ru_stime)
         )
-    result["img_s"] = batch / min(walls["self"])
-    result["img_s_median"] = batch / sorted(walls["self"])[len(walls["self"]) // 2]
+    result: dict[str, Any] = {
+        "img_s": batch / min(walls["self"]),
+        "img_s_median": batch / sorted(walls["self"])[len(walls["self"]) // 2],
+    }
     if "authors" in others:
         result["authors_img_s"] = batch / min(walls["authors"])
     cpu = min(c for c, _ in cpus)

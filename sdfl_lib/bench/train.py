@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import resource
 import tempfile
 import time
@@ -17,6 +16,7 @@ import time
 import torch
 from torch.utils.data import Dataset
 
+from sdfl_lib.runtime import cpu_info
 from sdfl_lib.train import TrainConfig, fit
 
 
@@ -46,8 +46,7 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse options, train two short epochs, print images/s and peak memory."""
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m sdfl_lib.bench train", description=__doc__)
     p.add_argument("--model", default="ours")
     p.add_argument("--backbone", default="resnet50")
@@ -60,11 +59,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--grad-accum", type=int, default=1)
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = its default)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse options, train two short epochs, print images/s and peak memory."""
+    args = _parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-
-
     with tempfile.TemporaryDirectory() as out:
         config = TrainConfig(
             model=args.model, backbone=args.backbone, image_size=args.size, batch_size=args.batch,
@@ -73,32 +75,39 @@ def main(argv: list[str] | None = None) -> int:
             early_stop_patience=0, workers=0, balance_classes=False, augment=False, out_dir=out,
             scheduler="none", log_every_steps=10**9,
         )
-        if torch.cuda.is_available() and args.device != "cpu":
+        gpu = torch.cuda.is_available() and args.device != "cpu"
+        if gpu:
             torch.cuda.reset_peak_memory_stats()
         t0, cpu0 = time.perf_counter(), _cpu_seconds()
         result = fit(config, train_dataset=RandomItems(args.batch * args.steps, args.size))
         wall, cpu = time.perf_counter() - t0, _cpu_seconds() - cpu0
-    measured = result.metrics[-1]
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun: rank 0 reports (its own GPU)
         return 0
-    if torch.cuda.is_available() and args.device != "cpu":
+    print(_report(args, result.metrics, gpu, wall, cpu))
+    return 0
+
+
+def _report(args: argparse.Namespace, metrics: list[dict], gpu: bool, wall: float, cpu: float) -> str:
+    """The printed figures: the second epoch's images/s, peak memory, and on the CPU the share
+    of the cores the process got."""
+    measured = metrics[-1]
+    if gpu:
         memory = f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB per GPU"
         where = torch.cuda.get_device_name()
     else:
         memory = f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB"
-        where = f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+        where = f"CPU ({cpu_info().name}, {torch.get_num_threads()} threads)"
     share = ""
-    if where.startswith("CPU"):
+    if not gpu:
         # On a shared machine the process gets only part of its threads' cores; scale to estimate
         # the speed on an idle one (an estimate: say so wherever it is quoted).
         cores = cpu / max(wall, 1e-9)
         idle = measured["images_per_s"] * torch.get_num_threads() / max(cores, 1e-9)
         share = (f"\n  CPU share: {cores:.2f} cores busy for {torch.get_num_threads()} threads"
                  f" (load average {os.getloadavg()[0]:.1f}); idle-machine estimate {idle:.3f} images/s")
-    print(f"train {args.model} ({args.backbone}) {args.size}x{args.size}, batch {args.batch},"
-          f" {args.precision}{', channels_last' if args.channels_last else ''}"
-          f"{', compiled' if args.compile else ''} on {where}")
-    print(f"  {measured['images_per_s']:.3f} images/s ({measured['time_s'] / args.steps:.2f} s per step,"
-          f" second epoch of {args.steps} steps; first epoch {result.metrics[0]['images_per_s']:.3f}"
-          f" images/s); {memory}; wall {wall:.0f} s{share}")
-    return 0
+    return (f"train {args.model} ({args.backbone}) {args.size}x{args.size}, batch {args.batch},"
+            f" {args.precision}{', channels_last' if args.channels_last else ''}"
+            f"{', compiled' if args.compile else ''} on {where}\n"
+            f"  {measured['images_per_s']:.3f} images/s ({measured['time_s'] / args.steps:.2f} s per step,"
+            f" second epoch of {args.steps} steps; first epoch {metrics[0]['images_per_s']:.3f}"
+            f" images/s); {memory}; wall {wall:.0f} s{share}")

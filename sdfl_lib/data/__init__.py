@@ -25,7 +25,7 @@ _EXPORTS = {
     "build_paper_lists": "split",
     "validate_manifest": "validate",
     "download": "download",
-    "DATASETS": "download",
+    "DATASETS": "registry",
     "synthesize": "synth",
     "ManipulationDataset": "dataset",
     "decode_image": "dataset",

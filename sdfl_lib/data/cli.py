@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from sdfl_lib.data.registry import DATASETS, prepare_names
 from sdfl_lib.errors import non_negative_int, positive_int
 
 
@@ -181,7 +182,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     data.set_defaults(func=lambda args: (data.print_help(), 2)[1])
 
     p = sub.add_parser("prepare", help="make a manifest from a data set's own folder layout")
-    p.add_argument("name", help="casia2, casia1, columbia, coverage, nist16, icnc-deepfakes, ffpp, cifake")
+    p.add_argument("name", help=", ".join(prepare_names()))
     p.add_argument("--root", required=True, help="the data set's folder")
     p.add_argument("--out", required=True, help="manifest CSV to write (report JSON beside it)")
     p.add_argument("--real-frames", type=positive_int, help="ffpp: frames per real video (default 7)")
@@ -239,7 +240,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_clear_errors(_explore))
 
     p = sub.add_parser("download", help="download and extract a data set")
-    p.add_argument("name")
+    p.add_argument("name", help=", ".join(DATASETS))
     p.add_argument("--to", required=True, help="target folder")
     p.add_argument("--url", help="another address for the archive")
     p.add_argument("--sha256", help="expected SHA-256 of the archive")

@@ -1,6 +1,6 @@
 """Downloads the study's data sets: `download(name, to)` fetches, verifies and extracts one.
 
-`DATASETS` (from `sdfl_lib.data.download_registry`) describes every data set of the study: where
+`DATASETS` (from `sdfl_lib.data.registry`) describes every data set of the study: where
 each file comes from (Google Drive via gdown, Dropbox, plain HTTP(S)) or, for sets behind a
 registration or request form, what to fetch by hand and where to put it. A download resumes
 from `<file>.part` (HTTP Range), is checked against a SHA-256 when one is known or given (else
@@ -31,7 +31,7 @@ from sdfl_lib.data.download_archive import (
     extract_archive,
     is_archive,
 )
-from sdfl_lib.data.download_registry import DATASETS, DatasetInfo, RemoteFile
+from sdfl_lib.data.registry import DATASETS, DatasetInfo, RemoteFile
 from sdfl_lib.errors import DataError
 from sdfl_lib.runtime import replace_file
 

@@ -20,21 +20,13 @@ from tqdm.auto import tqdm
 from sdfl_lib.data.edges import DEFAULT_EDGE_WIDTH, mask_to_edge
 from sdfl_lib.data.io import ImageReadError, image_hw, load_mask
 from sdfl_lib.data.manifest import MANIFEST_COLUMNS, write_manifest
-from sdfl_lib.data.preparers import deepfakes, ffpp, shallowfakes
 from sdfl_lib.data.preparers.common import Report, write_binary_png
+from sdfl_lib.data.registry import load_preparer, prepare_names
 
 Preparer = Callable[..., list[dict[str, Any]]]
 
-PREPARERS: dict[str, Preparer] = {
-    "casia2": shallowfakes.prepare_casia2,
-    "casia1": shallowfakes.prepare_casia1,
-    "columbia": shallowfakes.prepare_columbia,
-    "coverage": shallowfakes.prepare_coverage,
-    "nist16": shallowfakes.prepare_nist16,
-    "icnc-deepfakes": deepfakes.prepare_icnc_deepfakes,
-    "cifake": deepfakes.prepare_cifake,
-    "ffpp": ffpp.prepare_ffpp,
-}
+# Data set -> its preparer, as the registry (`sdfl_lib.data.registry.DATASETS`) names them.
+PREPARERS: dict[str, Preparer] = {name: load_preparer(name) for name in prepare_names()}
 
 
 def report_path(manifest: str | os.PathLike) -> Path:

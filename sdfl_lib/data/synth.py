@@ -133,19 +133,7 @@ def synthesize(
 
     Same arguments, same files (bitwise). See the module docstring for the layout and ratios.
     """
-
-
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    if size < 32:
-        raise ValueError(f"size must be >= 32 pixels, got {size}")
-    lo, hi = jpeg_quality
-    if not 1 <= lo <= hi <= 100:
-        raise ValueError(f"jpeg_quality must be a range within 1..100, got {jpeg_quality}")
-    if not 1 <= source_jpeg_quality[0] <= source_jpeg_quality[1] <= 100:
-        raise ValueError(f"source_jpeg_quality must be a range within 1..100, got {source_jpeg_quality}")
-    if not 0.0 <= source_jpeg_prob <= 1.0:
-        raise ValueError(f"source_jpeg_prob must be in [0, 1], got {source_jpeg_prob}")
+    _check_options(n, size, jpeg_quality, source_jpeg_prob, source_jpeg_quality)
     out = Path(out_dir)
     for sub in ("images", "masks", "edges"):
         (out / sub).mkdir(parents=True, exist_ok=True)
@@ -161,34 +149,65 @@ def synthesize(
                                  source_jpeg_quality=tuple(source_jpeg_quality))
             counts[sample.source] += 1
             counts["face_fallback"] += sample.fallback
-            stem = f"{index:05d}"
-            bgr = np.ascontiguousarray(sample.image[..., ::-1])
-            quality = int(rng.integers(lo, hi + 1)) if rng.random() < jpeg_prob else 0
-            if quality:
-                image_path = out / "images" / f"{stem}.jpg"
-                if not cv2.imwrite(str(image_path), bgr, [cv2.IMWRITE_JPEG_QUALITY, quality]):
-                    raise OSError(f"could not write {image_path}")
-            else:
-                image_path = out / "images" / f"{stem}.png"
-                _write_png(image_path, bgr)
-            mask_path = edge_path = ""
-            if sample.mask is not None:
-                mask_path, edge_path = out / "masks" / f"{stem}.png", out / "edges" / f"{stem}.png"
-                _write_png(mask_path, sample.mask * 255)
-                _write_png(edge_path, mask_to_edge(sample.mask) * 255)
-            rows.append({
-                "image": str(image_path), "mask": str(mask_path), "edge": str(edge_path),
-                "label": int(sample.mask is not None), "source": sample.source,
-                "photo": sample.photo, "donor": sample.donor, "jpeg_quality": quality,
-            })
+            rows.append(_write_sample(out, f"{index:05d}", sample, rng, jpeg_prob, jpeg_quality))
     finally:
         cv2.setNumThreads(threads)
     manifest = write_manifest(pd.DataFrame(rows), out / "manifest.csv")
+    config = {"n": n, "seed": seed, "size": size, "fake_ratio": fake_ratio,
+              "kinds": list(kinds), "jpeg_prob": jpeg_prob, "jpeg_quality": list(jpeg_quality),
+              "feather": feather, "source_jpeg_prob": source_jpeg_prob,
+              "source_jpeg_quality": list(source_jpeg_quality), "face_detector": ops._face_detector()[0]}
+    _write_report(out, config, counts)
+    return manifest
+
+
+def _check_options(n: int, size: int, jpeg_quality: tuple[int, int], source_jpeg_prob: float,
+                   source_jpeg_quality: tuple[int, int]) -> None:
+    """A ValueError naming the first option of `synthesize` out of its range."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if size < 32:
+        raise ValueError(f"size must be >= 32 pixels, got {size}")
+    lo, hi = jpeg_quality
+    if not 1 <= lo <= hi <= 100:
+        raise ValueError(f"jpeg_quality must be a range within 1..100, got {jpeg_quality}")
+    if not 1 <= source_jpeg_quality[0] <= source_jpeg_quality[1] <= 100:
+        raise ValueError(f"source_jpeg_quality must be a range within 1..100, got {source_jpeg_quality}")
+    if not 0.0 <= source_jpeg_prob <= 1.0:
+        raise ValueError(f"source_jpeg_prob must be in [0, 1], got {source_jpeg_prob}")
+
+
+def _write_sample(out: Path, stem: str, sample: Sample, rng: np.random.Generator, jpeg_prob: float,
+                  jpeg_quality: tuple[int, int]) -> dict:
+    """Writes a sample's image (JPEG with probability `jpeg_prob`, else PNG), mask and edge map;
+    its manifest row."""
+    lo, hi = jpeg_quality
+    bgr = np.ascontiguousarray(sample.image[..., ::-1])
+    quality = int(rng.integers(lo, hi + 1)) if rng.random() < jpeg_prob else 0
+    if quality:
+        image_path = out / "images" / f"{stem}.jpg"
+        if not cv2.imwrite(str(image_path), bgr, [cv2.IMWRITE_JPEG_QUALITY, quality]):
+            raise OSError(f"could not write {image_path}")
+    else:
+        image_path = out / "images" / f"{stem}.png"
+        _write_png(image_path, bgr)
+    mask_path = edge_path = ""
+    if sample.mask is not None:
+        mask_path, edge_path = out / "masks" / f"{stem}.png", out / "edges" / f"{stem}.png"
+        _write_png(mask_path, sample.mask * 255)
+        _write_png(edge_path, mask_to_edge(sample.mask) * 255)
+    return {
+        "image": str(image_path), "mask": str(mask_path), "edge": str(edge_path),
+        "label": int(sample.mask is not None), "source": sample.source,
+        "photo": sample.photo, "donor": sample.donor, "jpeg_quality": quality,
+    }
+
+
+def _write_report(out: Path, config: dict, counts: Counter) -> None:
+    """synth.json: the settings and the counts per kind (and the faces spliced instead)."""
+    n = config["n"]
     report = {
-        "config": {"n": n, "seed": seed, "size": size, "fake_ratio": fake_ratio,
-                   "kinds": list(kinds), "jpeg_prob": jpeg_prob, "jpeg_quality": [lo, hi],
-                   "feather": feather, "source_jpeg_prob": source_jpeg_prob,
-                   "source_jpeg_quality": list(source_jpeg_quality), "face_detector": ops._face_detector()[0]},
+        "config": config,
         "counts": {"authentic": counts["synth-authentic"], "fake": n - counts["synth-authentic"],
                    **{k: counts[k] for k in sorted(counts) if k != "face_fallback"},
                    "face_fallback": counts["face_fallback"]},
@@ -197,4 +216,3 @@ def synthesize(
     if counts["face_fallback"]:
         print(f"synth: {counts['face_fallback']} face sample(s) had no detectable face and were "
               "spliced instead (see synth.json)")
-    return manifest

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sdfl_lib.errors import EXIT_UNSCORED, non_negative_int, positive_int
 from sdfl_lib.inference.options import add_model_args
+from sdfl_lib.metrics.protocols import PROTOCOL_CHOICES
 
 _SUMMARY_KEYS = (
     "paper/pixel_f1", "paper/image_f1", "paper/combined_f1", "paper/auc",
@@ -33,7 +34,7 @@ def register(subparsers) -> None:
     add_model_args(ev)
     ev.add_argument("--manifest", required=True, help="manifest CSV (image,mask,edge,label,source)")
     ev.add_argument("--out", required=True, help="output folder")
-    ev.add_argument("--protocol", choices=("paper", "standard", "both"), default="both")
+    ev.add_argument("--protocol", choices=PROTOCOL_CHOICES, default="both")
     ev.add_argument(
         "--subsets",
         default=None,

@@ -40,9 +40,9 @@ from sdfl_lib.inference import (
 from sdfl_lib.metrics import pixel_counts
 from sdfl_lib.metrics.counts import band_label, boundary_band_counts
 from sdfl_lib.metrics.paper import paper_pixel_counts
+from sdfl_lib.metrics.protocols import PROTOCOL_CHOICES as PROTOCOLS
 from sdfl_lib.runtime import autocast, make_loader, model_device
 
-PROTOCOLS = ("paper", "standard", "both")
 # Settings that must match for rows of an earlier run to be reused.
 _RESUME_KEYS = (
     "model",

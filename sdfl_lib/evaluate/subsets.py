@@ -1,9 +1,10 @@
 """Which images form which subset, and the metrics of each subset from the predictions table.
 
 Shallow or deep: a manifest column `kind` ("shallow" / "deep") wins where present; otherwise a
-source whose name matches `DEEP_SOURCES` (FaceForensics++ and its four methods, the authors'
-deepfake frames, their real `youtube`/`actors` frames, synthetic faces, CIFAKE) is a deepfake
-source and every other source is a shallowfake one. Subsets: "both" (everything),
+source whose name matches `DEEP_SOURCES` (made from the data set registry,
+`sdfl_lib.data.registry`: FaceForensics++ and its four methods, the authors' deepfake frames,
+their real `youtube`/`actors` frames, synthetic faces, CIFAKE) is a deepfake source and every
+other source is a shallowfake one. Subsets: "both" (everything),
 "shallowfakes", "deepfakes", and "source/<name>" for each source; empty ones are left out.
 """
 
@@ -14,12 +15,9 @@ import re
 import numpy as np
 import pandas as pd
 
-from sdfl_lib.metrics import paper_metrics, standard_metrics
+from sdfl_lib.data.registry import DEEP_SOURCES
+from sdfl_lib.metrics import chosen_protocols, paper_metrics, standard_metrics
 
-DEEP_SOURCES = (
-    r"deepfake|faceforensics|ff\+\+|ffpp|face2face|faceswap|neuraltextures|youtube|actors"
-    r"|synth-face|cifake|celeb-?df|dfdc"
-)
 KIND_NAMES = {"shallow": "shallowfakes", "deep": "deepfakes"}
 
 
@@ -74,16 +72,14 @@ def subset_metrics(
         "count/mask_resized": int((table["mask_event"] == "resized").sum()),
         "count/mask_skipped": int((table["mask_event"] == "skipped").sum()),
     }
-    if protocol in ("paper", "both"):
+    protocols = chosen_protocols(protocol)
+    if "paper" in protocols:
         # As the authors' evaluation: a mask of another size is left out of paper/pixel_f1.
         out["count/paper_pixel_f1_left_out_mask_size"] = int((table["mask_event"] != "").sum())
     notes: list[str] = []
-    if protocol in ("paper", "both"):
-        m, n = paper_metrics(table, threshold)
-        out.update(m)
-        notes += n
-    if protocol in ("standard", "both"):
-        m, n = standard_metrics(table, threshold, boundary_band)
+    for name in protocols:
+        m, n = paper_metrics(table, threshold) if name == "paper" else standard_metrics(
+            table, threshold, boundary_band)
         out.update(m)
         notes += n
     out["notes"] = notes

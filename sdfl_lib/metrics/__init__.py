@@ -1,34 +1,42 @@
 """Metrics of both protocols as small pure functions over per-image counts and scores.
 
 `paper_metrics` (the authors' procedure) and `standard_metrics` (the field's) take a table with one row per
-image; `pixel_counts` turns a probability map and its mask into that row's pixel counts.
+image; `pixel_counts` turns a probability map and its mask into that row's pixel counts; the protocol names
+are in `sdfl_lib.metrics.protocols`.
+
+Names are imported lazily, so that the command line reads the protocol names without loading
+scikit-learn.
 """
 
-from sdfl_lib.metrics.counts import (
-    FINE_BINS,
-    HIST_BINS,
-    PixelCounts,
-    counts_from_histograms,
-    f1_from_counts,
-    iou_from_counts,
-    pixel_counts,
-)
-from sdfl_lib.metrics.paper import paper_metrics
-from sdfl_lib.metrics.roc import auc_or_none, binned_auc, binned_roc, gmean_threshold
-from sdfl_lib.metrics.standard import standard_metrics
+from __future__ import annotations
 
-__all__ = [
-    "FINE_BINS",
-    "HIST_BINS",
-    "PixelCounts",
-    "auc_or_none",
-    "binned_auc",
-    "binned_roc",
-    "counts_from_histograms",
-    "f1_from_counts",
-    "gmean_threshold",
-    "iou_from_counts",
-    "paper_metrics",
-    "pixel_counts",
-    "standard_metrics",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "FINE_BINS": "counts",
+    "HIST_BINS": "counts",
+    "PixelCounts": "counts",
+    "counts_from_histograms": "counts",
+    "f1_from_counts": "counts",
+    "iou_from_counts": "counts",
+    "pixel_counts": "counts",
+    "paper_metrics": "paper",
+    "auc_or_none": "roc",
+    "binned_auc": "roc",
+    "binned_roc": "roc",
+    "gmean_threshold": "roc",
+    "standard_metrics": "standard",
+    "PROTOCOLS": "protocols",
+    "PROTOCOL_CHOICES": "protocols",
+    "chosen_protocols": "protocols",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -160,43 +160,73 @@ def load_checkpoint(
     fmt, spec, state = _state_of(read_checkpoint(path_or_state_dict, map_location))
     name = _model_name(target)
     state = strip_prefixes(state)
-    if fmt == FORMAT:
-        if name is not None and spec.get("name") != name:
-            raise CheckpointError(
-                f"this checkpoint is a {spec.get('name')!r} model (spec {spec}), but the model is "
-                f"{name!r}; rebuild it with load_model(...) or build_model({spec.get('name')!r})"
-            )
-        own_backbone = getattr(target, "sdfl_spec", {}).get("backbone")
-        if own_backbone is not None and spec.get("backbone", own_backbone) != own_backbone:
-            raise CheckpointError(
-                f"this checkpoint has backbone {spec.get('backbone')!r}, the model "
-                f"{own_backbone!r}; rebuild it with load_model(...)"
-            )
-        layout, variant = "sdfl", spec.get("name")
-    else:
-        layout, variant = detect_variant(state)
-        if variant is not None and name is not None and variant != name:
-            raise CheckpointError(
-                f"this checkpoint looks like a {variant!r} checkpoint ({layout} key names), but "
-                f"the model is {name!r}; build it with build_model({variant!r})"
-            )
-        layout = layout or "native"
+    layout, variant = _layout_of(target, name, fmt, spec, state)
     report = LoadReport(layout=layout, variant=variant)
     for key in list(state):
         if key.endswith(_SYNC_BN_EXTRAS):
             report.ignored[key] = "synchronized batch-norm bookkeeping (running stats are kept)"
             del state[key]
     own = target.state_dict()
-    origin = {k: k for k in state}  # model key -> the file's key it came from
+    state, origin = _renamed(target, layout, state, report)
+    missing, unexpected = _check_fit(own, state, origin, strict, name or type(target).__name__)
+    report.missing, report.unexpected = missing, unexpected
+    placed = {k: v for k, v in state.items() if k in own}
+    with torch.no_grad():
+        target.load_state_dict(placed, strict=False)
+    report.loaded = sorted(origin.get(k, k) for k in placed)
+    return report
+
+
+def _layout_of(
+    target: nn.Module, name: str | None, fmt: str | None, spec: dict | None, state: dict
+) -> tuple[str, str | None]:
+    """(key layout, variant) of a checkpoint: this project's file names its own; the others are
+    recognised by their key names. A CheckpointError when it is another variant or backbone."""
+    if fmt != FORMAT:
+        layout, variant = detect_variant(state)
+        if variant is not None and name is not None and variant != name:
+            raise CheckpointError(
+                f"this checkpoint looks like a {variant!r} checkpoint ({layout} key names), but "
+                f"the model is {name!r}; build it with build_model({variant!r})"
+            )
+        return layout or "native", variant
+    if name is not None and spec.get("name") != name:
+        raise CheckpointError(
+            f"this checkpoint is a {spec.get('name')!r} model (spec {spec}), but the model is "
+            f"{name!r}; rebuild it with load_model(...) or build_model({spec.get('name')!r})"
+        )
+    own_backbone = getattr(target, "sdfl_spec", {}).get("backbone")
+    if own_backbone is not None and spec.get("backbone", own_backbone) != own_backbone:
+        raise CheckpointError(
+            f"this checkpoint has backbone {spec.get('backbone')!r}, the model "
+            f"{own_backbone!r}; rebuild it with load_model(...)"
+        )
+    return "sdfl", spec.get("name")
+
+
+def _renamed(
+    target: nn.Module, layout: str, state: dict, report: LoadReport
+) -> tuple[dict, dict[str, str]]:
+    """The state with the authors' keys renamed by the model's converter (the keys it drops
+    listed as ignored in `report`), and model key -> the file's key it came from."""
+    origin = {k: k for k in state}
     convert = getattr(target, "convert_authors_state_dict", None)
-    if layout == "authors" and convert is not None:
-        origin = {}
-        for key, value in state.items():
-            renamed = list(convert({key: value}))
-            if not renamed:
-                report.ignored[key] = "not used by the forward pass of the original code"
-            origin.update((r, key) for r in renamed)
-        state = convert(state)
+    if layout != "authors" or convert is None:
+        return state, origin
+    origin = {}
+    for key, value in state.items():
+        renamed = list(convert({key: value}))
+        if not renamed:
+            report.ignored[key] = "not used by the forward pass of the original code"
+        origin.update((r, key) for r in renamed)
+    return convert(state), origin
+
+
+def _check_fit(
+    own: dict, state: dict, origin: dict[str, str], strict: bool, what: str
+) -> tuple[list[str], list[str]]:
+    """(missing, unexpected) keys; a CheckpointError naming the tensors of another shape, or
+    (with `strict`) the keys that do not fit the model `what`."""
     missing = sorted(set(own) - set(state))
     unexpected = sorted(origin.get(k, k) for k in set(state) - set(own))
     shapes = [
@@ -215,14 +245,8 @@ def load_checkpoint(
             parts.append(f"{len(unexpected)} keys could not be placed: {_name_keys(unexpected)}")
         if missing:
             parts.append(f"{len(missing)} model keys are not in the file: {_name_keys(missing)}")
-        what = name or type(target).__name__
         raise CheckpointError(f"checkpoint does not fit the {what!r} model: " + "; ".join(parts))
-    report.missing, report.unexpected = missing, unexpected
-    placed = {k: v for k, v in state.items() if k in own}
-    with torch.no_grad():
-        target.load_state_dict(placed, strict=False)
-    report.loaded = sorted(origin.get(k, k) for k in placed)
-    return report
+    return missing, unexpected
 
 
 def make_checkpoint(model: nn.Module, **extra: Any) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from sdfl_lib.data.registry import sample_roots
 from sdfl_lib.evaluate.robustness import parse_robustness
 from sdfl_lib.models.encoder import weight_source
 
@@ -135,8 +136,7 @@ def weights_present(backbone: str) -> bool:
 
 
 # The shared sample data sets (`../shared/data`) in the roles of the paper's lists.
-SAMPLE_ROOTS = {"casia2": "casia2-sample", "casia1": "casia1-sample", "coverage": "coverage-sample",
-                "ffpp": "faceforensics-sample"}
+SAMPLE_ROOTS = sample_roots()  # from the data set registry
 
 
 def sample_sets(samples_dir: str | Path) -> list[str]:

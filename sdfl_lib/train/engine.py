@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from sdfl_lib.errors import DataError
 from sdfl_lib.models import make_checkpoint
-from sdfl_lib.runtime import autocast, autocast_dtype, make_loader, precision_note
+from sdfl_lib.runtime import make_loader, precision_note
 from sdfl_lib.train import distributed as D
 from sdfl_lib.train.build import (
     build_datasets,
@@ -44,6 +44,7 @@ from sdfl_lib.train.state import (
     save_training_state,
     write_metrics_csv,
 )
+from sdfl_lib.train.step import TrainStep
 from sdfl_lib.train.validation import validation_loss
 
 
@@ -161,8 +162,9 @@ class _Run:
         self.loss = PaperLoss(config.lambda_clf, config.lambda_seg, config.lambda_edge)
         self.optimizer = build_optimizer(config, self.raw.parameters())
         self.scheduler = build_scheduler(config, self.optimizer)
-        fp16 = autocast_dtype(self.env.device, config.precision) is torch.float16
-        self.scaler = torch.amp.GradScaler(self.env.device.type, enabled=fp16)
+        self.train_step = TrainStep(self.optimizer, self.loss, device=env.device,
+                                    precision=config.precision, grad_clip=config.grad_clip)
+        self.scaler = self.train_step.scaler  # its state is part of state.pt
         self.sampler = StepBatchSampler(
             epoch_orders(train_ds, config.seed, config.balance_classes), len(train_ds),
             config.batch_size, env.world_size, env.rank, config.grad_accum, config.seed,
@@ -213,9 +215,6 @@ class _Run:
             for module in self.raw.modules():
                 if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                     module.eval()
-
-    def _autocast(self):
-        return autocast(self.env.device, self.cfg.precision)
 
     def _images(self, batch: dict) -> torch.Tensor:
         x = batch["image"].to(self.env.device, non_blocking=True)
@@ -326,7 +325,7 @@ class _Run:
                 if not all(math.isfinite(v) for v in terms):
                     self.optimizer.zero_grad(set_to_none=True)
                     self._non_finite(step, *terms)
-                self._optimizer_step()
+                self.train_step.update()
                 s.global_step += 1
                 s.step_in_epoch = step + 1
                 self._log_step(bar, terms, n_images, clock)
@@ -367,11 +366,9 @@ class _Run:
         for a, batch in enumerate(micro):
             sync = self.ddp is None or a == self.cfg.grad_accum - 1
             with contextlib.nullcontext() if sync else self.ddp.no_sync():
-                with self._autocast():
-                    out = model(self._images(batch))
-                terms = self.loss(out, batch, n_images=n_images, n_masks=n_masks)
                 # DDP averages gradients over ranks; the terms are already global means.
-                self.scaler.scale(terms.total * env.world_size).backward()
+                terms = self.train_step.backward(model, self._images(batch), batch, n_images=n_images,
+                                                 n_masks=n_masks, weight=env.world_size)
             self.state.has_edge = terms.edge is not None
             edge = terms.edge.detach() if terms.edge is not None else 0.0
             sums[:4] += torch.stack([terms.total.detach(), terms.clf.detach(),
@@ -379,15 +376,6 @@ class _Run:
         sums[4] = float(stop.signum != 0)
         *values, stop_votes = D.all_reduce_sum(sums, env).tolist()
         return values, stop_votes
-
-    def _optimizer_step(self) -> None:
-        """Clip (if asked), step and clear the gradients."""
-        if self.cfg.grad_clip > 0:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.raw.parameters(), self.cfg.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
 
     def _log_step(self, bar: Any, terms: list[float], n_images: float,
                   clock: tuple[float, float]) -> None:
@@ -446,7 +434,7 @@ class _Run:
         if self.val_ds is None:
             return None
         result = validation_loss(self.net, self.val_ds, self.cfg, self.env, self.micro,
-                                 self.loss, self._autocast, self._images)
+                                 self.loss, self.train_step.autocast, self._images)
         self._train_mode()
         if not self.state.has_edge:
             result.pop("val_edge", None)
@@ -455,19 +443,7 @@ class _Run:
     def _end_epoch(self) -> bool:
         """Validate, step the schedule, write metrics and checkpoints; True to stop early."""
         cfg, s = self.cfg, self.state
-        acc = s.acc
-        steps = max(acc["steps"], 1)
-        row: dict[str, Any] = {"epoch": s.epoch + 1, "step": s.global_step,
-                               "train_loss": acc["loss"] / steps, "train_clf": acc["clf"] / steps,
-                               "train_seg": acc["seg"] / steps}
-        if s.has_edge:
-            row["train_edge"] = acc["edge"] / steps
-        val = self._validate()
-        row.update(val or {})
-        monitored = val["val_loss"] if val else row["train_loss"]
-        row["lr"] = self.optimizer.param_groups[0]["lr"]
-        row["time_s"] = acc["time"]
-        row["images_per_s"] = acc["images"] / max(acc["time"], 1e-9)
+        row, monitored = self._epoch_row()
         if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             self.scheduler.step(monitored)
         elif self.scheduler is not None:
@@ -480,20 +456,7 @@ class _Run:
         row["best"] = improved
         s.metrics.append(row)
         if self.env.is_main:
-            if improved:
-                self._save_checkpoint("best.pt", row)
-            if cfg.keep_state:
-                self._save_checkpoint("last.pt", row)
-            write_metrics_csv(s.metrics, self.run_dir / "metrics.csv")
-            for key, value in row.items():
-                if key not in ("epoch", "step", "best"):
-                    self.writer.add_scalar(f"epoch/{key}", value, s.epoch + 1)
-            self.writer.flush()
-            val_text = f"  val {row['val_loss']:.4f}" if val else ""
-            tqdm.write(f"epoch {s.epoch + 1}/{cfg.epochs}  train {row['train_loss']:.4f}"
-                       f" (clf {row['train_clf']:.4f}, seg {row['train_seg']:.4f}){val_text}"
-                       f"  lr {row['lr']:.2e}  {row['images_per_s']:.2f} img/s  {row['time_s']:.0f} s"
-                       + ("  *best*" if improved else ""))
+            self._write_epoch(row, improved)
         s.epoch += 1
         s.step_in_epoch = 0
         s.acc = fresh_acc()
@@ -506,3 +469,39 @@ class _Run:
                            f" (best {s.best:.4f} at epoch {s.best_epoch})")
             return True
         return False
+
+    def _epoch_row(self) -> tuple[dict[str, Any], float]:
+        """The epoch's metrics row (training means, validation, lr, speed) and the loss that
+        decides the best epoch (validation's, else training's)."""
+        s = self.state
+        acc = s.acc
+        steps = max(acc["steps"], 1)
+        row: dict[str, Any] = {"epoch": s.epoch + 1, "step": s.global_step,
+                               "train_loss": acc["loss"] / steps, "train_clf": acc["clf"] / steps,
+                               "train_seg": acc["seg"] / steps}
+        if s.has_edge:
+            row["train_edge"] = acc["edge"] / steps
+        val = self._validate()
+        row.update(val or {})
+        row["lr"] = self.optimizer.param_groups[0]["lr"]
+        row["time_s"] = acc["time"]
+        row["images_per_s"] = acc["images"] / max(acc["time"], 1e-9)
+        return row, val["val_loss"] if val else row["train_loss"]
+
+    def _write_epoch(self, row: dict[str, Any], improved: bool) -> None:
+        """Checkpoints, metrics.csv, TensorBoard and the epoch's line (rank 0)."""
+        cfg, s = self.cfg, self.state
+        if improved:
+            self._save_checkpoint("best.pt", row)
+        if cfg.keep_state:
+            self._save_checkpoint("last.pt", row)
+        write_metrics_csv(s.metrics, self.run_dir / "metrics.csv")
+        for key, value in row.items():
+            if key not in ("epoch", "step", "best"):
+                self.writer.add_scalar(f"epoch/{key}", value, s.epoch + 1)
+        self.writer.flush()
+        val_text = f"  val {row['val_loss']:.4f}" if "val_loss" in row else ""
+        tqdm.write(f"epoch {s.epoch + 1}/{cfg.epochs}  train {row['train_loss']:.4f}"
+                   f" (clf {row['train_clf']:.4f}, seg {row['train_seg']:.4f}){val_text}"
+                   f"  lr {row['lr']:.2e}  {row['images_per_s']:.2f} img/s  {row['time_s']:.0f} s"
+                   + ("  *best*" if improved else ""))

@@ -14,6 +14,7 @@ label-only fake and reported, never written as an all-zero mask.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -140,57 +141,97 @@ def prepare_ffpp(
         return []
     real = {kind.name: _videos(kind / compression / "videos", limit)
             for kind in sorted(originals.iterdir()) if kind.is_dir()} if originals.is_dir() else {}
+    fakes = {m: _videos(manipulated / m / compression / "videos", limit)
+             for m in _chosen_methods(manipulated, methods, report)}
+    jobs = [("real", k, v) for k, vs in real.items() for v in vs]
+    jobs += [("fake", m, v) for m, vs in fakes.items() for v in vs]
+    rows: list[dict[str, Any]] = []
+    folders = _Folders(originals, manipulated, out_dir / "images" / "ffpp", out_dir / "masks" / "ffpp",
+                       compression)
+    for kind, group, video in tqdm(jobs, desc="ffpp: videos", unit="video"):
+        if kind == "real":
+            rows += _real_rows(video, group, real_frames, folders, report)
+        else:
+            rows += _fake_rows(video, group, fake_frames, diff_threshold, folders, report)
+    return rows
+
+
+def _chosen_methods(manipulated: Path, methods: list[str] | None, report: Report) -> list[str]:
+    """The manipulation folders found that `methods` asks for (all without); the asked ones not
+    found are warned about."""
     found = sorted(m.name for m in manipulated.iterdir() if m.is_dir()) if manipulated.is_dir() else []
     chosen = [m for m in found if methods is None or m.lower() in {x.lower() for x in methods}]
     if methods:
         report.warnings += [f"method {m} not found" for m in methods if m.lower() not in
                             {f.lower() for f in found}]
-    fakes = {m: _videos(manipulated / m / compression / "videos", limit) for m in chosen}
-    jobs = [("real", k, v) for k, vs in real.items() for v in vs]
-    jobs += [("fake", m, v) for m, vs in fakes.items() for v in vs]
-    rows: list[dict[str, Any]] = []
-    images, masks = out_dir / "images" / "ffpp", out_dir / "masks" / "ffpp"
-    for kind, group, video in tqdm(jobs, desc="ffpp: videos", unit="video"):
-        n = frame_count(video)
-        tag = dict(video=video.stem, video_file=str(video))
-        if kind == "real":
-            frames = read_frames(video, frame_indices(n, real_frames))
-            if not frames:
-                report.errors.append(f"cannot read frames of {video}")
-            for i, frame in sorted(frames.items()):
-                path = _save(frame, images / group / f"{group}_{video.stem}_{i:04d}.png")
-                rows.append(row(path, 0, f"ffpp-{group}", **tag, frame=i, source_frame=i))
-                report.add(f"frames_real_{group}")
-            continue
-        src_kind, src_name = _source_name(video.stem)
-        source = originals / src_kind / compression / "videos" / f"{src_name}.mp4"
-        mask_video = manipulated / group / "masks" / "videos" / video.name
-        if not source.is_file() and not mask_video.is_file():
-            report.unmatched_images.append(str(video))
-            report.errors.append(f"{video.name}: neither its original {source} nor a mask video")
-            continue
-        if source.is_file() and frame_count(source) != n:
-            report.warnings.append(f"{video.name}: {n} frames but its original has "
-                                   f"{frame_count(source)}; frames are matched by index")
-        fake_f = read_frames(video, frame_indices(n, fake_frames))
-        ref = read_frames(mask_video if mask_video.is_file() else source, list(fake_f))
-        for i, frame in sorted(fake_f.items()):
-            stem = f"{group}_{video.stem}_{i:04d}"
-            path = _save(frame, images / group / f"{stem}.png")
-            extra = dict(**tag, frame=i, source_frame=i, source_video=src_name)
-            if i not in ref:
-                report.warnings.append(f"{video.name}: frame {i} missing in {source.name}")
-                mask = None
-            elif mask_video.is_file():
-                mask = (ref[i].max(axis=2) > 127).astype(np.uint8)
-                report.add("masks_from_mask_video")
-            else:
-                mask = difference_mask(ref[i], frame, diff_threshold)
-                report.add("masks_from_difference")
-            if mask is not None and not mask.any():
-                report.warnings.append(f"{stem}: empty mask, kept as a label-only fake")
-                mask = None
-            mask_path = write_binary_png(mask, masks / group / f"{stem}.png") if mask is not None else ""
-            rows.append(row(path, 1, f"ffpp-{group.lower()}", mask_path, **extra))
-            report.add(f"frames_fake_{group}")
+    return chosen
+
+
+@dataclass(frozen=True)
+class _Folders:
+    """Where the videos are read from and the frames and masks written to."""
+
+    originals: Path
+    manipulated: Path
+    images: Path
+    masks: Path
+    compression: str
+
+
+def _tag(video: Path) -> dict[str, str]:
+    """The columns every row of a video carries: its name and its file."""
+    return dict(video=video.stem, video_file=str(video))
+
+
+def _real_rows(video: Path, group: str, real_frames: int, folders: _Folders,
+               report: Report) -> list[dict[str, Any]]:
+    """Rows of a real video's `real_frames` frames, spread over the video (written as PNGs)."""
+    rows = []
+    frames = read_frames(video, frame_indices(frame_count(video), real_frames))
+    if not frames:
+        report.errors.append(f"cannot read frames of {video}")
+    for i, frame in sorted(frames.items()):
+        path = _save(frame, folders.images / group / f"{group}_{video.stem}_{i:04d}.png")
+        rows.append(row(path, 0, f"ffpp-{group}", **_tag(video), frame=i, source_frame=i))
+        report.add(f"frames_real_{group}")
+    return rows
+
+
+def _fake_rows(video: Path, group: str, fake_frames: int, diff_threshold: float | None,
+               folders: _Folders, report: Report) -> list[dict[str, Any]]:
+    """Rows of a fake video's `fake_frames` frames, each with its mask: from the mask video where
+    there is one, else the difference to the same frame of the original."""
+    n = frame_count(video)
+    src_kind, src_name = _source_name(video.stem)
+    source = folders.originals / src_kind / folders.compression / "videos" / f"{src_name}.mp4"
+    mask_video = folders.manipulated / group / "masks" / "videos" / video.name
+    if not source.is_file() and not mask_video.is_file():
+        report.unmatched_images.append(str(video))
+        report.errors.append(f"{video.name}: neither its original {source} nor a mask video")
+        return []
+    if source.is_file() and frame_count(source) != n:
+        report.warnings.append(f"{video.name}: {n} frames but its original has "
+                               f"{frame_count(source)}; frames are matched by index")
+    fake_f = read_frames(video, frame_indices(n, fake_frames))
+    ref = read_frames(mask_video if mask_video.is_file() else source, list(fake_f))
+    rows = []
+    for i, frame in sorted(fake_f.items()):
+        stem = f"{group}_{video.stem}_{i:04d}"
+        path = _save(frame, folders.images / group / f"{stem}.png")
+        extra = dict(**_tag(video), frame=i, source_frame=i, source_video=src_name)
+        if i not in ref:
+            report.warnings.append(f"{video.name}: frame {i} missing in {source.name}")
+            mask = None
+        elif mask_video.is_file():
+            mask = (ref[i].max(axis=2) > 127).astype(np.uint8)
+            report.add("masks_from_mask_video")
+        else:
+            mask = difference_mask(ref[i], frame, diff_threshold)
+            report.add("masks_from_difference")
+        if mask is not None and not mask.any():
+            report.warnings.append(f"{stem}: empty mask, kept as a label-only fake")
+            mask = None
+        mask_path = write_binary_png(mask, folders.masks / group / f"{stem}.png") if mask is not None else ""
+        rows.append(row(path, 1, f"ffpp-{group.lower()}", mask_path, **extra))
+        report.add(f"frames_fake_{group}")
     return rows

@@ -63,65 +63,90 @@ def _match_casia(
     Tampered images without a mask are kept as label-only fakes (listed), or left out when
     `drop_unmatched`.
     """
-    rows, used = [], set()
-    pending = []
-    for image in tampered:
-        if image.stem in gts:
-            used.add(image.stem)
-            rows.append(row(image, 1, source, gts[image.stem], match="exact"))
-            report.add("masks_matched_exact")
-        else:
-            pending.append(image)
+    m = _CasiaMatch(gts, report, source)
+    pending = [image for image in tampered if not m.exact(image)]
     keys = {name: _casia_key(name) for name in gts}
     by_key: dict[tuple, list[str]] = {}
     by_number: dict[int, list[str]] = {}
     for name, key in keys.items():
         if key is not None:
             by_number.setdefault(key[1], []).append(name)
-            if name not in used:
+            if name not in m.used:
                 by_key.setdefault(key, []).append(name)
-    still = []
-    for image in pending:
-        key = _casia_key(image.stem)
-        candidates = [n for n in by_key.get(key, []) if n not in used] if key else []
-        if len(candidates) == 1:
-            used.add(candidates[0])
-            rows.append(row(image, 1, source, gts[candidates[0]], match="revised-name"))
-            report.add("masks_matched_revised_name")
-            report.notes.append(f"{image.name} matched {gts[candidates[0]].name} by ids and number")
-        elif candidates:
-            report.warnings.append(f"{image.name}: {len(candidates)} masks share its ids: {candidates}")
-            still.append((image, None))
-        else:
-            still.append((image, key))
+    still = [(image, key) for image in pending if (key := m.revised_name(image, by_key)) != ()]
     # Only after every exact and revised-name match, so a typo cannot take another image's mask.
     for image, key in still:
-        same_number = by_number.get(key[1], []) if key else []
-        name = same_number[0] if len(same_number) == 1 else None
-        common = sorted(set(key[0]) & set(keys[name][0])) if name and name not in used else []
-        if common:
-            used.add(name)
-            rows.append(row(image, 1, source, gts[name], match="serial-number"))
-            report.add("masks_matched_serial_number")
-            report.notes.append(
-                f"{image.name} matched {gts[name].name} by its unique number {key[1]:04d} "
-                f"and id {common[0]} (the other id differs)"
-            )
-            continue
-        report.unmatched_images.append(str(image))
-        if drop_unmatched:
-            report.excluded.append({"image": str(image), "reason": _NO_MASK_DROPPED, "kept": "no"})
-        else:
-            rows.append(row(image, 1, source, match="none"))
-            report.label_only.append(str(image))
-    report.unused_masks += [str(gts[n]) for n in gts if n not in used]
-    report.add("masks_matched", len(used))
+        if not m.serial_number(image, key, keys, by_number):
+            m.unmatched(image, drop_unmatched)
+    report.unused_masks += [str(gts[n]) for n in gts if n not in m.used]
+    report.add("masks_matched", len(m.used))
     if report.label_only:
         report.notes.append(
             f"{len(report.label_only)} tampered image(s) without a mask kept as label-only fakes "
             "(image-level metrics only; drop_unmatched=True / --drop-unmatched leaves them out)"
         )
-    return rows
+    return m.rows
+
+
+class _CasiaMatch:
+    """The rows of `_match_casia` and the masks used so far, one rule per method."""
+
+    def __init__(self, gts: dict[str, Path], report: Report, source: str) -> None:
+        self.gts, self.report, self.source = gts, report, source
+        self.rows: list[dict[str, Any]] = []
+        self.used: set[str] = set()
+
+    def _take(self, image: Path, name: str, match: str) -> None:
+        self.used.add(name)
+        self.rows.append(row(image, 1, self.source, self.gts[name], match=match))
+        self.report.add(f"masks_matched_{match.replace('-', '_')}")
+
+    def exact(self, image: Path) -> bool:
+        """Rule 1: a mask of the same name."""
+        if image.stem not in self.gts:
+            return False
+        self._take(image, image.stem, "exact")
+        return True
+
+    def revised_name(self, image: Path, by_key: dict[tuple, list[str]]) -> tuple | None:
+        """Rule 2: the one unused mask with the same ids and number; () when matched, else the
+        image's key for rule 3 (None when several masks share its ids)."""
+        key = _casia_key(image.stem)
+        candidates = [n for n in by_key.get(key, []) if n not in self.used] if key else []
+        if len(candidates) == 1:
+            self._take(image, candidates[0], "revised-name")
+            self.report.notes.append(
+                f"{image.name} matched {self.gts[candidates[0]].name} by ids and number")
+            return ()
+        if candidates:
+            self.report.warnings.append(
+                f"{image.name}: {len(candidates)} masks share its ids: {candidates}")
+            return None
+        return key
+
+    def serial_number(self, image: Path, key: tuple | None, keys: dict[str, tuple | None],
+                      by_number: dict[int, list[str]]) -> bool:
+        """Rule 3: the one mask with the same trailing number, unused, sharing an id."""
+        same_number = by_number.get(key[1], []) if key else []
+        name = same_number[0] if len(same_number) == 1 else None
+        common = sorted(set(key[0]) & set(keys[name][0])) if name and name not in self.used else []
+        if not common:
+            return False
+        self._take(image, name, "serial-number")
+        self.report.notes.append(
+            f"{image.name} matched {self.gts[name].name} by its unique number {key[1]:04d} "
+            f"and id {common[0]} (the other id differs)"
+        )
+        return True
+
+    def unmatched(self, image: Path, drop_unmatched: bool) -> None:
+        """No mask: a label-only fake, or left out with `drop_unmatched` (listed either way)."""
+        self.report.unmatched_images.append(str(image))
+        if drop_unmatched:
+            self.report.excluded.append({"image": str(image), "reason": _NO_MASK_DROPPED, "kept": "no"})
+        else:
+            self.rows.append(row(image, 1, self.source, match="none"))
+            self.report.label_only.append(str(image))
 
 
 def _casia(root: Path, report: Report, drop_unmatched: bool, source: str, tp_names: tuple) -> list:

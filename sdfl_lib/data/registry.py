@@ -1,13 +1,21 @@
-"""The data sets of the study: where each file comes from, or what to fetch by hand.
+"""The data sets of the study, one entry each: where its files come from, how its folder
+becomes a manifest, whether it is a shallow- or a deepfake set, and where its sample lies.
 
 `DATASETS` maps a name (as `sdfl data download NAME` and `sdfl data prepare NAME` take it) to a
 `DatasetInfo`: its files (`RemoteFile`: Google Drive, Dropbox or HTTP(S) address, or the steps to
-fetch it by hand), home page, citation and notes. `sdfl_lib.data.download` fetches them.
+fetch it by hand), home page, citation and notes, which `sdfl_lib.data.download` fetches; its
+preparer (`sdfl_lib.data.prepare`); its kind, "shallow" or "deep", and the source names its rows
+carry, from which evaluation's `DEEP_SOURCES` rule is made; whether its fakes are label-only;
+its sample's folder under the shared data (`sdfl_lib.study.smoke`). The other places read it
+here: a new data set is one entry.
 """
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -29,7 +37,11 @@ class RemoteFile:
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """A data set of the study: its files, home page, citation and notes for the user."""
+    """A data set of the study: its files, home page, citation and notes for the user; its
+    preparer ("module:function" under `sdfl_lib.data.preparers`, "" for none), kind ("shallow" or
+    "deep"), a regular expression of the source names of its rows (or of the authors' lists of
+    it) that mark them as its kind, whether its fakes are label-only (no masks), and its sample's
+    folder under the shared data ("" for none)."""
 
     name: str
     title: str
@@ -39,6 +51,11 @@ class DatasetInfo:
     notes: str = ""
     test_only: bool = False
     extra: dict = field(default_factory=dict)
+    preparer: str = ""
+    kind: str = "shallow"
+    sources: str = ""
+    label_only: bool = False
+    sample: str = ""
 
 
 _PHAM = "N. T. Pham et al., Hybrid Image-Retrieval Method for Image-Splicing Validation, Symmetry 2019"
@@ -64,6 +81,8 @@ DATASETS: dict[str, DatasetInfo] = {
             f"ChinaSIP 2013. Ground truth: {_PHAM}.",
             "Images (Au/, Tp/) from the Google Drive copy linked in the ground-truth repository; "
             "masks from that repository.",
+            preparer="shallowfakes:prepare_casia2",
+            sample="casia2-sample",
         ),
         DatasetInfo(
             "casia1",
@@ -87,6 +106,8 @@ DATASETS: dict[str, DatasetInfo] = {
             "The masks are named after the revised file names: `sdfl data prepare casia1` matches "
             "them on exact names, then on the source/target ids and trailing number.",
             test_only=True,
+            preparer="shallowfakes:prepare_casia1",
+            sample="casia1-sample",
         ),
         DatasetInfo(
             "columbia",
@@ -109,6 +130,7 @@ DATASETS: dict[str, DatasetInfo] = {
             "The ground truth is the spliced region (derived from the colour-coded edgemask "
             "images by `sdfl data prepare columbia`), not the edge mask.",
             test_only=True,
+            preparer="shallowfakes:prepare_columbia",
         ),
         DatasetInfo(
             "columbia-imsplice",
@@ -125,6 +147,7 @@ DATASETS: dict[str, DatasetInfo] = {
             "128x128 grey blocks with image-level labels only. Extracting the .rar needs an "
             "unRAR tool (unar, 7zip, unrar or bsdtar).",
             test_only=True,
+            label_only=True,
         ),
         DatasetInfo(
             "coverage",
@@ -143,6 +166,8 @@ DATASETS: dict[str, DatasetInfo] = {
             "Non-commercial research use. 9 of the 100 pairs have masks of another size than "
             "their image.",
             test_only=True,
+            preparer="shallowfakes:prepare_coverage",
+            sample="coverage-sample",
         ),
         DatasetInfo(
             "nist16",
@@ -159,6 +184,7 @@ DATASETS: dict[str, DatasetInfo] = {
             "NIST Nimble Challenge 2016 data set, https://www.nist.gov/itl/iad/mig/nimble-challenge",
             "Test only in the study.",
             test_only=True,
+            preparer="shallowfakes:prepare_nist16",
         ),
         DatasetInfo(
             "icnc-deepfakes",
@@ -175,6 +201,11 @@ DATASETS: dict[str, DatasetInfo] = {
             "(Rossler et al., ICCV 2019).",
             "Layout {image,mask,edge}/<Method>/<Method>_<target>_<source>_<frame>.png; real "
             "frames youtube_* / actors_*. FaceForensics++ terms of use apply.",
+            preparer="deepfakes:prepare_icnc_deepfakes",
+            kind="deep",
+            # Its rows are ffpp-* (below); the authors' lists name the method folders and the
+            # real frames' youtube_* / actors_* files.
+            sources=r"deepfake|youtube|actors",
         ),
         DatasetInfo(
             "ffpp",
@@ -194,6 +225,10 @@ DATASETS: dict[str, DatasetInfo] = {
             "A. Rossler et al., FaceForensics++: Learning to Detect Manipulated Facial Images, "
             "ICCV 2019.",
             "`sdfl data prepare ffpp` extracts the frames itself (7 per real, 2 per fake video).",
+            preparer="ffpp:prepare_ffpp",
+            kind="deep",
+            sources=r"faceforensics|ff\+\+|ffpp|face2face|faceswap|neuraltextures",
+            sample="faceforensics-sample",
         ),
         DatasetInfo(
             "cifake",
@@ -211,6 +246,37 @@ DATASETS: dict[str, DatasetInfo] = {
             "J. J. Bird, A. Lotfi, CIFAKE: Image Classification and Explainable Identification of "
             "AI-Generated Synthetic Images, IEEE Access 2024.",
             "32x32, image labels only (no masks): fakes are label-only samples.",
+            preparer="deepfakes:prepare_cifake",
+            kind="deep",
+            sources="cifake",
+            label_only=True,
         ),
     )
 }
+
+
+# Deepfake sources that are no entry above: the synthetic faces of `sdfl data synth`, and
+# deepfake sets without a preparer here, so that their manifests count as deepfakes too.
+OTHER_DEEP_SOURCES = r"synth-face|celeb-?df|dfdc"
+
+# A source name (case-insensitive) matching this marks a deepfake row (see
+# `sdfl_lib.evaluate.subsets`): the deep entries' source patterns and the others above.
+DEEP_SOURCES = "|".join(
+    [d.sources for d in DATASETS.values() if d.kind == "deep" and d.sources] + [OTHER_DEEP_SOURCES]
+)
+
+
+def prepare_names() -> list[str]:
+    """The data sets `sdfl data prepare` knows, in the registry's order."""
+    return [d.name for d in DATASETS.values() if d.preparer]
+
+
+def load_preparer(name: str) -> Callable[..., list[dict[str, Any]]]:
+    """The preparer function of data set `name` (its module imported now)."""
+    module, _, function = DATASETS[name].preparer.partition(":")
+    return getattr(importlib.import_module(f"sdfl_lib.data.preparers.{module}"), function)
+
+
+def sample_roots() -> dict[str, str]:
+    """Data set -> its sample's folder under the shared data, for the sets that have one."""
+    return {d.name: d.sample for d in DATASETS.values() if d.sample}
