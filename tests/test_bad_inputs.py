@@ -347,3 +347,25 @@ def test_out_of_range_numbers_are_usage_errors_everywhere(argv, capsys):
         sdfl(argv)
     assert exc.value.code == EXIT_USAGE
     assert "must be >=" in capsys.readouterr().err
+
+
+# ---- issue 22 · 1: a failed prepare writes nothing; an existing manifest is replaced only when asked
+def test_prepare_never_destroys_an_existing_manifest(shared_data, tmp_path, capsys):
+    manifest = tmp_path / "m.csv"
+    argv = ["data", "prepare", "coverage", "--out", str(manifest), "--root"]
+    assert sdfl([*argv, str(shared_data / "coverage-sample")]) == 0
+    before = manifest.read_bytes()
+    assert before.count(b"\n") == 23
+    (tmp_path / "empty").mkdir()
+    for root in (tmp_path / "empty", shared_data / "casia1-sample"):  # empty, another layout
+        capsys.readouterr()
+        assert sdfl([*argv, str(root), "--overwrite"]) == EXIT_FAILED
+        line = _one_line_error(capsys, "data prepare")
+        assert "nothing to prepare" in line and f"{manifest} was not written" in line
+        assert manifest.read_bytes() == before
+    assert sdfl([*argv, str(shared_data / "coverage-sample")]) == EXIT_FAILED
+    assert "m.csv exists: pass --overwrite" in _one_line_error(capsys, "data prepare")
+    assert manifest.read_bytes() == before
+    assert sdfl([*argv, str(shared_data / "coverage-sample"), "--overwrite"]) == 0
+    assert f"replaced the existing {manifest} (22 rows before, 22 now)" in capsys.readouterr().out
+    assert not list(tmp_path.glob(".*.tmp"))

@@ -41,7 +41,7 @@ def _clear_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[[arg
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from sdfl_lib.data.prepare import prepare  # why: not loaded by `sdfl --help`
+    from sdfl_lib.data.prepare import prepare, report_path  # why: not loaded by `sdfl --help`
 
     opts = {
         key: value
@@ -60,8 +60,15 @@ def _prepare(args: argparse.Namespace) -> int:
         print(f"sdfl data prepare: error: --drop-unmatched applies to casia1 and casia2, "
               f"not {args.name}", file=sys.stderr)
         return 2
-    report = prepare(args.name, args.root, args.out, **opts)
-    return 1 if report.get("errors") else 0
+    report = prepare(args.name, args.root, args.out, overwrite=args.overwrite, **opts)
+    if report["errors"]:
+        # The rows that could be prepared are written; what failed goes where errors go.
+        print(f"sdfl data prepare: error: {len(report['errors'])} problem(s) while preparing "
+              f"(first: {report['errors'][0]}); the manifest holds the "
+              f"{report['counts']['rows']} rows that could be prepared, "
+              f"{report_path(args.out)} lists every problem", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _parse_ratios(text: str) -> tuple[float, ...]:
@@ -191,6 +198,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--compression", help="ffpp: c0, c23 or c40 (default c23)")
     p.add_argument("--limit", type=positive_int, help="ffpp: at most this many videos per method")
     p.add_argument("--edge-width", type=positive_int, help="band width of generated edge maps")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a manifest that exists at --out (default: refuse)")
     p.add_argument("--drop-unmatched", action="store_true",
                    help="casia1/casia2: leave out tampered images without a mask (default: kept "
                         "as label-only fakes, listed in the report)")

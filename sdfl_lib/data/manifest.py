@@ -29,6 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from sdfl_lib.errors import DataError
+from sdfl_lib.paths import atomic_write
 
 MANIFEST_COLUMNS: tuple[str, ...] = ("image", "mask", "edge", "label", "source")
 PATH_COLUMNS: tuple[str, ...] = ("image", "mask", "edge")
@@ -171,7 +172,8 @@ def write_manifest(df: pd.DataFrame, path: str | os.PathLike, relative: bool = T
     for column in df.columns:
         if column not in MANIFEST_COLUMNS and column not in DERIVED_COLUMNS:
             out[column] = list(df[column])
-    out.to_csv(path, index=False)
+    with atomic_write(path, newline="", encoding="utf-8") as handle:
+        out.to_csv(handle, index=False)
     return path
 
 
