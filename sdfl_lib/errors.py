@@ -73,10 +73,10 @@ def non_negative_int(text: str) -> int:
 
 
 def positive_number(text: str) -> float:
-    """argparse type: a number > 0."""
+    """argparse type: a finite number > 0."""
     value = float(_number(float, text))
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value:g}")
+    if not 0.0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return value
 
 

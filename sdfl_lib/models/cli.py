@@ -7,6 +7,8 @@ import sys
 
 import pandas as pd
 
+from sdfl_lib.errors import positive_number
+
 
 def register(subparsers) -> None:
     """Adds `weights list` and `weights download` to the `sdfl` command."""
@@ -19,7 +21,8 @@ def register(subparsers) -> None:
     ls.set_defaults(func=_list)
     dl = sub.add_parser("download", help="fetch named weights into the cache (resumable)")
     dl.add_argument("name", help="e.g. table3-9 (see `sdfl weights list`)")
-    dl.add_argument("--timeout", type=float, default=30.0, help="seconds per network wait (30)")
+    dl.add_argument("--timeout", type=positive_number, default=30.0,
+                    help="seconds per network wait (30)")
     dl.set_defaults(func=_download)
 
 
