@@ -369,3 +369,42 @@ def test_prepare_never_destroys_an_existing_manifest(shared_data, tmp_path, caps
     assert sdfl([*argv, str(shared_data / "coverage-sample"), "--overwrite"]) == 0
     assert f"replaced the existing {manifest} (22 rows before, 22 now)" in capsys.readouterr().out
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+# ---- issue 22 · 9, 11, 5: checkpoints with NaN weights, of a newer format, with bad model keywords
+def test_checkpoints_that_cannot_give_scores_are_refused_naming_the_file(tmp_path, capsys):
+    import torch
+
+    from sdfl_lib.models import build_model, make_checkpoint
+
+    manifest = _toy_set(tmp_path / "data", n=2)
+    image = pd.read_csv(manifest)["image"][0]
+    good = make_checkpoint(build_model("ela", image_size=32))
+    nan = {**good, "state_dict": {"settings": torch.tensor([90.0, float("nan"), 3.0])}}
+    newer = {**good, "version": 99}
+    odd_spec = {**good, "spec": {**good["spec"], "colour": "blue"}}
+    for ckpt, needle in ((nan, "NaN or infinite values (settings)"),
+                         (newer, "format version 99"),
+                         (odd_spec, "unexpected keyword argument 'colour'")):  # fmt: skip
+        path = tmp_path / "c.pt"
+        torch.save(ckpt, path)
+        for argv, command in (
+            (["predict", image, "--out", str(tmp_path / "p")], "predict"),
+            (["evaluate", "--manifest", str(manifest), "--out", str(tmp_path / "e")], "evaluate"),
+        ):
+            assert sdfl([*argv, "--checkpoint", str(path)]) == EXIT_FAILED, (needle, command)
+            line = _one_line_error(capsys, command)
+            assert f"{path}: " in line and needle in line
+    assert not list(tmp_path.rglob("*.json"))  # no prediction, no metrics written
+
+
+def test_unknown_model_keywords_are_usage_errors_naming_model_and_key():
+    from sdfl_lib.errors import UsageError
+    from sdfl_lib.models import build_model
+    from sdfl_lib.train.build import build_train_model
+    from sdfl_lib.train.config import TrainConfig
+
+    with pytest.raises(UsageError, match="model 'mvssnet': .*'input_mean'; it takes image_size"):
+        build_train_model(TrainConfig(model="mvssnet", model_kwargs={"input_mean": [0, 0, 0]}))
+    with pytest.raises(UsageError, match="model 'ours': .*'depth'"):
+        build_model("ours", depth=3)
