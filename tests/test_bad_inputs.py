@@ -408,3 +408,38 @@ def test_unknown_model_keywords_are_usage_errors_naming_model_and_key():
         build_train_model(TrainConfig(model="mvssnet", model_kwargs={"input_mean": [0, 0, 0]}))
     with pytest.raises(UsageError, match="model 'ours': .*'depth'"):
         build_model("ours", depth=3)
+
+
+# ---- issue 22 · 8: manifests with extra fields, a column twice, an image listed thousands of times
+def test_manifest_rows_with_extra_fields_and_doubled_columns_are_named(tmp_path, capsys):
+    manifest = _toy_set(tmp_path / "data", n=3)
+    lines = manifest.read_text().splitlines()
+    cases = {
+        "extra.csv": ([lines[0], lines[1], lines[2] + ",x", lines[3]],
+                      "row 2 (line 3) has 6 fields, the header 5 (a trailing comma?); 1 row(s)"),
+        "trailing.csv": ([lines[0]] + [line + "," for line in lines[1:]],
+                         "row 1 (line 2) has 6 fields, the header 5 (a trailing comma?); 3 row(s)"),
+        "twice.csv": ([lines[0] + ",label"] + [line + ",1" for line in lines[1:]],
+                      "column 'label' appears 2 times in the header (columns [4, 6])"),
+    }  # fmt: skip
+    for name, (text, needle) in cases.items():
+        path = manifest.with_name(name)
+        path.write_text("\n".join(text) + "\n")
+        for argv, command in ((["data", "validate", str(path)], "data validate"),
+                              (["evaluate", "--method", "ela", "--manifest", str(path), "--out",
+                                str(tmp_path / "ev")], "evaluate")):  # fmt: skip
+            assert sdfl(argv) == EXIT_FAILED, (name, command)
+            line = _one_line_error(capsys, command)
+            assert str(path) in line and needle in line, line
+
+
+def test_a_duplicate_listed_thousands_of_times_is_summarised(tmp_path, capsys):
+    from sdfl_lib.data.validate import validate_manifest
+
+    manifest = _toy_set(tmp_path / "data", n=2)
+    first = manifest.read_text().splitlines()[1]
+    manifest.write_text("image,mask,edge,label,source\n" + (first + "\n") * 2000)
+    report = validate_manifest(manifest, progress=False, decode=False)
+    (item,) = [w for w in report["warnings"] if w["kind"] == "duplicate_image"]
+    assert item["detail"] == "rows [1, 2, 3, 4, 5, ...] (2000 in all)"
+    assert report["counts"]["duplicate_image"] == 1 and report["counts"]["duplicate_basename"] == 0

@@ -26,7 +26,7 @@ from sdfl_lib.data.io import (
     load_image,
     load_mask,
 )
-from sdfl_lib.data.manifest import duplicate_images, read_manifest
+from sdfl_lib.data.manifest import duplicate_images, read_manifest, rows_text
 from sdfl_lib.errors import DataError
 
 # Keys of `report["counts"]` that are errors; the others are warnings.
@@ -122,16 +122,14 @@ def validate_manifest(
                 note("tampered_empty_mask", number, file, "label 1 but no tampered pixel")
     same, conflicting = duplicate_images(df)
     for image, numbers in conflicting.items():
-        note("conflicting_labels", numbers[0], image, f"labels 0 and 1 in rows {numbers}")
+        note("conflicting_labels", numbers[0], image, f"labels 0 and 1 in {rows_text(numbers)}")
     for image, numbers in same.items():
-        note("duplicate_image", numbers[0], image, f"rows {numbers}")
-    by_name: dict[str, set[str]] = {}
-    for image in df["image"]:
-        by_name.setdefault(os.path.basename(image), set()).add(image)
-    for name, images in sorted(by_name.items()):
-        if len(images) > 1:
-            numbers = [int(i) + 1 for i in df.index[df["image"].map(os.path.basename) == name]]
-            note("duplicate_basename", numbers[0], name, f"rows {numbers}")
+        note("duplicate_image", numbers[0], image, rows_text(numbers))
+    names = df["image"].map(os.path.basename)
+    for name, group in df.groupby(names, sort=True)["image"]:
+        if group.nunique() > 1:
+            note("duplicate_basename", int(group.index[0]) + 1, str(name),
+                 rows_text([int(i) + 1 for i in group.index]))
     if not len(df):
         note("empty_manifest", 0, str(path), "no rows (a header only)")
     for kind in (*ERROR_KINDS, *WARNING_KINDS):
