@@ -443,3 +443,64 @@ def test_a_duplicate_listed_thousands_of_times_is_summarised(tmp_path, capsys):
     (item,) = [w for w in report["warnings"] if w["kind"] == "duplicate_image"]
     assert item["detail"] == "rows [1, 2, 3, 4, 5, ...] (2000 in all)"
     assert report["counts"]["duplicate_image"] == 1 and report["counts"]["duplicate_basename"] == 0
+
+
+# ---- issue 22 · 11: EXIF orientation said, float TIFFs scaled, the other CASIA refused, the bomb hint
+def test_exif_orientation_is_not_applied_and_said_so(tmp_path, capsys):
+    from sdfl_lib.data.io import load_image
+    from sdfl_lib.data.validate import validate_manifest
+
+    stored = np.zeros((20, 40, 3), np.uint8)  # landscape pixels, displayed as portrait (tag 6)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(tmp_path / "photo.jpg", exif=exif)
+    drawn = np.zeros((40, 20), np.uint8)  # a mask drawn on the photo as displayed
+    drawn[5:10, 5:10] = 255
+    Image.fromarray(drawn).save(tmp_path / "mask.png")
+    pd.DataFrame([{"image": "photo.jpg", "mask": "mask.png", "label": 1}]).to_csv(
+        tmp_path / "m.csv", index=False)
+    assert load_image(tmp_path / "photo.jpg").shape == (20, 40, 3)  # the stored grid
+    report = validate_manifest(tmp_path / "m.csv", progress=False)
+    details = {w["kind"]: w["detail"] for w in report["warnings"]}
+    assert "EXIF orientation 6 not applied" in details["exif_orientation"]
+    assert "rotate the mask to the stored pixels" in details["mask_size_mismatch"]
+
+
+def test_float_tiffs_are_scaled_from_0_1_or_refused(tmp_path):
+    from sdfl_lib.data.io import ImageReadError, load_image
+
+    ramp = np.linspace(0, 1, 16, dtype=np.float32).reshape(4, 4)
+    Image.fromarray(ramp, mode="F").save(tmp_path / "unit.tif")
+    stats: dict = {}
+    image = load_image(tmp_path / "unit.tif", stats=stats)
+    assert image[..., 0].min() == 0 and image[..., 0].max() == 255 and len(np.unique(image)) == 16
+    assert stats == {"float": 1, "grey": 1}
+    Image.fromarray(ramp * 4 - 1, mode="F").save(tmp_path / "signed.tif")
+    with pytest.raises(ImageReadError, match=r"signed.tif: float image with values in \[-1, 3\]"):
+        load_image(tmp_path / "signed.tif")
+
+
+def test_prepare_refuses_the_other_casia_version(shared_data, tmp_path, capsys):
+    for name, root, other in (("casia1", "casia2-sample", "casia2"),
+                              ("casia2", "casia1-sample", "casia1")):  # fmt: skip
+        out = tmp_path / f"{name}.csv"
+        argv = ["data", "prepare", name, "--root", str(shared_data / root), "--out", str(out)]
+        assert sdfl(argv) == EXIT_FAILED
+        line = _one_line_error(capsys, "data prepare")
+        assert f"`sdfl data prepare {other}`" in line and not out.exists()
+
+
+def test_the_decompression_bomb_hint_names_a_limit_every_command_takes(tmp_path, capsys,
+                                                                       monkeypatch):
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "a.png")
+    argv = ["predict", str(tmp_path / "a.png"), "--method", "noise", "--image-size", "16"]
+    monkeypatch.setenv("SDFL_MAX_PIXELS", "100")
+    assert sdfl([*argv, "--out", str(tmp_path / "p")]) == EXIT_FAILED
+    line = _one_line_error(capsys, "predict")
+    assert "decompression bomb" in line and "SDFL_MAX_PIXELS=N" in line
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # PIL's own limit is raised by the variable
+    monkeypatch.setenv("SDFL_MAX_PIXELS", "1000")
+    assert sdfl([*argv, "--out", str(tmp_path / "q")]) == 0
+    monkeypatch.setenv("SDFL_MAX_PIXELS", "lots")
+    assert sdfl([*argv, "--out", str(tmp_path / "r")]) == EXIT_USAGE
+    assert "SDFL_MAX_PIXELS must be a whole number" in _one_line_error(capsys, "predict")
