@@ -13,8 +13,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNSCORED = 0, 1, 2, 3
+# Writes the system refuses: no space, a quota, a read-only file system, no permission.
+_OUTPUT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 class UserError(Exception):
@@ -43,6 +46,8 @@ def exit_code_of(err: BaseException) -> int | None:
     if isinstance(err, (FileNotFoundError, FileExistsError, IsADirectoryError,
                         NotADirectoryError, PermissionError)):
         return EXIT_FAILED
+    if isinstance(err, OSError) and err.errno in _OUTPUT_ERRNOS:
+        return EXIT_FAILED  # a full disk or a read-only folder; the message names the file
     if isinstance(err, ValueError):
         return EXIT_USAGE
     return None

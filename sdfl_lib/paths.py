@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
+
+from sdfl_lib.errors import DataError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; folders are not locked there
+    fcntl = None  # type: ignore[assignment]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,16 +35,80 @@ def shared_dir() -> Path:
     return Path(os.environ.get("SDFL_SHARED", REPO_ROOT.parent / "shared"))
 
 
+class OutputError(DataError):
+    """A file that cannot be written (disk full, read-only folder, no permission): names it."""
+
+    def __init__(self, path: str | os.PathLike, cause: object) -> None:
+        if isinstance(cause, OSError):
+            cause = cause.strerror or str(cause)
+        super().__init__(f"cannot write {path}: {cause}")
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kw: Any) -> Iterator[IO]:
     """Opens a temporary file beside `path` and moves it over `path` only when the block ends
     without an error, so that a failed or interrupted write never leaves half a file (or
-    destroys the one that was there)."""
+    destroys the one that was there). A write the system refuses (disk full, read-only
+    folder) raises `OutputError` naming `path`."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, mode, **open_kw) as handle:
             yield handle
         os.replace(tmp, path)
+    except OSError as err:
+        raise OutputError(path, err) from err
     finally:
         tmp.unlink(missing_ok=True)
+
+
+class FolderBusyError(DataError):
+    """Another process writes into the output folder asked for."""
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike, command: str) -> Iterator[None]:
+    """Holds an exclusive lock on `folder` (an advisory lock on `folder/.sdfl.lock`, released by
+    the system when the process ends, however it ends) while `command` writes into it; a second
+    run into the same folder fails at once instead of interleaving its files with the first's."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / ".sdfl.lock"
+    if fcntl is None:
+        yield
+        return
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise FolderBusyError(
+                f"{folder} is in use by {holder}: wait for it to finish, or choose another folder"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{command} (pid {os.getpid()})\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+
+
+def holds_folder_lock(argument: str, command: str) -> Callable[[F], F]:
+    """Decorator: the function runs under `folder_lock` on the folder passed as `argument`."""
+
+    def wrap(fn: F) -> F:
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            folder = signature.bind(*args, **kwargs).arguments[argument]
+            with folder_lock(folder, command):
+                return fn(*args, **kwargs)
+
+        return run  # type: ignore[return-value]
+
+    return wrap

@@ -504,3 +504,28 @@ def test_the_decompression_bomb_hint_names_a_limit_every_command_takes(tmp_path,
     monkeypatch.setenv("SDFL_MAX_PIXELS", "lots")
     assert sdfl([*argv, "--out", str(tmp_path / "r")]) == EXIT_USAGE
     assert "SDFL_MAX_PIXELS must be a whole number" in _one_line_error(capsys, "predict")
+
+
+# ---- issue 22 · 2: one evaluation at a time in a folder; a table written twice is not scored
+def test_a_second_evaluation_into_a_busy_folder_fails_and_the_folder_stays_usable(tmp_path,
+                                                                                   capsys):
+    from sdfl_lib.paths import folder_lock
+
+    manifest = _toy_set(tmp_path / "data", n=4)
+    out = tmp_path / "ev"
+    argv = ["evaluate", "--method", "ela", "--manifest", str(manifest), "--out", str(out),
+            "--image-size", "32", "--workers", "0", "--no-figures"]  # fmt: skip
+    with folder_lock(out, "sdfl evaluate"):  # as a first run holds it
+        assert sdfl(argv) == EXIT_FAILED
+        line = _one_line_error(capsys, "evaluate")
+        assert f"{out} is in use by sdfl evaluate (pid " in line and "choose another" in line
+    assert not (out / "predictions.csv").exists()
+    assert sdfl(argv) == 0
+    table = out / "predictions.csv"
+    lines = table.read_text().splitlines()
+    table.write_text("\n".join(lines + lines) + "\n")  # what two runs at once used to leave
+    assert sdfl(argv) == EXIT_FAILED
+    line = _one_line_error(capsys, "evaluate")
+    assert f"{table} is damaged: line 6 is not a row of predictions" in line and "--no-resume" in line
+    assert sdfl([*argv, "--no-resume"]) == 0
+    assert len(table.read_text().splitlines()) == 5

@@ -41,6 +41,7 @@ from sdfl_lib.metrics import pixel_counts
 from sdfl_lib.metrics.counts import band_label, boundary_band_counts
 from sdfl_lib.metrics.paper import paper_pixel_counts
 from sdfl_lib.metrics.protocols import PROTOCOL_CHOICES as PROTOCOLS
+from sdfl_lib.paths import holds_folder_lock
 from sdfl_lib.runtime import autocast, make_loader, model_device
 
 # Settings that must match for rows of an earlier run to be reused.
@@ -262,6 +263,7 @@ def _subset_results(table, protocol, threshold, subsets, deep_sources, band="") 
     }
 
 
+@holds_folder_lock("out_dir", "sdfl evaluate")
 def evaluate(
     model_or_checkpoint: nn.Module | str | os.PathLike | None,
     manifest: str | os.PathLike | pd.DataFrame,
