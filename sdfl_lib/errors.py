@@ -38,6 +38,20 @@ class DataError(UserError, ValueError):
     exit_code = EXIT_FAILED
 
 
+class OutputError(DataError):
+    """A file that cannot be written (a full disk, a read-only folder, no permission): names it
+    and the reason (exit 1)."""
+
+    def __init__(self, path: object, cause: object) -> None:
+        if isinstance(cause, OSError):
+            cause = cause.strerror or str(cause)
+        super().__init__(f"cannot write {path}: {cause}")
+
+
+class FolderBusyError(DataError):
+    """Another process writes into the output folder asked for (exit 1)."""
+
+
 def exit_code_of(err: BaseException) -> int | None:
     """The exit code for a user mistake, or None for a fault of the program (a traceback).
     The project's own errors subclass `UsageError` or `DataError`; this module knows no other."""

@@ -8,9 +8,9 @@ import inspect
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
-from sdfl_lib.errors import DataError
+from sdfl_lib.errors import FolderBusyError, OutputError
 
 try:
     import fcntl
@@ -35,37 +35,6 @@ def shared_dir() -> Path:
     return Path(os.environ.get("SDFL_SHARED", REPO_ROOT.parent / "shared"))
 
 
-class OutputError(DataError):
-    """A file that cannot be written (disk full, read-only folder, no permission): names it."""
-
-    def __init__(self, path: str | os.PathLike, cause: object) -> None:
-        if isinstance(cause, OSError):
-            cause = cause.strerror or str(cause)
-        super().__init__(f"cannot write {path}: {cause}")
-
-
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kw: Any) -> Iterator[IO]:
-    """Opens a temporary file beside `path` and moves it over `path` only when the block ends
-    without an error, so that a failed or interrupted write never leaves half a file (or
-    destroys the one that was there). A write the system refuses (disk full, read-only
-    folder) raises `OutputError` naming `path`."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, mode, **open_kw) as handle:
-            yield handle
-        os.replace(tmp, path)
-    except OSError as err:
-        raise OutputError(path, err) from err
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-class FolderBusyError(DataError):
-    """Another process writes into the output folder asked for."""
-
-
 @contextlib.contextmanager
 def folder_lock(folder: str | os.PathLike, command: str) -> Iterator[None]:
     """Holds an exclusive lock on `folder` (an advisory lock on `folder/.sdfl.lock`, released by
@@ -77,7 +46,11 @@ def folder_lock(folder: str | os.PathLike, command: str) -> Iterator[None]:
     if fcntl is None:
         yield
         return
-    with open(path, "a+") as handle:
+    try:
+        handle = open(path, "a+")
+    except OSError as err:
+        raise OutputError(path, err) from err
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -529,3 +529,72 @@ def test_a_second_evaluation_into_a_busy_folder_fails_and_the_folder_stays_usabl
     assert f"{table} is damaged: line 6 is not a row of predictions" in line and "--no-resume" in line
     assert sdfl([*argv, "--no-resume"]) == 0
     assert len(table.read_text().splitlines()) == 5
+
+
+# ---- issue 22 · 4: a full disk or a read-only folder ends in one line naming the file, exit 1
+def _refuse_writes(monkeypatch, folder: Path, code: int, only: str = "") -> None:
+    """Every write under `folder` (to a name containing `only`) fails as the system would on a
+    full disk (ENOSPC: at the write, without a file name) or a read-only folder (EROFS: at the
+    open, naming the file)."""
+    import builtins
+    import errno
+    import io
+    import os
+
+    def refused(path: object) -> bool:
+        text = os.path.abspath(os.fspath(path)) if isinstance(path, (str, os.PathLike)) else ""
+        return text.startswith(str(folder)) and only in os.path.basename(text)
+
+    def error(path: object) -> OSError:
+        return OSError(code, os.strerror(code), *([os.fspath(path)] if code == errno.EROFS else []))
+
+    real_open, real_os_open = builtins.open, os.open
+
+    def fake_open(file, mode="r", *args, **kwargs):
+        if refused(file) and any(c in mode for c in "wax+"):
+            raise error(file)
+        return real_open(file, mode, *args, **kwargs)
+
+    def fake_os_open(path, flags, *args, **kwargs):
+        if refused(path) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise error(path)
+        return real_os_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    monkeypatch.setattr(io, "open", fake_open)
+    monkeypatch.setattr(os, "open", fake_os_open)
+
+
+@pytest.mark.parametrize("code", [28, 30], ids=["ENOSPC", "EROFS"])
+def test_a_full_disk_or_read_only_folder_ends_in_one_line(tmp_path, capsys, monkeypatch, code,
+                                                          shared_data):
+    import os
+
+    manifest = _toy_set(tmp_path / "data", n=4)
+    out = tmp_path / "out"
+    out.mkdir()
+    why = os.strerror(code)
+    cases = [
+        (["data", "validate", str(manifest), "--json", str(out / "v.json")], "data validate",
+         out / "v.json", ""),
+        (["data", "prepare", "coverage", "--root", str(shared_data / "coverage-sample"), "--out",
+          str(out / "c.csv")], "data prepare", out, ""),
+        (["evaluate", "--method", "ela", "--manifest", str(manifest), "--out", str(out / "ev"),
+          "--image-size", "32", "--workers", "0", "--no-figures"], "evaluate", out / "ev", ""),
+        (["evaluate", "--method", "ela", "--manifest", str(manifest), "--out", str(out / "ev2"),
+          "--image-size", "32", "--workers", "0"], "evaluate", out / "ev2", ".png"),
+        ([*_train_argv(manifest, out / "run")], "train", out / "run" / "state.pt", "state.pt"),
+    ]  # fmt: skip
+    for argv, command, named, only in cases:
+        (out / "ev").mkdir(exist_ok=True)
+        (out / "run").mkdir(exist_ok=True)
+        with monkeypatch.context() as patch:
+            _refuse_writes(patch, out, code, only)
+            assert sdfl(argv) == EXIT_FAILED, argv
+        line = _one_line_error(capsys, command)
+        assert f"cannot write {named}" in line and why in line, line
+
+
+def _train_argv(manifest: Path, out_dir: Path) -> list[str]:
+    cfg = _train_config(manifest, out_dir, workers=0, balance_classes=False)
+    return ["train", *[f"{k}={v}" for k, v in cfg.to_dict().items() if k != "model_kwargs"]]

@@ -102,6 +102,7 @@ def _split(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     # why: not loaded by `sdfl --help`
     from sdfl_lib.data.validate import print_report, validate_manifest
+    from sdfl_lib.runtime import atomic_write
 
     report = validate_manifest(
         args.manifest, mask_policy=args.mask_policy, max_pixels=args.max_pixels
@@ -109,7 +110,8 @@ def _validate(args: argparse.Namespace) -> int:
     print_report(report)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=2))
+        with atomic_write(args.json) as tmp:
+            tmp.write_text(json.dumps(report, indent=2))
         print(f"report written to {args.json}")
     return 1 if report["errors"] else 0
 

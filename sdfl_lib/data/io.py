@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from sdfl_lib.errors import DataError
+from sdfl_lib.errors import DataError, OutputError
 
 # Keys counted in `stats`.
 NORMALISED = ("cmyk", "16bit", "float", "palette", "rgba", "grey", "other_mode", "exif_orientation")
@@ -282,6 +282,23 @@ def load_mask(
         _count(stats, "mask_resized")
         mask = cv2.resize(mask, (int(size[1]), int(size[0])), interpolation=cv2.INTER_NEAREST)
     return mask
+
+
+def write_image(path: str | os.PathLike, array: np.ndarray, params: tuple[int, ...] = ()) -> Path:
+    """Writes an image (BGR or grey, as OpenCV takes it; the format from the file name). Encoded
+    in memory and written by Python, so that a full disk or a read-only folder raises
+    `OutputError` naming the file and the reason (cv2.imwrite only returns False)."""
+    path = Path(path)
+    ok, encoded = cv2.imencode(path.suffix or ".png", array, list(params))
+    if not ok:
+        raise ValueError(f"cannot encode an image of shape {array.shape} as {path.suffix}")
+    try:
+        with open(path, "wb") as handle:
+            handle.write(encoded.tobytes())
+    except OSError as err:
+        path.unlink(missing_ok=True)  # never a cut file that reads as an image
+        raise OutputError(path, err) from err
+    return path
 
 
 def new_stats() -> Counter:

@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from sdfl_lib.errors import DataError
-from sdfl_lib.paths import atomic_write
+from sdfl_lib.runtime import atomic_write
 
 MANIFEST_COLUMNS: tuple[str, ...] = ("image", "mask", "edge", "label", "source")
 PATH_COLUMNS: tuple[str, ...] = ("image", "mask", "edge")
@@ -213,8 +213,8 @@ def write_manifest(df: pd.DataFrame, path: str | os.PathLike, relative: bool = T
     for column in df.columns:
         if column not in MANIFEST_COLUMNS and column not in DERIVED_COLUMNS:
             out[column] = list(df[column])
-    with atomic_write(path, newline="", encoding="utf-8") as handle:
-        out.to_csv(handle, index=False)
+    with atomic_write(path) as tmp:
+        out.to_csv(tmp, index=False, encoding="utf-8")
     return path
 
 

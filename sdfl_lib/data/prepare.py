@@ -23,7 +23,7 @@ from sdfl_lib.data.manifest import MANIFEST_COLUMNS, write_manifest
 from sdfl_lib.data.preparers.common import Report, write_binary_png
 from sdfl_lib.data.registry import load_preparer, prepare_names
 from sdfl_lib.errors import DataError
-from sdfl_lib.paths import atomic_write
+from sdfl_lib.runtime import atomic_write
 
 
 class OutputExistsError(DataError, FileExistsError):
@@ -110,8 +110,8 @@ def prepare(
     _count_rows(df, report)
     result = report.to_dict()
     write_manifest(df, out)
-    with atomic_write(report_path(out)) as handle:
-        handle.write(json.dumps(result, indent=2, default=str))
+    with atomic_write(report_path(out)) as tmp:
+        tmp.write_text(json.dumps(result, indent=2, default=str))
     if verbose:
         print(report.summary())
     if before is not None:

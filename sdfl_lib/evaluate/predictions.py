@@ -9,13 +9,12 @@ import queue
 import threading
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 
-from sdfl_lib.errors import DataError
+from sdfl_lib.data.io import write_image
+from sdfl_lib.errors import DataError, OutputError
 from sdfl_lib.metrics import PixelCounts
-from sdfl_lib.paths import OutputError
 
 COLUMNS = (
     "row", "image", "mask", "source", "label", "pixel", "score", "height", "width", "mask_event",
@@ -165,8 +164,7 @@ class Writer:
                 if png is not None and self.maps_dir is not None:
                     target = self.maps_dir / row["map"]
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    if not cv2.imwrite(str(target), png):
-                        raise OutputError(target, "the image writer failed (disk full?)")
+                    write_image(target, png)
                 try:
                     self._csv.writerow(row)
                     if self._queue.empty():

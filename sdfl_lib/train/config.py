@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from sdfl_lib.runtime import check_device_name
+from sdfl_lib.runtime import atomic_write, check_device_name
 
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 SCHEDULERS = ("plateau", "step", "cosine", "none")
@@ -161,7 +161,8 @@ class TrainConfig:
             value = yaml.safe_dump({f.name: getattr(self, f.name)}, default_flow_style=True, width=10_000)
             lines.append(f"# {f.metadata['doc']}")
             lines.append(value.strip()[1:-1].strip() if value.startswith("{") else value.strip())
-        Path(path).write_text("\n".join(lines) + "\n")
+        with atomic_write(path) as tmp:
+            tmp.write_text("\n".join(lines) + "\n")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
