@@ -129,16 +129,7 @@ def validate_manifest(
                 note("authentic_with_mask", number, file, f"{int(mask.sum())} manipulated pixels")
             if what == "mask" and r.label == 1 and not mask.any():
                 note("tampered_empty_mask", number, file, "label 1 but no tampered pixel")
-    same, conflicting = duplicate_images(df)
-    for image, numbers in conflicting.items():
-        note("conflicting_labels", numbers[0], image, f"labels 0 and 1 in {rows_text(numbers)}")
-    for image, numbers in same.items():
-        note("duplicate_image", numbers[0], image, rows_text(numbers))
-    names = df["image"].map(os.path.basename)
-    for name, group in df.groupby(names, sort=True)["image"]:
-        if group.nunique() > 1:
-            note("duplicate_basename", int(group.index[0]) + 1, str(name),
-                 rows_text([int(i) + 1 for i in group.index]))
+    _note_duplicates(df, note)
     if not len(df):
         note("empty_manifest", 0, str(path), "no rows (a header only)")
     for kind in (*ERROR_KINDS, *WARNING_KINDS):
@@ -154,6 +145,21 @@ def validate_manifest(
         "errors": errors,
         "warnings": warnings,
     }
+
+
+def _note_duplicates(df: Any, note: Any) -> None:
+    """Images listed twice (with one label or both), and file names shared by several images;
+    the rows summarised (the first five and the count) however many there are."""
+    same, conflicting = duplicate_images(df)
+    for image, numbers in conflicting.items():
+        note("conflicting_labels", numbers[0], image, f"labels 0 and 1 in {rows_text(numbers)}")
+    for image, numbers in same.items():
+        note("duplicate_image", numbers[0], image, rows_text(numbers))
+    names = df["image"].map(os.path.basename)
+    for name, group in df.groupby(names, sort=True)["image"]:
+        if group.nunique() > 1:
+            note("duplicate_basename", int(group.index[0]) + 1, str(name),
+                 rows_text([int(i) + 1 for i in group.index]))
 
 
 def print_report(report: dict[str, Any], limit: int = 20) -> None:

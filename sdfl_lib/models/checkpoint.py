@@ -126,7 +126,13 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 
 def state_of(obj: Mapping) -> tuple[str | None, dict | None, dict[str, torch.Tensor]]:
-    """(format, spec, state_dict) of a loaded checkpoint object."""
+    """(format, spec, state_dict) of a loaded checkpoint object, whose weights are finite."""
+    fmt, spec, state = _find_state(obj)
+    _refuse_non_finite(state)
+    return fmt, spec, state
+
+
+def _find_state(obj: Mapping) -> tuple[str | None, dict | None, dict[str, torch.Tensor]]:
     if obj.get("format") == FORMAT:
         version = obj.get("version", FORMAT_VERSION)
         if type(version) is not int or not 1 <= version <= FORMAT_VERSION:
@@ -166,7 +172,6 @@ def load_checkpoint(
     fmt, spec, state = state_of(read_checkpoint(path_or_state_dict, map_location))
     name = _model_name(target)
     state = strip_prefixes(state)
-    _refuse_non_finite(state)
     layout, variant = _layout_of(target, name, fmt, spec, state)
     report = LoadReport(layout=layout, variant=variant)
     for key in list(state):

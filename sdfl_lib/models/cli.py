@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 import pandas as pd
 
@@ -40,13 +39,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    # why: not loaded by `sdfl --help`
-    from sdfl_lib.models.weights import WeightsError, download_weights
+    from sdfl_lib.models.weights import download_weights  # why: not loaded by `sdfl --help`
 
-    try:
-        path = download_weights(args.name, timeout=args.timeout)
-    except WeightsError as err:
-        print(f"sdfl weights download: error: {err}", file=sys.stderr)
-        return 1
+    path = download_weights(args.name, timeout=args.timeout)  # errors: the one handler
     print(f"{args.name}: {path} (SHA-256 in {path.name}.sha256)")
     return 0

@@ -412,6 +412,17 @@ def _dead_kernel(nb: Notebook, executed: Path, html: Path, tag: str) -> StudyErr
     )
 
 
+def _notebook_failed(nb: Notebook, executed: Path, html: Path, err: Exception,
+                     run_dir: Path) -> StudyError:
+    """The error of a failed cell or a dead kernel, after rendering what the notebook did."""
+    from papermill.exceptions import PapermillExecutionError  # why: heavy, only when a study runs
+
+    if isinstance(err, PapermillExecutionError):
+        render_html(executed, html)
+        return StudyError(_failure_message(nb, executed, err))
+    return _dead_kernel(nb, executed, html, kernel_tag(run_dir / ".jupyter"))
+
+
 def render_html(executed: Path, html_path: Path) -> Path:
     """Render an executed notebook to a self-contained HTML file (figures embedded as PNG)."""
     import nbformat  # why: heavy, only for the study's notebooks
@@ -572,14 +583,9 @@ def run_study(
                     stderr_file=stream,
                     cwd=str(cwd) if cwd else None,
                 )
-            except PapermillExecutionError as err:
+            except (PapermillExecutionError, DeadKernelError) as err:
                 state[nb.stem]["status"] = "failed"
-                render_html(executed, reports / f"{nb.stem}.html")
-                raise StudyError(_failure_message(nb, executed, err)) from None
-            except DeadKernelError:
-                state[nb.stem]["status"] = "failed"
-                tag = kernel_tag(run_dir / ".jupyter")
-                raise _dead_kernel(nb, executed, reports / f"{nb.stem}.html", tag) from None
+                raise _notebook_failed(nb, executed, reports / f"{nb.stem}.html", err, run_dir) from None
             else:
                 state[nb.stem]["status"] = "completed"
             finally:
