@@ -584,6 +584,10 @@ def test_a_full_disk_or_read_only_folder_ends_in_one_line(tmp_path, capsys, monk
         (["evaluate", "--method", "ela", "--manifest", str(manifest), "--out", str(out / "ev2"),
           "--image-size", "32", "--workers", "0"], "evaluate", out / "ev2", ".png"),
         ([*_train_argv(manifest, out / "run")], "train", out / "run" / "state.pt", "state.pt"),
+        (["predict", str(tmp_path / "data" / "img"), "--method", "noise", "--image-size", "16",
+          "--out", str(out / "p")], "predict", out / "p", ""),
+        (["predict", str(tmp_path / "data" / "img" / "0.png"), "--method", "noise", "--out",
+          str(out / "p")], "predict", out / "p" / "0.json", ".json"),
     ]  # fmt: skip
     for argv, command, named, only in cases:
         (out / "ev").mkdir(exist_ok=True)
@@ -598,3 +602,50 @@ def test_a_full_disk_or_read_only_folder_ends_in_one_line(tmp_path, capsys, monk
 def _train_argv(manifest: Path, out_dir: Path) -> list[str]:
     cfg = _train_config(manifest, out_dir, workers=0, balance_classes=False)
     return ["train", *[f"{k}={v}" for k, v in cfg.to_dict().items() if k != "model_kwargs"]]
+
+
+# ---- issue 22 · 10, 9, 11: predict never overwrites, never writes NaN, says what EXIF means
+def test_predict_never_overwrites_another_images_prediction(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(rng.integers(0, 255, (12, 16, 3), np.uint8)).save(tmp_path / folder / "same.jpg")
+    out = tmp_path / "o"
+    argv = ["--method", "noise", "--image-size", "16", "--out", str(out)]
+    assert sdfl(["predict", str(tmp_path / "a" / "same.jpg"), *argv]) == 0
+    capsys.readouterr()
+    assert sdfl(["predict", str(tmp_path / "b" / "same.jpg"), *argv]) == 0
+    assert "same.json holds another image's prediction: written as same.2.*" in capsys.readouterr().out
+    recorded = {p.name: json.loads(p.read_text())["image"] for p in out.glob("*.json")}
+    assert recorded == {"same.json": str(tmp_path / "a" / "same.jpg"),
+                        "same.2.json": str(tmp_path / "b" / "same.jpg")}
+    assert (out / "same.2_map.png").is_file() and (out / "same_map.png").is_file()
+    assert sdfl(["predict", str(tmp_path / "b" / "same.jpg"), *argv]) == 0  # a rerun
+    assert "same.2.json; replaces the earlier prediction of this file" in capsys.readouterr().out
+    assert sorted(p.name for p in out.glob("*.json")) == ["same.2.json", "same.json"]
+
+
+def test_predict_refuses_non_finite_outputs_and_notes_exif_orientation(tmp_path, capsys):
+    import torch
+
+    from sdfl_lib.errors import DataError
+    from sdfl_lib.models.base import ModelOutput
+    from sdfl_lib.predict import predict
+
+    class Broken(torch.nn.Module):
+        def forward(self, x):
+            nan = torch.full((x.shape[0], 1), float("nan"))
+            return ModelOutput(nan, torch.zeros(x.shape[0], 1, *x.shape[2:]))
+
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    with pytest.raises(DataError, match="a.png: the model gave non-finite outputs"):
+        predict(tmp_path / "a.png", Broken().eval(), image_size=16)
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    Image.fromarray(np.zeros((10, 20, 3), np.uint8)).save(tmp_path / "turned.jpg", exif=exif)
+    argv = ["predict", str(tmp_path / "turned.jpg"), "--method", "noise", "--image-size", "16",
+            "--out", str(tmp_path / "o")]  # fmt: skip
+    assert sdfl(argv) == 0
+    assert "EXIF orientation 8 not applied" in capsys.readouterr().out
+    written = json.loads((tmp_path / "o" / "turned.json").read_text())
+    assert written["width"] == 20 and "stored pixel grid" in written["notes"][0]

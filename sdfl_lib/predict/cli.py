@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -30,6 +32,7 @@ from sdfl_lib.errors import (
 )
 from sdfl_lib.inference import calibration_batch, inference_model, model_image_size, resolve_model
 from sdfl_lib.inference.options import add_model_args
+from sdfl_lib.runtime import atomic_write
 
 
 def register(subparsers) -> None:
@@ -89,6 +92,25 @@ def _output_names(files: list[Path], root: Path | None) -> dict[Path, Path]:
 # What predict writes: per image, per video (in a folder named after it) and per run.
 _OUTPUTS = ("*_map.png", "*_overlay.png", "*.json", "unreadable.csv", "frames.csv",
             "overlay.mp4", "overlay.avi", "score_over_time.png", "maps/frame_*.png")  # fmt: skip
+
+
+def _free_name(folder: Path, name: str, source: Path) -> tuple[str, str]:
+    """(output name, what it does to the folder): `name` when its outputs are not there or are
+    an earlier prediction of this same file (replaced, and said); else the first `name.N` free
+    for this file, so that a run never overwrites another image's prediction."""
+    candidate, n = name, 1
+    while (folder / f"{candidate}.json").is_file():
+        try:
+            earlier = json.loads((folder / f"{candidate}.json").read_text()).get("image", "")
+        except (OSError, ValueError, AttributeError):
+            earlier = ""  # unreadable: treated as another image's, never overwritten
+        if earlier and os.path.abspath(earlier) == os.path.abspath(source):
+            return candidate, "replaces the earlier prediction of this file"
+        n += 1
+        candidate = f"{name}.{n}"
+    if candidate == name:
+        return name, ""
+    return candidate, f"{name}.json holds another image's prediction: written as {candidate}.*"
 
 
 def _inputs(src: Path, out: Path) -> tuple[list[Path], int]:
@@ -227,8 +249,11 @@ def _predict(args: argparse.Namespace) -> int:
                 raise DataError(str(err)) from None  # one file asked for: a plain error
             failed.append({"file": str(f), "error": _unreadable_cause(f, err)})
             continue
-        paths = result.save(out / names[f].parent, names[f].name)
-        print(f"{f}: score {result.score:.4f} -> {result.decision} ({paths['json']})")
+        folder = out / names[f].parent
+        name, note = _free_name(folder, names[f].name, f)
+        paths = result.save(folder, name)
+        notes = "".join(f"; {n}" for n in [note, *result.notes] if n)
+        print(f"{f}: score {result.score:.4f} -> {result.decision} ({paths['json']}{notes})")
     return _report_unscored([item for item in failed if item], files, out, args)
 
 
@@ -246,7 +271,7 @@ def _report_unscored(failed: list[dict], files: list[Path], out: Path, args: arg
         return 0
     out.mkdir(parents=True, exist_ok=True)
     listed = out / "unreadable.csv"
-    with open(listed, "w", newline="") as fh:
+    with atomic_write(listed) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=["file", "error"], extrasaction="ignore")
         writer.writeheader()
         writer.writerows(failed)
