@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sdfl_lib.errors import DataError
+
 
 @dataclass
 class Report:
@@ -219,7 +221,10 @@ def _main(args: argparse.Namespace) -> int:
     print(report.text())
     if usage is not None:
         raise usage  # after the report: one line and exit 2, as `sdfl study` ends for it
-    return 1 if report.problems else 0
+    if report.problems:  # after the report: one line and exit 1, as every command ends
+        raise DataError(f"{len(report.problems)} problem(s), the MISSING lines above; first: "
+                        f"{report.problems[0]}")
+    return 0
 
 
 def register(subparsers: Any) -> None:

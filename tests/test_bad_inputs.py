@@ -3,6 +3,7 @@ silently skipped (the error contract of `sdfl_lib.errors`)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -649,3 +650,74 @@ def test_predict_refuses_non_finite_outputs_and_notes_exif_orientation(tmp_path,
     assert "EXIF orientation 8 not applied" in capsys.readouterr().out
     written = json.loads((tmp_path / "o" / "turned.json").read_text())
     assert written["width"] == 20 and "stored pixel grid" in written["notes"][0]
+
+
+# ---- issue 22 · 5: every command ends a mistake in one line on stderr, with the table's exit code
+def _command_cases(tmp: Path, port: int) -> list[tuple[str, list[str], int]]:
+    """(command, argv, exit code): one bad usage (2) and one bad data (1) per command of
+    `sdfl --help` (`weights list` takes no data)."""
+    manifest = _toy_set(tmp / "data", n=2)
+    (tmp / "header.csv").write_text("image,mask,edge,label,source\n")
+    (tmp / "twice.csv").write_text("image,label,label\na.png,1,1\n")
+    (tmp / "empty.txt").write_text("\n")
+    (tmp / "file").write_text("a file, not a folder")
+    m, missing, out = str(manifest), str(tmp / "missing.csv"), str(tmp / "out")
+    demo = str(Path(__file__).parents[1] / "params" / "demo.yaml")
+    return [
+        ("data prepare", ["data", "prepare", "casia3", "--root", str(tmp), "--out", out], 2),
+        ("data prepare", ["data", "prepare", "casia2", "--root", missing, "--out", out], 1),
+        ("data split", ["data", "split", m, "--out-dir", out, "--ratios", "1:1"], 2),
+        ("data split", ["data", "split", str(tmp / "header.csv"), "--out-dir", out], 1),
+        ("data validate", ["data", "validate", m, "--mask-policy", "guess"], 2),
+        ("data validate", ["data", "validate", str(tmp / "twice.csv")], 1),
+        ("data convert", ["data", "convert", m], 2),
+        ("data convert", ["data", "convert", str(tmp / "empty.txt"), str(tmp / "e.csv")], 1),
+        ("data explore", ["data", "explore", m, "--out-dir", out, "--examples", "-1"], 2),
+        ("data explore", ["data", "explore", missing, "--out-dir", out], 1),
+        ("data download", ["data", "download", "cifake"], 2),
+        ("data download", ["data", "download", "cifake", "--to", out, "--url",
+                           f"http://127.0.0.1:{port}/cifake.zip"], 1),
+        ("data synth", ["data", "synth", "--out", out, "--n", "0"], 2),
+        ("data synth", ["data", "synth", "--out", str(tmp / "file" / "s"), "--n", "2"], 1),
+        ("train", ["train", "lr=nan"], 2),
+        ("train", ["train", f"train_manifest={missing}", f"out_dir={out}"], 1),
+        ("evaluate", ["evaluate", "--method", "ela", "--manifest", m, "--out", out,
+                      "--threshold", "1.5"], 2),
+        ("evaluate", ["evaluate", "--method", "ela", "--manifest", missing, "--out", out], 1),
+        ("predict", [ "predict", m, "--method", "ela", "--out", out, "--threshold", "2"], 2),
+        ("predict", ["predict", str(tmp / "missing.png"), "--method", "ela", "--out", out], 1),
+        ("weights list", ["weights", "list", "extra"], 2),
+        ("weights download", ["weights", "download", "table3-1", "--timeout", "0"], 2),
+        ("weights download", ["weights", "download", "table3-10"], 1),
+        ("study", ["study", "--params", demo, "--set", "seed=abc"], 2),
+        ("study", ["study", "--params", str(tmp / "missing.yaml")], 1),
+        ("doctor", ["doctor", "--params", demo, "--set", "seed=abc"], 2),
+        ("doctor", ["doctor", "--params", str(tmp / "missing.yaml")], 1),
+    ]  # fmt: skip
+
+
+def test_every_command_ends_a_mistake_in_one_line_with_its_exit_code(tmp_path, capsys,
+                                                                      closed_port, monkeypatch):
+    monkeypatch.setenv("SDFL_CACHE", str(tmp_path / "cache"))
+    cases = _command_cases(tmp_path, closed_port)
+    from sdfl_lib.cli import build_parser
+
+    def commands(parser, prefix=""):
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            return {prefix}
+        return {c for name, p in subs[0].choices.items() for c in commands(p, f"{prefix} {name}")}
+
+    listed = {c.strip() for c in commands(build_parser())}
+    assert {c for c, _, _ in cases} == listed  # every command and sub-command of `sdfl --help`
+    for command, argv, code in cases:
+        try:
+            got = sdfl(argv)
+        except SystemExit as exc:  # argparse's usage errors
+            got = exc.code
+        err = capsys.readouterr().err.strip().splitlines()
+        assert got == code, (argv, got, err)
+        assert len(err) == 1 and err[0].startswith(f"sdfl {command}: error: "), (argv, err)
+    # --debug shows the traceback instead, for data's commands too
+    with pytest.raises(Exception, match="data set folder not found"):
+        sdfl(["--debug", *cases[1][1]])
