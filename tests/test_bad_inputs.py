@@ -405,10 +405,14 @@ def test_unknown_model_keywords_are_usage_errors_naming_model_and_key():
     from sdfl_lib.train.build import build_train_model
     from sdfl_lib.train.config import TrainConfig
 
-    with pytest.raises(UsageError, match="model 'mvssnet': .*'input_mean'; it takes image_size"):
-        build_train_model(TrainConfig(model="mvssnet", model_kwargs={"input_mean": [0, 0, 0]}))
+    with pytest.raises(UsageError, match="model 'mvssnet' takes no 'input_mean'; it takes image_s"):
+        TrainConfig(model="mvssnet", model_kwargs={"input_mean": [0, 0, 0]})  # before any data
     with pytest.raises(UsageError, match="model 'ours': .*'depth'"):
         build_model("ours", depth=3)
+    config = TrainConfig(model="mvssnet")
+    config.model_kwargs = {"input_mean": [0, 0, 0]}  # set after the check: the build still says
+    with pytest.raises(UsageError, match="model 'mvssnet': .*'input_mean'; it takes image_size"):
+        build_train_model(config)
 
 
 # ---- issue 22 · 8: manifests with extra fields, a column twice, an image listed thousands of times

@@ -130,7 +130,8 @@ def test_set_and_smoke_reach_the_command_line(study_dir: Path, capsys) -> None:
     smoke = str(study.REPO_ROOT / "params" / "smoke.yaml")
     for item, message in (("modules.imagesize=3", "'imagesize' in section 'modules' not a parameter"),
                           ("train.epohcs=2", "section 'train': unknown config key 'epohcs'. Did you mean epochs?"),
-                          ("train.lr=-1", "lr must be > 0")):
+                          ("train.lr=-1", "lr must be > 0"),
+                          ("train.model_kwargs={depth: 3}", "takes no 'depth'")):
         rc = main(["study", "--params", smoke, "--smoke", "--set", item, "--run-root", str(study_dir / "runs")])
         err = capsys.readouterr().err
         assert rc == 2 and err.startswith("sdfl study: error: ") and message in err, err
@@ -258,6 +259,7 @@ def test_every_value_is_checked_before_a_kernel_starts(study_dir: Path, capsys) 
         (["--set", "make.count=true"], "make.count: expected a whole number"),
         (["--set", "use.scale=fast"], "use: scale: expected a number (the default is 1.0), got 'fast'"),
         (["--set", "seed=-3"], "seed: must be >= 0, got -3"),
+
     ]  # fmt: skip
     for extra, message in cases:
         with pytest.raises(study.ParameterError, match=re.escape(message)):

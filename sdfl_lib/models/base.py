@@ -158,6 +158,30 @@ def get_constructor(name: str) -> Callable[..., nn.Module]:
     return _REGISTRY[name]
 
 
+def check_model_arguments(name: str, kwargs: dict[str, Any]) -> None:
+    """A `UsageError` naming the model and the keywords it does not take, found from the
+    signatures of its constructor and of the class that receives its `**kw` (nothing is built);
+    a constructor whose keywords end in an open `**kw` accepts anything here."""
+    from sdfl_lib.errors import UsageError
+
+    fn = inspect.unwrap(get_constructor(name))
+    takes = _named_parameters(fn)
+    if _open_keywords(fn):
+        target = typing.get_type_hints(fn).get("return")
+        if not isinstance(target, type) or _open_keywords(target.__init__):
+            return
+        takes += [p for p in _named_parameters(target.__init__) if p not in takes]
+    unknown = sorted(set(kwargs) - set(takes))
+    if unknown:
+        raise UsageError(f"model {name!r} takes no {', '.join(map(repr, unknown))}; it takes "
+                         f"{', '.join(takes)}")
+
+
+def _open_keywords(fn: Callable) -> bool:
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD
+               for p in inspect.signature(fn).parameters.values())
+
+
 def build_model(
     name: str,
     image_size: int = 512,

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from sdfl_lib.models.base import check_model_arguments
 from sdfl_lib.runtime import atomic_write, check_device_name
 
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
@@ -139,6 +140,8 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
 
         self.device = check_device_name(self.device)
+        if self.model_kwargs:  # an unknown keyword fails now, not after the data's pre-flight
+            check_model_arguments(self.model, dict(self.model_kwargs))
 
     def per_rank_batch(self, world_size: int) -> int:
         """Images per forward pass on one rank; fails unless the global batch divides evenly."""
