@@ -113,6 +113,24 @@ def _free_name(folder: Path, name: str, source: Path) -> tuple[str, str]:
     return candidate, f"{name}.json holds another image's prediction: written as {candidate}.*"
 
 
+def _free_video_folder(where: Path, video: Path, single: bool) -> tuple[Path, str]:
+    """(folder, what it does) for a video's outputs: `where` unless it holds another video's
+    (its summary.json names the video), then a numbered one beside it (inside `--out` for a
+    single video); an earlier run of this same video is replaced, and said."""
+    candidate, n = where, 1
+    while (candidate / "summary.json").is_file():
+        try:
+            earlier = json.loads((candidate / "summary.json").read_text()).get("video", "")
+        except (OSError, ValueError, AttributeError):
+            earlier = ""  # unreadable: treated as another video's, never overwritten
+        if earlier and os.path.abspath(earlier) == os.path.abspath(video):
+            return candidate, "; replaces the earlier prediction of this video"
+        n += 1
+        candidate = where / f"{video.name}.{n}" if single else where.with_name(f"{where.name}.{n}")
+    note = f"; {where} holds another video's prediction: written to {candidate}"
+    return candidate, note if candidate != where else ""
+
+
 def _inputs(src: Path, out: Path) -> tuple[list[Path], int]:
     """Every file under `src` (symlinks included, dangling ones too) but the outputs of a run
     into `out` (when `out` lies inside `src`), and how many outputs were left out: nothing is
@@ -188,6 +206,7 @@ def _predict_one_video(f: Path, model: nn.Module, out_dir: Path, args: argparse.
     """Predicts a video into `out_dir`; what to list when it cannot be read or only in part."""
     from sdfl_lib.predict.video import predict_video  # why: matplotlib only when predicting
 
+    out_dir, note = _free_video_folder(out_dir, f, single)
     try:
         result = predict_video(
             f, model, out_dir, sampling, threshold=args.threshold, image_size=args.image_size,
@@ -200,7 +219,7 @@ def _predict_one_video(f: Path, model: nn.Module, out_dir: Path, args: argparse.
     s, read = result.summary, result.summary["read"]
     print(f"{f}: video score {result.score:.4f} -> {result.decision} ({s['frames_scored']} "
           f"frame(s), {s['frames_tampered']} tampered; {out_dir / 'summary.json'}); annotated "
-          f"video {out_dir / s['outputs']['overlay_video']}: {s['outputs']['overlay_codec']}")
+          f"video {out_dir / s['outputs']['overlay_video']}: {s['outputs']['overlay_codec']}{note}")
     if not result.truncated:
         return None
     return {"file": str(f), "partial": True, "error": (
