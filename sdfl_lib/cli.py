@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import NoReturn
 
 # Each module exposes `register(subparsers)`, adding its sub-commands with `set_defaults(func=...)`.
 _COMMAND_MODULES = (
@@ -18,11 +19,19 @@ _COMMAND_MODULES = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage mistake in one line as every other error (exit 2); sub-command
+    parsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` lists the options)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser of `sdfl`."""
     from sdfl_lib import __version__  # why: not loaded by `sdfl --help`
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sdfl",
         description="Shallow- and deep-fake image manipulation detection and localization.",
     )
@@ -52,7 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # named after the command they were given to, as the other usage errors
+        name = _command_name(args)
+        print(f"{name}: error: unrecognized arguments: {' '.join(unknown)} (`{name} --help` lists "
+              "the options)", file=sys.stderr)
+        return 2
     if not hasattr(args, "func"):
         parser.print_help()
         return 2

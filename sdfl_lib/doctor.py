@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sdfl_lib.errors import DataError
+
 
 @dataclass
 class Report:
@@ -141,8 +143,11 @@ def _caches(report: Report) -> None:
                     + ("present" if csail in weights else f"absent (get {CSAIL_RESNET50['url']})"))
 
 
-def check_params(report: Report, params_path: str | Path, sets: list[str] | None = None) -> None:
-    """What a study parameter file needs: its device, data roots, weights and checkpoints."""
+def check_params(report: Report, params_path: str | Path, sets: list[str] | None = None
+                 ) -> Exception | None:
+    """What a study parameter file needs: its device, data roots, weights and checkpoints; its
+    keys and values checked as `sdfl study` checks them. Returns the file's usage error (bad YAML,
+    an unknown key, a value of the wrong type), listed in the report too, or None."""
     import torch  # why: not loaded by `sdfl --help`
 
     from sdfl_lib.data.registry import DATASETS  # why: not loaded by `sdfl --help`
@@ -151,15 +156,15 @@ def check_params(report: Report, params_path: str | Path, sets: list[str] | None
     from sdfl_lib.runtime import DeviceError, resolve_device
 
     # why: not loaded by `sdfl --help`
-    from sdfl_lib.study import StudyError, prepare_params
+    from sdfl_lib.study import ParameterError, StudyError, checked_parameters
     from sdfl_lib.study.smoke import weights_present  # why: not loaded by `sdfl --help`
 
     sec = f"parameters {params_path}"
     try:
-        params, _ = prepare_params(params_path, sets or ())
+        params, *_ = checked_parameters(params_path, sets or ())
     except StudyError as err:
         report.problem(sec, str(err))
-        return
+        return err if isinstance(err, ParameterError) else None
     device = params.get("device", "auto")
     try:
         dev = resolve_device(device)
@@ -184,6 +189,7 @@ def check_params(report: Report, params_path: str | Path, sets: list[str] | None
                          ("evaluate.checkpoint", (params.get("evaluate") or {}).get("checkpoint"))):
         if value and not Path(value).is_file():
             report.problem(sec, f"{where}: {value} does not exist")
+    return None
 
 
 def _check_dataset(report: Report, sec: str, ds: Any, registry: dict) -> None:
@@ -211,10 +217,14 @@ def _check_dataset(report: Report, sec: str, ds: Any, registry: dict) -> None:
 def _main(args: argparse.Namespace) -> int:
     report = Report()
     environment(report, build_extension=args.build_extension)
-    if args.params:
-        check_params(report, args.params, args.set)
+    usage = check_params(report, args.params, args.set) if args.params else None
     print(report.text())
-    return 1 if report.problems else 0
+    if usage is not None:
+        raise usage  # after the report: one line and exit 2, as `sdfl study` ends for it
+    if report.problems:  # after the report: one line and exit 1, as every command ends
+        raise DataError(f"{len(report.problems)} problem(s), the MISSING lines above; first: "
+                        f"{report.problems[0]}")
+    return 0
 
 
 def register(subparsers: Any) -> None:

@@ -13,8 +13,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNSCORED = 0, 1, 2, 3
+# Writes the system refuses: no space, a quota, a read-only file system, no permission.
+_OUTPUT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 class UserError(Exception):
@@ -35,6 +38,20 @@ class DataError(UserError, ValueError):
     exit_code = EXIT_FAILED
 
 
+class OutputError(DataError):
+    """A file that cannot be written (a full disk, a read-only folder, no permission): names it
+    and the reason (exit 1)."""
+
+    def __init__(self, path: object, cause: object) -> None:
+        if isinstance(cause, OSError):
+            cause = cause.strerror or str(cause)
+        super().__init__(f"cannot write {path}: {cause}")
+
+
+class FolderBusyError(DataError):
+    """Another process writes into the output folder asked for (exit 1)."""
+
+
 def exit_code_of(err: BaseException) -> int | None:
     """The exit code for a user mistake, or None for a fault of the program (a traceback).
     The project's own errors subclass `UsageError` or `DataError`; this module knows no other."""
@@ -43,6 +60,8 @@ def exit_code_of(err: BaseException) -> int | None:
     if isinstance(err, (FileNotFoundError, FileExistsError, IsADirectoryError,
                         NotADirectoryError, PermissionError)):
         return EXIT_FAILED
+    if isinstance(err, OSError) and err.errno in _OUTPUT_ERRNOS:
+        return EXIT_FAILED  # a full disk or a read-only folder; the message names the file
     if isinstance(err, ValueError):
         return EXIT_USAGE
     return None
@@ -73,10 +92,10 @@ def non_negative_int(text: str) -> int:
 
 
 def positive_number(text: str) -> float:
-    """argparse type: a number > 0."""
+    """argparse type: a finite number > 0."""
     value = float(_number(float, text))
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value:g}")
+    if not 0.0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return value
 
 

@@ -33,6 +33,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from sdfl_lib.errors import OutputError
+
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -257,12 +259,17 @@ def replace_file(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
 def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     """Yields a temporary path in `path`'s folder to write to; when the block ends without error
     it replaces `path` (`replace_file`: fsync, `os.replace`), else it is removed. A reader never
-    sees a half-written file, and an interrupted write leaves the old one in place."""
+    sees a half-written file, and an interrupted write leaves the old one in place. A write the
+    system refuses raises `OutputError` naming `path`."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         yield tmp
         replace_file(tmp, path)
+    except OSError as err:
+        # A full disk or a read-only folder fails without naming the file (ENOSPC) or names the
+        # temporary one: the message names the file the caller wrote.
+        raise OutputError(path, err) from err
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -3,6 +3,7 @@ silently skipped (the error contract of `sdfl_lib.errors`)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -347,3 +348,380 @@ def test_out_of_range_numbers_are_usage_errors_everywhere(argv, capsys):
         sdfl(argv)
     assert exc.value.code == EXIT_USAGE
     assert "must be >=" in capsys.readouterr().err
+
+
+# ---- issue 22 · 1: a failed prepare writes nothing; an existing manifest is replaced only when asked
+def test_prepare_never_destroys_an_existing_manifest(shared_data, tmp_path, capsys):
+    manifest = tmp_path / "m.csv"
+    argv = ["data", "prepare", "coverage", "--out", str(manifest), "--root"]
+    assert sdfl([*argv, str(shared_data / "coverage-sample")]) == 0
+    before = manifest.read_bytes()
+    assert before.count(b"\n") == 23
+    (tmp_path / "empty").mkdir()
+    for root in (tmp_path / "empty", shared_data / "casia1-sample"):  # empty, another layout
+        capsys.readouterr()
+        assert sdfl([*argv, str(root), "--overwrite"]) == EXIT_FAILED
+        line = _one_line_error(capsys, "data prepare")
+        assert "nothing to prepare" in line and f"{manifest} was not written" in line
+        assert manifest.read_bytes() == before
+    assert sdfl([*argv, str(shared_data / "coverage-sample")]) == EXIT_FAILED
+    assert "m.csv exists: pass --overwrite" in _one_line_error(capsys, "data prepare")
+    assert manifest.read_bytes() == before
+    assert sdfl([*argv, str(shared_data / "coverage-sample"), "--overwrite"]) == 0
+    assert f"replaced the existing {manifest} (22 rows before, 22 now)" in capsys.readouterr().out
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+# ---- issue 22 · 9, 11, 5: checkpoints with NaN weights, of a newer format, with bad model keywords
+def test_checkpoints_that_cannot_give_scores_are_refused_naming_the_file(tmp_path, capsys):
+    import torch
+
+    from sdfl_lib.models import build_model, make_checkpoint
+
+    manifest = _toy_set(tmp_path / "data", n=2)
+    image = pd.read_csv(manifest)["image"][0]
+    good = make_checkpoint(build_model("ela", image_size=32))
+    nan = {**good, "state_dict": {"settings": torch.tensor([90.0, float("nan"), 3.0])}}
+    newer = {**good, "version": 99}
+    odd_spec = {**good, "spec": {**good["spec"], "colour": "blue"}}
+    for ckpt, needle in ((nan, "NaN or infinite values (settings)"),
+                         (newer, "format version 99"),
+                         (odd_spec, "unexpected keyword argument 'colour'")):  # fmt: skip
+        path = tmp_path / "c.pt"
+        torch.save(ckpt, path)
+        for argv, command in (
+            (["predict", image, "--out", str(tmp_path / "p")], "predict"),
+            (["evaluate", "--manifest", str(manifest), "--out", str(tmp_path / "e")], "evaluate"),
+        ):
+            assert sdfl([*argv, "--checkpoint", str(path)]) == EXIT_FAILED, (needle, command)
+            line = _one_line_error(capsys, command)
+            assert f"{path}: " in line and needle in line
+    assert not list(tmp_path.rglob("*.json"))  # no prediction, no metrics written
+
+
+def test_unknown_model_keywords_are_usage_errors_naming_model_and_key():
+    from sdfl_lib.errors import UsageError
+    from sdfl_lib.models import build_model
+    from sdfl_lib.train.build import build_train_model
+    from sdfl_lib.train.config import TrainConfig
+
+    with pytest.raises(UsageError, match="model 'mvssnet' takes no 'input_mean'; it takes image_s"):
+        TrainConfig(model="mvssnet", model_kwargs={"input_mean": [0, 0, 0]})  # before any data
+    with pytest.raises(UsageError, match="model 'ours': .*'depth'"):
+        build_model("ours", depth=3)
+    config = TrainConfig(model="mvssnet")
+    config.model_kwargs = {"input_mean": [0, 0, 0]}  # set after the check: the build still says
+    with pytest.raises(UsageError, match="model 'mvssnet': .*'input_mean'; it takes image_size"):
+        build_train_model(config)
+
+
+# ---- issue 22 · 8: manifests with extra fields, a column twice, an image listed thousands of times
+def test_manifest_rows_with_extra_fields_and_doubled_columns_are_named(tmp_path, capsys):
+    manifest = _toy_set(tmp_path / "data", n=3)
+    lines = manifest.read_text().splitlines()
+    cases = {
+        "extra.csv": ([lines[0], lines[1], lines[2] + ",x", lines[3]],
+                      "row 2 (line 3) has 6 fields, the header 5 (a trailing comma?); 1 row(s)"),
+        "trailing.csv": ([lines[0]] + [line + "," for line in lines[1:]],
+                         "row 1 (line 2) has 6 fields, the header 5 (a trailing comma?); 3 row(s)"),
+        "twice.csv": ([lines[0] + ",label"] + [line + ",1" for line in lines[1:]],
+                      "column 'label' appears 2 times in the header (columns [4, 6])"),
+    }  # fmt: skip
+    for name, (text, needle) in cases.items():
+        path = manifest.with_name(name)
+        path.write_text("\n".join(text) + "\n")
+        for argv, command in ((["data", "validate", str(path)], "data validate"),
+                              (["evaluate", "--method", "ela", "--manifest", str(path), "--out",
+                                str(tmp_path / "ev")], "evaluate")):  # fmt: skip
+            assert sdfl(argv) == EXIT_FAILED, (name, command)
+            line = _one_line_error(capsys, command)
+            assert str(path) in line and needle in line, line
+
+
+def test_a_duplicate_listed_thousands_of_times_is_summarised(tmp_path, capsys):
+    from sdfl_lib.data.validate import validate_manifest
+
+    manifest = _toy_set(tmp_path / "data", n=2)
+    first = manifest.read_text().splitlines()[1]
+    manifest.write_text("image,mask,edge,label,source\n" + (first + "\n") * 2000)
+    report = validate_manifest(manifest, progress=False, decode=False)
+    (item,) = [w for w in report["warnings"] if w["kind"] == "duplicate_image"]
+    assert item["detail"] == "rows [1, 2, 3, 4, 5, ...] (2000 in all)"
+    assert report["counts"]["duplicate_image"] == 1 and report["counts"]["duplicate_basename"] == 0
+
+
+# ---- issue 22 · 11: EXIF orientation said, float TIFFs scaled, the other CASIA refused, the bomb hint
+def test_exif_orientation_is_not_applied_and_said_so(tmp_path, capsys):
+    from sdfl_lib.data.io import load_image
+    from sdfl_lib.data.validate import validate_manifest
+
+    stored = np.zeros((20, 40, 3), np.uint8)  # landscape pixels, displayed as portrait (tag 6)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(tmp_path / "photo.jpg", exif=exif)
+    drawn = np.zeros((40, 20), np.uint8)  # a mask drawn on the photo as displayed
+    drawn[5:10, 5:10] = 255
+    Image.fromarray(drawn).save(tmp_path / "mask.png")
+    pd.DataFrame([{"image": "photo.jpg", "mask": "mask.png", "label": 1}]).to_csv(
+        tmp_path / "m.csv", index=False)
+    assert load_image(tmp_path / "photo.jpg").shape == (20, 40, 3)  # the stored grid
+    report = validate_manifest(tmp_path / "m.csv", progress=False)
+    details = {w["kind"]: w["detail"] for w in report["warnings"]}
+    assert "EXIF orientation 6 not applied" in details["exif_orientation"]
+    assert "rotate the mask to the stored pixels" in details["mask_size_mismatch"]
+
+
+def test_float_tiffs_are_scaled_from_0_1_or_refused(tmp_path):
+    from sdfl_lib.data.io import ImageReadError, load_image
+
+    ramp = np.linspace(0, 1, 16, dtype=np.float32).reshape(4, 4)
+    Image.fromarray(ramp, mode="F").save(tmp_path / "unit.tif")
+    stats: dict = {}
+    image = load_image(tmp_path / "unit.tif", stats=stats)
+    assert image[..., 0].min() == 0 and image[..., 0].max() == 255 and len(np.unique(image)) == 16
+    assert stats == {"float": 1, "grey": 1}
+    Image.fromarray(ramp * 4 - 1, mode="F").save(tmp_path / "signed.tif")
+    with pytest.raises(ImageReadError, match=r"signed.tif: float image with values in \[-1, 3\]"):
+        load_image(tmp_path / "signed.tif")
+
+
+def test_prepare_refuses_the_other_casia_version(shared_data, tmp_path, capsys):
+    for name, root, other in (("casia1", "casia2-sample", "casia2"),
+                              ("casia2", "casia1-sample", "casia1")):  # fmt: skip
+        out = tmp_path / f"{name}.csv"
+        argv = ["data", "prepare", name, "--root", str(shared_data / root), "--out", str(out)]
+        assert sdfl(argv) == EXIT_FAILED
+        line = _one_line_error(capsys, "data prepare")
+        assert f"`sdfl data prepare {other}`" in line and not out.exists()
+
+
+def test_the_decompression_bomb_hint_names_a_limit_every_command_takes(tmp_path, capsys,
+                                                                       monkeypatch):
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "a.png")
+    argv = ["predict", str(tmp_path / "a.png"), "--method", "noise", "--image-size", "16"]
+    monkeypatch.setenv("SDFL_MAX_PIXELS", "100")
+    assert sdfl([*argv, "--out", str(tmp_path / "p")]) == EXIT_FAILED
+    line = _one_line_error(capsys, "predict")
+    assert "decompression bomb" in line and "SDFL_MAX_PIXELS=N" in line
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # PIL's own limit is raised by the variable
+    monkeypatch.setenv("SDFL_MAX_PIXELS", "1000")
+    assert sdfl([*argv, "--out", str(tmp_path / "q")]) == 0
+    monkeypatch.setenv("SDFL_MAX_PIXELS", "lots")
+    assert sdfl([*argv, "--out", str(tmp_path / "r")]) == EXIT_USAGE
+    assert "SDFL_MAX_PIXELS must be a whole number" in _one_line_error(capsys, "predict")
+
+
+# ---- issue 22 · 2: one evaluation at a time in a folder; a table written twice is not scored
+def test_a_second_evaluation_into_a_busy_folder_fails_and_the_folder_stays_usable(tmp_path,
+                                                                                   capsys):
+    from sdfl_lib.paths import folder_lock
+
+    manifest = _toy_set(tmp_path / "data", n=4)
+    out = tmp_path / "ev"
+    argv = ["evaluate", "--method", "ela", "--manifest", str(manifest), "--out", str(out),
+            "--image-size", "32", "--workers", "0", "--no-figures"]  # fmt: skip
+    with folder_lock(out, "sdfl evaluate"):  # as a first run holds it
+        assert sdfl(argv) == EXIT_FAILED
+        line = _one_line_error(capsys, "evaluate")
+        assert f"{out} is in use by sdfl evaluate (pid " in line and "choose another" in line
+    assert not (out / "predictions.csv").exists()
+    assert sdfl(argv) == 0
+    table = out / "predictions.csv"
+    lines = table.read_text().splitlines()
+    table.write_text("\n".join(lines + lines) + "\n")  # what two runs at once used to leave
+    assert sdfl(argv) == EXIT_FAILED
+    line = _one_line_error(capsys, "evaluate")
+    assert f"{table} is damaged: line 6 is not a row of predictions" in line and "--no-resume" in line
+    assert sdfl([*argv, "--no-resume"]) == 0
+    assert len(table.read_text().splitlines()) == 5
+
+
+# ---- issue 22 · 4: a full disk or a read-only folder ends in one line naming the file, exit 1
+def _refuse_writes(monkeypatch, folder: Path, code: int, only: str = "") -> None:
+    """Every write under `folder` (to a name containing `only`) fails as the system would on a
+    full disk (ENOSPC: at the write, without a file name) or a read-only folder (EROFS: at the
+    open, naming the file)."""
+    import builtins
+    import errno
+    import io
+    import os
+
+    def refused(path: object) -> bool:
+        text = os.path.abspath(os.fspath(path)) if isinstance(path, (str, os.PathLike)) else ""
+        return text.startswith(str(folder)) and only in os.path.basename(text)
+
+    def error(path: object) -> OSError:
+        return OSError(code, os.strerror(code), *([os.fspath(path)] if code == errno.EROFS else []))
+
+    real_open, real_os_open = builtins.open, os.open
+
+    def fake_open(file, mode="r", *args, **kwargs):
+        if refused(file) and any(c in mode for c in "wax+"):
+            raise error(file)
+        return real_open(file, mode, *args, **kwargs)
+
+    def fake_os_open(path, flags, *args, **kwargs):
+        if refused(path) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise error(path)
+        return real_os_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    monkeypatch.setattr(io, "open", fake_open)
+    monkeypatch.setattr(os, "open", fake_os_open)
+
+
+@pytest.mark.parametrize("code", [28, 30], ids=["ENOSPC", "EROFS"])
+def test_a_full_disk_or_read_only_folder_ends_in_one_line(tmp_path, capsys, monkeypatch, code,
+                                                          shared_data):
+    import os
+
+    manifest = _toy_set(tmp_path / "data", n=4)
+    out = tmp_path / "out"
+    out.mkdir()
+    why = os.strerror(code)
+    cases = [
+        (["data", "validate", str(manifest), "--json", str(out / "v.json")], "data validate",
+         out / "v.json", ""),
+        (["data", "prepare", "coverage", "--root", str(shared_data / "coverage-sample"), "--out",
+          str(out / "c.csv")], "data prepare", out, ""),
+        (["evaluate", "--method", "ela", "--manifest", str(manifest), "--out", str(out / "ev"),
+          "--image-size", "32", "--workers", "0", "--no-figures"], "evaluate", out / "ev", ""),
+        (["evaluate", "--method", "ela", "--manifest", str(manifest), "--out", str(out / "ev2"),
+          "--image-size", "32", "--workers", "0"], "evaluate", out / "ev2", ".png"),
+        ([*_train_argv(manifest, out / "run")], "train", out / "run" / "state.pt", "state.pt"),
+        (["predict", str(tmp_path / "data" / "img"), "--method", "noise", "--image-size", "16",
+          "--out", str(out / "p")], "predict", out / "p", ""),
+        (["predict", str(tmp_path / "data" / "img" / "0.png"), "--method", "noise", "--out",
+          str(out / "p")], "predict", out / "p" / "0.json", ".json"),
+    ]  # fmt: skip
+    for argv, command, named, only in cases:
+        (out / "ev").mkdir(exist_ok=True)
+        (out / "run").mkdir(exist_ok=True)
+        with monkeypatch.context() as patch:
+            _refuse_writes(patch, out, code, only)
+            assert sdfl(argv) == EXIT_FAILED, argv
+        line = _one_line_error(capsys, command)
+        assert f"cannot write {named}" in line and why in line, line
+
+
+def _train_argv(manifest: Path, out_dir: Path) -> list[str]:
+    cfg = _train_config(manifest, out_dir, workers=0, balance_classes=False)
+    return ["train", *[f"{k}={v}" for k, v in cfg.to_dict().items() if k != "model_kwargs"]]
+
+
+# ---- issue 22 · 10, 9, 11: predict never overwrites, never writes NaN, says what EXIF means
+def test_predict_never_overwrites_another_images_prediction(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(rng.integers(0, 255, (12, 16, 3), np.uint8)).save(tmp_path / folder / "same.jpg")
+    out = tmp_path / "o"
+    argv = ["--method", "noise", "--image-size", "16", "--out", str(out)]
+    assert sdfl(["predict", str(tmp_path / "a" / "same.jpg"), *argv]) == 0
+    capsys.readouterr()
+    assert sdfl(["predict", str(tmp_path / "b" / "same.jpg"), *argv]) == 0
+    assert "same.json holds another image's prediction: written as same.2.*" in capsys.readouterr().out
+    recorded = {p.name: json.loads(p.read_text())["image"] for p in out.glob("*.json")}
+    assert recorded == {"same.json": str(tmp_path / "a" / "same.jpg"),
+                        "same.2.json": str(tmp_path / "b" / "same.jpg")}
+    assert (out / "same.2_map.png").is_file() and (out / "same_map.png").is_file()
+    assert sdfl(["predict", str(tmp_path / "b" / "same.jpg"), *argv]) == 0  # a rerun
+    assert "same.2.json; replaces the earlier prediction of this file" in capsys.readouterr().out
+    assert sorted(p.name for p in out.glob("*.json")) == ["same.2.json", "same.json"]
+
+
+def test_predict_refuses_non_finite_outputs_and_notes_exif_orientation(tmp_path, capsys):
+    import torch
+
+    from sdfl_lib.errors import DataError
+    from sdfl_lib.models.base import ModelOutput
+    from sdfl_lib.predict import predict
+
+    class Broken(torch.nn.Module):
+        def forward(self, x):
+            nan = torch.full((x.shape[0], 1), float("nan"))
+            return ModelOutput(nan, torch.zeros(x.shape[0], 1, *x.shape[2:]))
+
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    with pytest.raises(DataError, match="a.png: the model gave non-finite outputs"):
+        predict(tmp_path / "a.png", Broken().eval(), image_size=16)
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    Image.fromarray(np.zeros((10, 20, 3), np.uint8)).save(tmp_path / "turned.jpg", exif=exif)
+    argv = ["predict", str(tmp_path / "turned.jpg"), "--method", "noise", "--image-size", "16",
+            "--out", str(tmp_path / "o")]  # fmt: skip
+    assert sdfl(argv) == 0
+    assert "EXIF orientation 8 not applied" in capsys.readouterr().out
+    written = json.loads((tmp_path / "o" / "turned.json").read_text())
+    assert written["width"] == 20 and "stored pixel grid" in written["notes"][0]
+
+
+# ---- issue 22 · 5: every command ends a mistake in one line on stderr, with the table's exit code
+def _command_cases(tmp: Path, port: int) -> list[tuple[str, list[str], int]]:
+    """(command, argv, exit code): one bad usage (2) and one bad data (1) per command of
+    `sdfl --help` (`weights list` takes no data)."""
+    manifest = _toy_set(tmp / "data", n=2)
+    (tmp / "header.csv").write_text("image,mask,edge,label,source\n")
+    (tmp / "twice.csv").write_text("image,label,label\na.png,1,1\n")
+    (tmp / "empty.txt").write_text("\n")
+    (tmp / "file").write_text("a file, not a folder")
+    m, missing, out = str(manifest), str(tmp / "missing.csv"), str(tmp / "out")
+    demo = str(Path(__file__).parents[1] / "params" / "demo.yaml")
+    return [
+        ("data prepare", ["data", "prepare", "casia3", "--root", str(tmp), "--out", out], 2),
+        ("data prepare", ["data", "prepare", "casia2", "--root", missing, "--out", out], 1),
+        ("data split", ["data", "split", m, "--out-dir", out, "--ratios", "1:1"], 2),
+        ("data split", ["data", "split", str(tmp / "header.csv"), "--out-dir", out], 1),
+        ("data validate", ["data", "validate", m, "--mask-policy", "guess"], 2),
+        ("data validate", ["data", "validate", str(tmp / "twice.csv")], 1),
+        ("data convert", ["data", "convert", m], 2),
+        ("data convert", ["data", "convert", str(tmp / "empty.txt"), str(tmp / "e.csv")], 1),
+        ("data explore", ["data", "explore", m, "--out-dir", out, "--examples", "-1"], 2),
+        ("data explore", ["data", "explore", missing, "--out-dir", out], 1),
+        ("data download", ["data", "download", "cifake"], 2),
+        ("data download", ["data", "download", "cifake", "--to", out, "--url",
+                           f"http://127.0.0.1:{port}/cifake.zip"], 1),
+        ("data synth", ["data", "synth", "--out", out, "--n", "0"], 2),
+        ("data synth", ["data", "synth", "--out", str(tmp / "file" / "s"), "--n", "2"], 1),
+        ("train", ["train", "lr=nan"], 2),
+        ("train", ["train", f"train_manifest={missing}", f"out_dir={out}"], 1),
+        ("evaluate", ["evaluate", "--method", "ela", "--manifest", m, "--out", out,
+                      "--threshold", "1.5"], 2),
+        ("evaluate", ["evaluate", "--method", "ela", "--manifest", missing, "--out", out], 1),
+        ("predict", [ "predict", m, "--method", "ela", "--out", out, "--threshold", "2"], 2),
+        ("predict", ["predict", str(tmp / "missing.png"), "--method", "ela", "--out", out], 1),
+        ("weights list", ["weights", "list", "extra"], 2),
+        ("weights download", ["weights", "download", "table3-1", "--timeout", "0"], 2),
+        ("weights download", ["weights", "download", "table3-10"], 1),
+        ("study", ["study", "--params", demo, "--set", "seed=abc"], 2),
+        ("study", ["study", "--params", str(tmp / "missing.yaml")], 1),
+        ("doctor", ["doctor", "--params", demo, "--set", "seed=abc"], 2),
+        ("doctor", ["doctor", "--params", str(tmp / "missing.yaml")], 1),
+    ]  # fmt: skip
+
+
+def test_every_command_ends_a_mistake_in_one_line_with_its_exit_code(tmp_path, capsys,
+                                                                      closed_port, monkeypatch):
+    monkeypatch.setenv("SDFL_CACHE", str(tmp_path / "cache"))
+    cases = _command_cases(tmp_path, closed_port)
+    from sdfl_lib.cli import build_parser
+
+    def commands(parser, prefix=""):
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            return {prefix}
+        return {c for name, p in subs[0].choices.items() for c in commands(p, f"{prefix} {name}")}
+
+    listed = {c.strip() for c in commands(build_parser())}
+    assert {c for c, _, _ in cases} == listed  # every command and sub-command of `sdfl --help`
+    for command, argv, code in cases:
+        try:
+            got = sdfl(argv)
+        except SystemExit as exc:  # argparse's usage errors
+            got = exc.code
+        err = capsys.readouterr().err.strip().splitlines()
+        assert got == code, (argv, got, err)
+        assert len(err) == 1 and err[0].startswith(f"sdfl {command}: error: "), (argv, err)
+    # --debug shows the traceback instead, for data's commands too
+    with pytest.raises(Exception, match="data set folder not found"):
+        sdfl(["--debug", *cases[1][1]])

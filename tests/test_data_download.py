@@ -6,6 +6,7 @@ import hashlib
 import http.server
 import importlib
 import io
+import json
 import os
 import shutil
 import struct
@@ -141,15 +142,22 @@ def test_checksum_mismatch_is_refused(server, tmp_path):
     assert (tmp_path / "df" / "ICNC2023-Deepfakes.tar.xz.sha256-mismatch").exists()
 
 
+def _partial(dest: Path, url: str, data: bytes, have: int) -> None:
+    """What an interrupted download of `url` leaves: `dest.part` and its record."""
+    dest.with_name(dest.name + ".part").write_bytes(data[:have])
+    dl._part_record(dest).write_text(json.dumps({"url": url, "size": len(data)}))
+
+
 def test_resume_of_a_partial_download(server, tmp_path):
     root, base, handler = server
     data = os.urandom(200_000)
     (root / "big.bin").write_bytes(data)
     dest = tmp_path / "big.bin"
-    dest.with_name("big.bin.part").write_bytes(data[:70_000])
+    _partial(dest, f"{base}/big.bin", data, 70_000)
     dl._http_get(f"{base}/big.bin", dest, timeout=10)
     assert handler.ranges == ["bytes=70000-"]
     assert dest.read_bytes() == data and not dest.with_name("big.bin.part").exists()
+    assert not dl._part_record(dest).exists()
 
 
 def test_resume_restarts_when_server_ignores_range(server, tmp_path):
@@ -158,7 +166,7 @@ def test_resume_restarts_when_server_ignores_range(server, tmp_path):
     data = os.urandom(50_000)
     (root / "big.bin").write_bytes(data)
     dest = tmp_path / "big.bin"
-    dest.with_name("big.bin.part").write_bytes(b"garbage" * 100)
+    _partial(dest, f"{base}/big.bin", b"garbage" * 100, 700)
     dl._http_get(f"{base}/big.bin", dest, timeout=10)
     assert dest.read_bytes() == data
 
@@ -168,9 +176,28 @@ def test_complete_part_file_is_kept(server, tmp_path):
     data = os.urandom(10_000)
     (root / "big.bin").write_bytes(data)
     dest = tmp_path / "big.bin"
-    dest.with_name("big.bin.part").write_bytes(data)
+    _partial(dest, f"{base}/big.bin", data, len(data))
     dl._http_get(f"{base}/big.bin", dest, timeout=10)
     assert dest.read_bytes() == data and handler.ranges == ["bytes=10000-"]
+
+
+def test_a_partial_file_of_another_download_is_not_resumed(server, tmp_path, capsys):
+    root, base, handler = server
+    data, other = os.urandom(20_000), os.urandom(30_000)
+    (root / "big.bin").write_bytes(data)
+    dest = tmp_path / "big.bin"
+    dest.with_name("big.bin.part").write_bytes(other[:5000])  # no record: whose bytes?
+    dl._http_get(f"{base}/big.bin", dest, timeout=10)
+    assert dest.read_bytes() == data and handler.ranges == [""]
+    assert "left by another download (no record); starting afresh" in capsys.readouterr().out
+    dest.unlink()
+    _partial(dest, f"{base}/old.bin", other, 5000)  # another URL
+    dl._http_get(f"{base}/big.bin", dest, timeout=10)
+    assert dest.read_bytes() == data and handler.ranges == ["", ""]
+    dest.unlink()
+    _partial(dest, f"{base}/big.bin", other, 5000)  # this URL, but the file there changed size
+    dl._http_get(f"{base}/big.bin", dest, timeout=10)
+    assert dest.read_bytes() == data and handler.ranges == ["", "", "bytes=5000-", ""]
 
 
 def test_zip_extraction_through_download(server, tmp_path):
@@ -339,16 +366,21 @@ def test_html_page_served_as_archive_is_moved_aside_and_refetched(server, tmp_pa
     assert (out / "cifake" / "a.jpg").read_bytes() == b"1"
 
 
-def test_cut_download_fails_extraction_once_then_is_fetched_again(server, tmp_path):
+def test_cut_download_is_found_before_its_digest_is_recorded(server, tmp_path):
     root, base, _ = server
     good = _zip(tmp_path / "good.zip", {"cifake/a.jpg": os.urandom(5000)}).read_bytes()
     (root / "m.zip").write_bytes(good[: len(good) // 2])  # cut, as without Content-Length
     url = f"{base}/m.zip"
-    with pytest.raises(dl.DownloadError, match="moved to .*extraction-failed"):
-        dl.download("cifake", tmp_path / "c", url=url)
+    with pytest.raises(dl.DownloadError, match="truncated .*moved to .*not-an-archive"):
+        dl.download("cifake", tmp_path / "c", url=url, extract=False)
     assert not (tmp_path / "c" / "cifake.zip").exists()
+    assert not (tmp_path / "c" / "cifake.zip.sha256").exists()  # nothing recorded
     (root / "m.zip").write_bytes(good)
     assert (dl.download("cifake", tmp_path / "c", url=url) / "cifake" / "a.jpg").is_file()
+    cut_xz = _tar_xz(tmp_path / "d.tar.xz", PAYLOAD).read_bytes()[:-100]
+    (root / "ICNC2023-Deepfakes.tar.xz").write_bytes(cut_xz)
+    with pytest.raises(dl.DownloadError, match="truncated xz file"):
+        dl.download("icnc-deepfakes", tmp_path / "d", url=f"{base}/ICNC2023-Deepfakes.tar.xz")
 
 
 def test_recorded_sha256_is_checked_on_later_runs(server, tmp_path):

@@ -46,3 +46,20 @@ def test_doctor_passes_a_file_pointed_at_present_data(capsys, tmp_path, monkeypa
     assert main(["doctor", "--params", PAPER, *[a for s in sets for a in ("--set", s)]]) == 0
     out = capsys.readouterr().out
     assert "casia1: " in out and "present" in out and "0 problem(s)" in out
+
+
+def test_doctor_checks_keys_and_values_as_study_does(capsys, monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("SDFL_CACHE", str(tmp_path))
+    (tmp_path / "broken.yaml").write_text("name: x\ntrain: {epochs: 3\n")
+    cases = [
+        (["--params", str(tmp_path / "broken.yaml")], "broken.yaml: not valid YAML (line 3"),
+        (["--params", PAPER, "--set", "train.epochs=three"], "section 'train': config key epochs"),
+        (["--params", PAPER, "--set", "seed=abc"], "seed: expected a whole number"),
+        (["--params", PAPER, "--set", "evaluate.bacth_size=2"], "'bacth_size' in section 'evaluate'"),
+    ]  # fmt: skip
+    for extra, message in cases:
+        assert main(["doctor", *extra]) == 2, extra
+        captured = capsys.readouterr()
+        line = captured.err.strip().splitlines()[-1]  # after torch's own notes on the machine
+        assert line.startswith("sdfl doctor: error: ") and message in line
+        assert f"MISSING {line.split('error: ', 1)[1]}" in captured.out  # in the report too

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from pathlib import Path
@@ -101,7 +102,8 @@ def test_select_and_cli(study_dir: Path) -> None:
     parser = argparse.ArgumentParser()
     study.register(parser.add_subparsers())
     args = parser.parse_args(["study", "--params", str(study_dir / "missing.yaml")])
-    assert args.func(args) == 1
+    with pytest.raises(study.StudyError, match="parameters file not found"):
+        args.func(args)  # `sdfl_lib.cli.main` turns it into one line, exit 1
 
 
 def test_set_items_change_values_without_editing_the_file(study_dir: Path) -> None:
@@ -128,10 +130,11 @@ def test_set_and_smoke_reach_the_command_line(study_dir: Path, capsys) -> None:
     smoke = str(study.REPO_ROOT / "params" / "smoke.yaml")
     for item, message in (("modules.imagesize=3", "'imagesize' in section 'modules' not a parameter"),
                           ("train.epohcs=2", "section 'train': unknown config key 'epohcs'. Did you mean epochs?"),
-                          ("train.lr=-1", "lr must be > 0")):
+                          ("train.lr=-1", "lr must be > 0"),
+                          ("train.model_kwargs={depth: 3}", "takes no 'depth'")):
         rc = main(["study", "--params", smoke, "--smoke", "--set", item, "--run-root", str(study_dir / "runs")])
         err = capsys.readouterr().err
-        assert rc == 1 and err.startswith("sdfl study: error: ") and message in err, err
+        assert rc == 2 and err.startswith("sdfl study: error: ") and message in err, err
         assert len(err.strip().splitlines()) == 1
     assert not (study_dir / "runs" / "smoke-smoke" / "notebooks" / "01_data.ipynb").exists()
 
@@ -211,3 +214,61 @@ def test_smoke_keeps_every_choice_of_the_file() -> None:
         assert len(small["optimization"]["variants"]) <= 1 and small["data"]["max_test"] == 12
         if params.get("nproc", 1) > 2:
             assert any("nproc" in n for n in notes)
+
+
+def _exited(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat")
+    return not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds processes in /proc")
+def test_a_dead_kernel_ends_in_one_line_renders_the_notebook_and_leaves_no_process(tmp_path):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _notebook(
+        nbs / "01_die.ipynb", 'run_dir = "x"', "print('before the end')",
+        "import os, pathlib, subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'])\n"
+        "pathlib.Path(run_dir, 'child.pid').write_text(str(child.pid))\n"
+        "time.sleep(0.5)\n"
+        "os.kill(os.getpid(), 9)  # as the out-of-memory killer does",
+    )
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"name": "t"}))
+    with pytest.raises(study.StudyError) as exc:
+        study.run_study(tmp_path / "p.yaml", reports_dir=tmp_path / "rep",
+                        run_root=tmp_path / "runs", notebooks_dir=nbs, echo=False)
+    message = str(exc.value)
+    assert "\n" not in message and "01_die.ipynb: the kernel died in cell 3 (import os, pathlib" in message
+    assert "out of memory" in message and "process(es) it left were stopped" in message
+    assert "before the end" in (tmp_path / "rep" / "01_die.html").read_text()
+    child = int((tmp_path / "runs" / "t" / "child.pid").read_text())
+    assert _exited(child)
+    state = json.loads((tmp_path / "runs" / "t" / "study_state.json").read_text())
+    assert state["01_die"]["status"] == "failed"
+
+
+def test_every_value_is_checked_before_a_kernel_starts(study_dir: Path, capsys) -> None:
+    from sdfl_lib.cli import main
+
+    argv = ["study", "--params", str(study_dir / "p.yaml"), "--run-root", str(study_dir / "runs")]
+    (study_dir / "empty.yaml").write_text("# nothing yet\n")
+    (study_dir / "broken.yaml").write_text("name: t\nmake: {count: 4\n")
+    cases = [
+        (["--set", "seed=abc"], "seed: expected a whole number (the default is 0), got 'abc'"),
+        (["--set", "seed=[1]"], "seed: expected a whole number (the default is 0), got [1]"),
+        (["--set", "make.count=true"], "make.count: expected a whole number"),
+        (["--set", "use.scale=fast"], "use: scale: expected a number (the default is 1.0), got 'fast'"),
+        (["--set", "seed=-3"], "seed: must be >= 0, got -3"),
+
+    ]  # fmt: skip
+    for extra, message in cases:
+        with pytest.raises(study.ParameterError, match=re.escape(message)):
+            study.run_study(study_dir / "p.yaml", sets=extra[1:], run_root=study_dir / "runs",
+                            notebooks_dir=study_dir / "nbs")
+    for path, message in ((study_dir / "empty.yaml", "holds no parameters; start from a file"),
+                          (study_dir / "broken.yaml", "broken.yaml: not valid YAML (line 3, column 1)")):
+        argv[2] = str(path)
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and message in err, err
+    assert not (study_dir / "runs").exists()  # no kernel started, no run folder made

@@ -22,9 +22,9 @@ def test_paper_defaults_and_every_key_documented():
 
 def test_yaml_round_trip_and_overrides(tmp_path):
     c = TrainConfig.load(None, ["lr=1e-3", "epochs=3", "precision=bf16", "channels_last=true",
-                                "model_kwargs={dropout: 0.1}", "val_manifest="])
+                                "model_kwargs={fpn_channels: 64}", "val_manifest="])
     assert (c.lr, c.epochs, c.precision, c.channels_last) == (1e-3, 3, "bf16", True)
-    assert c.model_kwargs == {"dropout": 0.1}
+    assert c.model_kwargs == {"fpn_channels": 64}
     c.dump(tmp_path / "c.yaml")
     assert TrainConfig.load(tmp_path / "c.yaml") == c
     # A study parameter file: the `train:` section is the training config.

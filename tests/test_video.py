@@ -332,3 +332,20 @@ def test_the_librarys_predict_takes_a_video_path(clip, tmp_path):
         predict(clip, model)
     with pytest.raises(ValueError, match="are for videos"):
         predict(np.zeros((8, 8, 3), np.uint8), model, out_dir=tmp_path / "i")
+
+
+def test_cli_never_writes_over_another_videos_outputs(clip, ela_checkpoint, tmp_path, capsys):
+    other = tmp_path / "other.avi"
+    other.write_bytes(clip.read_bytes())
+    out = tmp_path / "out"
+    base = ["--checkpoint", str(ela_checkpoint), "--every", "10", "--out", str(out)]
+    assert sdfl(["predict", str(clip), *base]) == 0
+    assert sdfl(["predict", str(other), *base]) == 0
+    assert f"{out} holds another video's prediction: written to {out / 'other.avi.2'}" in (
+        capsys.readouterr().out
+    )
+    assert json.loads((out / "summary.json").read_text())["video"] == str(clip)
+    assert json.loads((out / "other.avi.2" / "summary.json").read_text())["video"] == str(other)
+    assert sdfl(["predict", str(other), *base]) == 0  # a rerun replaces its own, and says so
+    assert "replaces the earlier prediction of this video" in capsys.readouterr().out
+    assert not (out / "other.avi.3").exists()

@@ -21,6 +21,7 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, files: dict[str, bytes], cut: set[str]) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.files, self.cut, self.ranges = files, set(cut), []
+        self.no_length: set[str] = set()  # paths sent without a Content-Length
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -37,7 +38,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(206 if asked else 200)
         if asked:
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        self.send_header("Content-Length", str(len(data) - start))
+        if self.path not in self.server.no_length:
+            self.send_header("Content-Length", str(len(data) - start))
         self.end_headers()
         body = data[start:]
         if self.path in self.server.cut:
@@ -166,3 +168,51 @@ def test_download_resumes_records_sha256_and_works_by_name(server, authors_file,
     with pytest.raises(WeightsError, match="changed since it was downloaded"):
         resolve_checkpoint("table3-5")
     assert not cached.exists() and cached.with_name(cached.name + ".sha256-mismatch").exists()
+
+
+@pytest.fixture()
+def tiny_server(monkeypatch, tmp_path):
+    """Serves a small real checkpoint (`/1.pth`), a web page (`/2.pth`) and `/3.pth`, the same
+    checkpoint cut in half and sent without a Content-Length."""
+    import io
+
+    buffer = io.BytesIO()
+    torch.save({"conv.weight": torch.ones(4, 3, 3, 3)}, buffer)
+    good = buffer.getvalue()
+    srv = _Server({"/1.pth": good, "/2.pth": b"<!DOCTYPE html><html>Sign in</html>",
+                   "/3.pth": good[: len(good) // 2]}, cut=set())  # fmt: skip
+    srv.no_length = {"/3.pth"}
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("SDFL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("SDFL_WEIGHTS_URL", f"http://127.0.0.1:{srv.server_port}/{{row}}.pth")
+    yield srv, good
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_a_download_that_is_no_checkpoint_is_moved_aside_never_recorded(tiny_server, capsys):
+    srv, good = tiny_server
+    for name, why in (("table3-2", "web page"), ("table3-3", "not a checkpoint that loads")):
+        cached = WEIGHTS[name].path
+        assert sdfl(["weights", "download", name]) == 1
+        err = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar
+        assert err.startswith("sdfl weights download: error: ") and why in err
+        assert "next run downloads it afresh" in err
+        assert not cached.exists() and not cached.with_name(cached.name + ".sha256").exists()
+        assert cached.with_name(cached.name + ".not-a-checkpoint").is_file()
+        with pytest.raises(WeightsError, match="not downloaded"):
+            resolve_checkpoint(name)
+    # A partial file of another download is not resumed into this one.
+    cached = WEIGHTS["table3-1"].path
+    cached.with_name(cached.name + ".part").write_bytes(b"<html>" * 50)
+    assert sdfl(["weights", "download", "table3-1"]) == 0
+    assert cached.read_bytes() == good and srv.ranges[-1] is None
+    assert cached.with_name(cached.name + ".sha256").is_file()
+
+
+@pytest.mark.parametrize("timeout", ["0", "-5", "nan", "soon"])
+def test_weights_timeout_must_be_positive(timeout, capsys):
+    with pytest.raises(SystemExit) as exc:
+        sdfl(["weights", "download", "table3-1", "--timeout", timeout])
+    assert exc.value.code == 2 and "--timeout" in capsys.readouterr().err

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import logging
 import os
 import shutil
 import sys
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
@@ -47,14 +48,22 @@ def _is_cuda_root(path: str | os.PathLike | None) -> bool:
     )
 
 
+def _cpp_extension() -> Any:
+    """torch.utils.cpp_extension, imported without its import-time warning on machines without
+    CUDA (the callers report what is there; a second line on stderr would only repeat it)."""
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    from torch.utils import cpp_extension  # why: heavy, only when the extension is built
+
+    return cpp_extension
+
+
 def find_cuda_home() -> str | None:
     """The CUDA toolkit root: $CUDA_HOME/$CUDA_PATH, PyTorch's guess, /usr/local/cuda*, or nvcc's.
 
     PyTorch guesses the root as nvcc's grandparent, which is wrong when `nvcc` on PATH is a
     wrapper script (e.g. /usr/local/bin/nvcc), so every candidate is checked for the headers.
     """
-    from torch.utils import cpp_extension  # why: heavy, only when the extension is built
-
+    cpp_extension = _cpp_extension()
     candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), cpp_extension.CUDA_HOME]
     candidates += ["/usr/local/cuda", *sorted(glob.glob("/usr/local/cuda-*"), reverse=True)]
     nvcc = shutil.which("nvcc")
@@ -65,9 +74,7 @@ def find_cuda_home() -> str | None:
 
 def _ensure_ninja_on_path() -> bool:
     """Put the `ninja` wheel's binary on PATH (a venv's python run without activating it)."""
-    from torch.utils import cpp_extension  # why: heavy, only when the extension is built
-
-    if cpp_extension.is_ninja_available():
+    if _cpp_extension().is_ninja_available():
         return True
     with contextlib.suppress(ImportError):
         import ninja  # the PyPI wheel ships the binary in BIN_DIR
@@ -76,7 +83,7 @@ def _ensure_ninja_on_path() -> bool:
     bindir = str(Path(sys.executable).parent)
     if (Path(bindir) / "ninja").is_file():
         os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
-    return cpp_extension.is_ninja_available()
+    return _cpp_extension().is_ninja_available()
 
 
 def _arch_list(arch_list: str | None) -> str | None:
@@ -116,8 +123,7 @@ def _ops(library: str) -> PrRoIOps:
 
 
 def _build(arch_list: str, verbose: bool) -> PrRoIOps:
-    from torch.utils import cpp_extension  # why: heavy, only when the extension is built
-
+    cpp_extension = _cpp_extension()
     if torch.version.cuda is None:
         raise ToolMissing(f"this PyTorch ({torch.__version__}) is a CPU-only build")
     cuda_home = find_cuda_home()

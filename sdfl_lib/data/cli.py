@@ -6,42 +6,16 @@ Only argument parsing lives here; each handler calls the library function of the
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from sdfl_lib.data.registry import DATASETS, prepare_names
-from sdfl_lib.errors import non_negative_int, positive_int
-
-
-def _clear_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Bad input ends with its message on stderr and exit code 1, not a traceback."""
-
-    @functools.wraps(handler)
-    def run(args: argparse.Namespace) -> int:
-        from sdfl_lib.data.io import ImageReadError  # why: not loaded by `sdfl --help`
-        from sdfl_lib.data.manifest import ManifestError  # why: not loaded by `sdfl --help`
-
-        expected: tuple[type[BaseException], ...] = (
-            ManifestError, ImageReadError, FileNotFoundError, ValueError,
-        )
-        if handler is _download:
-            from sdfl_lib.data.download import DownloadError  # why: not loaded by `sdfl --help`
-
-            expected += (DownloadError,)
-        try:
-            return handler(args)
-        except expected as err:
-            print(f"sdfl data {args.data_command}: error: {err}", file=sys.stderr)
-            return 1
-
-    return run
+from sdfl_lib.errors import UsageError, non_negative_int, positive_int
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from sdfl_lib.data.prepare import prepare  # why: not loaded by `sdfl --help`
+    from sdfl_lib.data.prepare import prepare, report_path  # why: not loaded by `sdfl --help`
 
     opts = {
         key: value
@@ -57,11 +31,16 @@ def _prepare(args: argparse.Namespace) -> int:
         if value is not None
     }
     if args.drop_unmatched and args.name not in ("casia1", "casia2"):
-        print(f"sdfl data prepare: error: --drop-unmatched applies to casia1 and casia2, "
-              f"not {args.name}", file=sys.stderr)
-        return 2
-    report = prepare(args.name, args.root, args.out, **opts)
-    return 1 if report.get("errors") else 0
+        raise UsageError(f"--drop-unmatched applies to casia1 and casia2, not {args.name}")
+    report = prepare(args.name, args.root, args.out, overwrite=args.overwrite, **opts)
+    if report["errors"]:
+        # The rows that could be prepared are written; what failed goes where errors go.
+        print(f"sdfl data prepare: error: {len(report['errors'])} problem(s) while preparing "
+              f"(first: {report['errors'][0]}); the manifest holds the "
+              f"{report['counts']['rows']} rows that could be prepared, "
+              f"{report_path(args.out)} lists every problem", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _parse_ratios(text: str) -> tuple[float, ...]:
@@ -95,6 +74,7 @@ def _split(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     # why: not loaded by `sdfl --help`
     from sdfl_lib.data.validate import print_report, validate_manifest
+    from sdfl_lib.runtime import atomic_write
 
     report = validate_manifest(
         args.manifest, mask_policy=args.mask_policy, max_pixels=args.max_pixels
@@ -102,7 +82,8 @@ def _validate(args: argparse.Namespace) -> int:
     print_report(report)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=2))
+        with atomic_write(args.json) as tmp:
+            tmp.write_text(json.dumps(report, indent=2))
         print(f"report written to {args.json}")
     return 1 if report["errors"] else 0
 
@@ -175,12 +156,7 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Adds `sdfl data ...` and its sub-commands."""
-    data = subparsers.add_parser("data", help="prepare, split, validate and explore data sets")
-    sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
-    data.set_defaults(func=lambda args: (data.print_help(), 2)[1])
-
+def _add_prepare(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare", help="make a manifest from a data set's own folder layout")
     p.add_argument("name", help=", ".join(prepare_names()))
     p.add_argument("--root", required=True, help="the data set's folder")
@@ -191,10 +167,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--compression", help="ffpp: c0, c23 or c40 (default c23)")
     p.add_argument("--limit", type=positive_int, help="ffpp: at most this many videos per method")
     p.add_argument("--edge-width", type=positive_int, help="band width of generated edge maps")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a manifest that exists at --out (default: refuse)")
     p.add_argument("--drop-unmatched", action="store_true",
                    help="casia1/casia2: leave out tampered images without a mask (default: kept "
                         "as label-only fakes, listed in the report)")
-    p.set_defaults(func=_clear_errors(_prepare))
+    p.set_defaults(func=_prepare)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Adds `sdfl data ...` and its sub-commands."""
+    data = subparsers.add_parser("data", help="prepare, split, validate and explore data sets")
+    sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    data.set_defaults(func=lambda args: (data.print_help(), 2)[1])
+
+    _add_prepare(sub)
 
     p = sub.add_parser("split", help="seeded, stratified train/val/test manifests")
     p.add_argument("manifest")
@@ -211,14 +198,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--stratify", choices=("label", "label+source"), default="label+source",
         help="groups split separately (default label+source)",
     )
-    p.set_defaults(func=_clear_errors(_split))
+    p.set_defaults(func=_split)
 
     p = sub.add_parser("validate", help="check every row of a manifest; non-zero exit on errors")
     p.add_argument("manifest")
     p.add_argument("--json", help="write the report here")
     p.add_argument("--mask-policy", choices=("resize", "skip", "fail"), default="resize")
     p.add_argument("--max-pixels", type=positive_int, help="decompression-bomb limit (PIL's by default)")
-    p.set_defaults(func=_clear_errors(_validate))
+    p.set_defaults(func=_validate)
 
     p = sub.add_parser("convert", help="CSV manifest <-> authors' paths_*.txt, prefix rewriting")
     p.add_argument("input", help=".csv manifest or authors' .txt list")
@@ -230,25 +217,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--source", default="", help="source name for rows read from a .txt list")
     p.add_argument("--absolute", action="store_true", help="CSV output: keep absolute paths")
     p.add_argument("--relative", action="store_true", help=".txt output: relative paths")
-    p.set_defaults(func=_clear_errors(_convert))
+    p.set_defaults(func=_convert)
 
     p = sub.add_parser("explore", help="figures of a manifest: counts, sizes, mask areas, examples")
     p.add_argument("manifest")
     p.add_argument("--out-dir", required=True)
     p.add_argument("--examples", type=non_negative_int, default=8)
     p.add_argument("--seed", type=non_negative_int, default=0)
-    p.set_defaults(func=_clear_errors(_explore))
+    p.set_defaults(func=_explore)
 
     p = sub.add_parser("download", help="download and extract a data set")
     p.add_argument("name", help=", ".join(DATASETS))
     p.add_argument("--to", required=True, help="target folder")
     p.add_argument("--url", help="another address for the archive")
     p.add_argument("--sha256", help="expected SHA-256 of the archive")
-    p.set_defaults(func=_clear_errors(_download))
+    p.set_defaults(func=_download)
 
     p = sub.add_parser("synth", help="synthetic forgeries for offline runs")
     p.add_argument("--out", required=True)
     p.add_argument("--n", type=positive_int, required=True)
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--size", type=positive_int, help="image side in pixels")
-    p.set_defaults(func=_clear_errors(_synth))
+    p.set_defaults(func=_synth)

@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import json
 import os
 import re
 import shutil
 import urllib.parse
 import urllib.request
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -115,20 +119,58 @@ _MAGIC = {
 }  # fmt: skip
 
 
+def _is_web_page(head: bytes) -> bool:
+    text = head.lstrip().lower()
+    return text.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head"))
+
+
 def _wrong_type(path: Path) -> str:
-    """Why `path` is not the archive its name says ("" when it looks right)."""
+    """Why `path` is not the archive its name says ("" when it looks right). Zip and xz files end
+    in a known structure, so a body cut short (no Content-Length to tell) is found here too."""
     suffix = path.suffix.lower()
     with open(path, "rb") as fh:
         head = fh.read(512)
-    text = head.lstrip().lower()
-    if text.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head")):
+        fh.seek(max(path.stat().st_size - 2, 0))
+        tail = fh.read(2)
+    if _is_web_page(head):
         return "a web page (HTML) was served instead of the file"
     if suffix == ".tar":
         return "" if head[257:262] == b"ustar" or not head else "not a tar archive"
     magic = _MAGIC.get(suffix)
     if magic and not head.startswith(magic):
         return f"not a {suffix} file (it starts with {head[:16]!r})"
+    if suffix == ".zip" and not zipfile.is_zipfile(path):
+        return "a truncated or damaged zip file (its central directory is missing)"
+    if suffix in (".xz", ".txz") and tail != b"YZ":
+        return "a truncated xz file (its stream footer is missing)"
     return ""
+
+
+def verify_download(
+    path: Path,
+    expected: str | None = None,
+    check: Callable[[Path], str] | None = None,
+    tag: str = "unusable",
+) -> str:
+    """The checks every downloaded file passes before its SHA-256 is recorded: it is not a web
+    page, an archive is of its type and complete, and `check(path)` (e.g. "loads as a
+    checkpoint"; it returns why not, or "") finds nothing; then the digest is compared with the
+    pinned or recorded one, or recorded. A file that fails is moved aside (`<file>.<tag>`, or
+    `.not-an-archive`) so that the next run fetches it afresh; returns the digest."""
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+    if is_archive(path):
+        why, tag = _wrong_type(path), "not-an-archive"
+    else:
+        why = "a web page (HTML) was served instead of the file" if _is_web_page(head) else ""
+    record = _digest_file(path)
+    if not why and check is not None and not expected and not record.is_file():
+        why = check(path)  # once, before the digest is first recorded; the digest guards it after
+    if why:
+        bad = _quarantine(path, why, tag)
+        raise DownloadError(f"{path.name}: {why}; it was moved to {bad}, and the next run "
+                            "downloads it afresh")
+    return _verify(path, expected)
 
 
 def _drive_id(url: str) -> str | None:
@@ -143,30 +185,72 @@ def _dropbox_direct(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
 
 
+def _part_record(dest: Path) -> Path:
+    """What a partial download belongs to: its URL, total size and validators (JSON)."""
+    return dest.with_name(dest.name + ".part.json")
+
+
+def _resumable(dest: Path, url: str) -> tuple[int, dict]:
+    """(bytes to resume from, the partial file's record); a partial file left by another URL or
+    without a record is deleted: its bytes may belong to another file."""
+    part, record_path = dest.with_name(dest.name + ".part"), _part_record(dest)
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, ValueError):
+        record = {}
+    if part.exists() and record.get("url") == url:
+        return part.stat().st_size, record
+    if part.exists():
+        print(f"{part.name}: left by another download ({record.get('url') or 'no record'}); "
+              "starting afresh")
+    part.unlink(missing_ok=True)
+    record_path.unlink(missing_ok=True)
+    return 0, {}
+
+
+def _range_headers(have: int, record: dict) -> dict[str, str]:
+    if not have:
+        return {}
+    headers = {"Range": f"bytes={have}-"}
+    validator = record.get("etag") or record.get("last_modified")
+    if validator:
+        headers["If-Range"] = validator  # the server sends the whole file if it changed
+    return headers
+
+
 def _http_get(url: str, dest: Path, timeout: float) -> None:
-    """Fetches `url` into `dest`, resuming `dest.part` with an HTTP Range request."""
+    """Fetches `url` into `dest`, resuming `dest.part` (of the same URL and file) with an HTTP
+    Range request."""
     import requests  # why: heavy, only when downloading
 
     part = dest.with_name(dest.name + ".part")
-    have = part.stat().st_size if part.exists() else 0
-    headers = {"Range": f"bytes={have}-"} if have else {}
-    with requests.get(url, stream=True, timeout=timeout, headers=headers) as response:
+    have, record = _resumable(dest, url)
+    with requests.get(url, stream=True, timeout=timeout,
+                      headers=_range_headers(have, record)) as response:  # fmt: skip
         if response.status_code == 416 and have:
             # The partial file may already hold everything: the server says how big it is.
             total = response.headers.get("Content-Range", "").rpartition("/")[2]
-            if total.isdigit() and int(total) == have:
+            if total.isdigit() and int(total) == have == record.get("size", have):
                 replace_file(part, dest)
+                _part_record(dest).unlink(missing_ok=True)
                 return
             part.unlink()
             return _http_get(url, dest, timeout)
         response.raise_for_status()
-        resumed = have and response.status_code == 206
-        if have and not resumed:
-            have = 0  # the server ignored the Range request: start again
-        length = response.headers.get("Content-Length")
-        total = int(length) + have if length and length.isdigit() else None
+        total = _total_size(response, record)
+        if response.status_code == 206 and total is None:
+            # The rest of another file (it changed on the server): fetch the whole file again.
+            part.unlink()
+            _part_record(dest).unlink(missing_ok=True)
+            return _http_get(url, dest, timeout)
+        if response.status_code != 206:
+            have = 0  # a new download, or the server ignored the Range request: start again
+            _part_record(dest).write_text(json.dumps({
+                "url": url, "size": total, "etag": response.headers.get("ETag"),
+                "last_modified": response.headers.get("Last-Modified"),
+            }))  # fmt: skip
         with (
-            open(part, "ab" if resumed else "wb") as handle,
+            open(part, "ab" if have else "wb") as handle,
             tqdm(total=total, initial=have, unit="B", unit_scale=True, desc=dest.name) as bar,
         ):
             for chunk in response.iter_content(CHUNK):
@@ -177,6 +261,19 @@ def _http_get(url: str, dest: Path, timeout: float) -> None:
             f"{url}: got {part.stat().st_size} of {total} bytes; run again to resume from {part}"
         )
     replace_file(part, dest)
+    _part_record(dest).unlink(missing_ok=True)
+
+
+def _total_size(response: Any, record: dict) -> int | None:
+    """The whole file's size, from Content-Range (a resumed transfer) or Content-Length; None
+    when the server does not say, or when a resumed transfer reports another file's size."""
+    if response.status_code == 206:
+        total = response.headers.get("Content-Range", "").rpartition("/")[2]
+        if total.isdigit() and int(total) == record.get("size"):
+            return int(total)
+        return None  # another file now: `_http_get` starts again
+    length = response.headers.get("Content-Length")
+    return int(length) if length and length.isdigit() else None
 
 
 def _fetch(url: str, dest: Path, timeout: float) -> None:
@@ -278,12 +375,7 @@ def download(
                 raise DownloadError(_manual_message(info, item, to, why)) from err
         if dest.is_dir():
             continue  # a folder the user unpacked by hand
-        why = _wrong_type(dest) if is_archive(dest) else ""
-        if why:
-            bad = _quarantine(dest, why, "not-an-archive")
-            raise DownloadError(f"{dest.name}: {why}; it was moved to {bad}, and the next run "
-                                "downloads it afresh")
-        digest = _verify(dest, item.sha256)
+        digest = verify_download(dest, item.sha256)
         if extract and is_archive(dest):
             try:
                 extract_archive(dest, to / item.subdir)

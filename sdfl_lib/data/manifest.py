@@ -23,12 +23,14 @@ derived `label_only` column, and never treated as an all-zero mask.
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 
 import pandas as pd
 
 from sdfl_lib.errors import DataError
+from sdfl_lib.runtime import atomic_write
 
 MANIFEST_COLUMNS: tuple[str, ...] = ("image", "mask", "edge", "label", "source")
 PATH_COLUMNS: tuple[str, ...] = ("image", "mask", "edge")
@@ -118,8 +120,45 @@ def check_labels_agree(df: pd.DataFrame, where: str) -> None:
     if conflicting:
         image, rows = next(iter(conflicting.items()))
         raise ManifestError(
-            f"{where}: {image} is listed as both authentic and tampered (rows {rows}); "
+            f"{where}: {image} is listed as both authentic and tampered ({rows_text(rows)}); "
             f"{len(conflicting)} such image(s) in all: fix the labels"
+        )
+
+
+def rows_text(numbers: list[int], show: int = 5) -> str:
+    """`rows [3, 35]`, or the first `show` rows and how many there are in all."""
+    if len(numbers) <= show:
+        return f"rows {numbers}"
+    return f"rows {str(numbers[:show])[:-1]}, ...] ({len(numbers)} in all)"
+
+
+def _check_fields(path: Path) -> None:
+    """Refuses a header that names a column twice and rows with more fields than the header
+    (pandas would shift them under an index or drop the extra fields without a word)."""
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None:
+            return  # empty: pandas says so
+        names = [name.strip() for name in header]
+        for name in dict.fromkeys(n for n in names if n):
+            where = [i + 1 for i, n in enumerate(names) if n == name]
+            if len(where) > 1:
+                raise ManifestError(f"{path}: column {name!r} appears {len(where)} times in the "
+                                    f"header (columns {where}); keep one")
+        long, row = [], 0
+        for fields in reader:
+            if not fields:
+                continue  # a blank line, skipped as pandas skips it
+            row += 1
+            if len(fields) > len(header):
+                long.append((row, reader.line_num, len(fields)))
+    if long:
+        row, line, n = long[0]
+        trailing = " (a trailing comma?)" if n == len(header) + 1 else ""
+        raise ManifestError(
+            f"{path}: row {row} (line {line}) has {n} fields, the header {len(header)}"
+            f"{trailing}; {len(long)} row(s) have more fields than the header"
         )
 
 
@@ -132,11 +171,14 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     if not path.is_file():
         raise ManifestError(f"manifest not found: {path}")
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        _check_fields(path)
+        # index_col=False: a row with an extra field never turns the first column into an index.
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig",
+                         index_col=False)
     except pd.errors.EmptyDataError:
         raise ManifestError(f"{path}: empty file; a manifest needs a header "
                             f"{','.join(MANIFEST_COLUMNS)} and one row per sample") from None
-    except (UnicodeDecodeError, pd.errors.ParserError) as err:
+    except (UnicodeDecodeError, pd.errors.ParserError, csv.Error) as err:
         raise ManifestError(f"{path}: not a CSV manifest ({str(err).splitlines()[0]})") from None
     missing = [c for c in ("image", "label") if c not in df.columns]
     if missing:
@@ -171,7 +213,8 @@ def write_manifest(df: pd.DataFrame, path: str | os.PathLike, relative: bool = T
     for column in df.columns:
         if column not in MANIFEST_COLUMNS and column not in DERIVED_COLUMNS:
             out[column] = list(df[column])
-    out.to_csv(path, index=False)
+    with atomic_write(path) as tmp:
+        out.to_csv(tmp, index=False, encoding="utf-8")
     return path
 
 

@@ -22,6 +22,13 @@ from sdfl_lib.data.io import ImageReadError, image_hw, load_mask
 from sdfl_lib.data.manifest import MANIFEST_COLUMNS, write_manifest
 from sdfl_lib.data.preparers.common import Report, write_binary_png
 from sdfl_lib.data.registry import load_preparer, prepare_names
+from sdfl_lib.errors import DataError
+from sdfl_lib.runtime import atomic_write
+
+
+class OutputExistsError(DataError, FileExistsError):
+    """The manifest to write exists and replacing it was not asked for."""
+
 
 Preparer = Callable[..., list[dict[str, Any]]]
 
@@ -50,6 +57,19 @@ def _add_edges(df: pd.DataFrame, out_dir: Path, name: str, width: int, report: R
         report.add("edges_generated")
 
 
+def _existing_rows(out: Path, overwrite: bool) -> int | None:
+    """Rows of a manifest already at `out` (None when there is none); refuses to replace it
+    unless `overwrite`."""
+    if not out.exists():
+        return None
+    if not overwrite:
+        raise OutputExistsError(
+            f"{out} exists: pass --overwrite (overwrite=True) to replace it, or choose another --out"
+        )
+    with open(out, "rb") as handle:
+        return max(sum(1 for _ in handle) - 1, 0)
+
+
 def prepare(
     name: str,
     root: str | os.PathLike,
@@ -57,40 +77,51 @@ def prepare(
     edges: bool = True,
     edge_width: int = DEFAULT_EDGE_WIDTH,
     verbose: bool = True,
+    overwrite: bool = False,
     **opts: Any,
 ) -> dict[str, Any]:
     """Writes the manifest `out` for data set `name` found under `root`; returns the report.
 
-    `edges`: generate edge maps from masks where the set has none. Other options go to the
-    data set's preparer (see `PREPARERS`).
+    `edges`: generate edge maps from masks where the set has none. An existing `out` is
+    replaced only with `overwrite` (and says so); a run that finds no image writes nothing.
+    Other options go to the data set's preparer (see `PREPARERS`).
     """
     if name not in PREPARERS:
         raise ValueError(f"unknown data set {name!r}; known: {', '.join(sorted(PREPARERS))}")
     root, out = Path(root), Path(out)
     if not root.is_dir():
         raise FileNotFoundError(f"{name}: data set folder not found: {root}")
+    before = _existing_rows(out, overwrite)
     out_dir = out.parent.absolute()
     out_dir.mkdir(parents=True, exist_ok=True)
     report = Report(dataset=name, root=str(root.absolute()), manifest=str(out.absolute()),
                     options={"edges": edges, "edge_width": edge_width, **opts})
     rows = PREPARERS[name](root.absolute(), out_dir, report, **opts)
+    if not rows:
+        # Nothing is written: an existing manifest stays as it was.
+        why = "; ".join(report.errors) or f"no images found in the {name} layout"
+        raise DataError(f"{name}: nothing to prepare under {root}: {why}; {out} was not written")
     df = pd.DataFrame(rows)
     for column in MANIFEST_COLUMNS:
         if column not in df.columns:
             df[column] = "" if column != "label" else 0
-    if df.empty:
-        report.errors.append(f"no images found under {root} in the {name} layout")
-    elif edges:
+    if edges:
         _add_edges(df, out_dir, name, edge_width, report)
-    write_manifest(df, out)
-    report.add("rows", len(df))
-    report.add("authentic", int((df["label"] == 0).sum()) if len(df) else 0)
-    report.add("tampered", int((df["label"] == 1).sum()) if len(df) else 0)
-    if len(df):
-        report.add("tampered_with_mask", int(((df["label"] == 1) & (df["mask"] != "")).sum()))
-        report.add("label_only", int(((df["label"] == 1) & (df["mask"] == "")).sum()))
+    _count_rows(df, report)
     result = report.to_dict()
-    report_path(out).write_text(json.dumps(result, indent=2, default=str))
+    write_manifest(df, out)
+    with atomic_write(report_path(out)) as tmp:
+        tmp.write_text(json.dumps(result, indent=2, default=str))
     if verbose:
         print(report.summary())
+    if before is not None:
+        print(f"replaced the existing {out} ({before} rows before, {len(df)} now)")
     return result
+
+
+def _count_rows(df: pd.DataFrame, report: Report) -> None:
+    report.add("rows", len(df))
+    report.add("authentic", int((df["label"] == 0).sum()))
+    report.add("tampered", int((df["label"] == 1).sum()))
+    report.add("tampered_with_mask", int(((df["label"] == 1) & (df["mask"] != "")).sum()))
+    report.add("label_only", int(((df["label"] == 1) & (df["mask"] == "")).sum()))

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from sdfl_lib.data import synth_ops as ops
 from sdfl_lib.data.edges import mask_to_edge
+from sdfl_lib.data.io import write_image
 from sdfl_lib.data.manifest import write_manifest
 
 KINDS: tuple[str, ...] = ("splice", "copymove", "removal", "face")
@@ -111,8 +112,7 @@ def plan(n: int, seed: int, fake_ratio: float = 0.5, kinds: tuple[str, ...] = KI
 
 
 def _write_png(path: Path, array: np.ndarray) -> None:
-    if not cv2.imwrite(str(path), array):
-        raise OSError(f"could not write {path}")
+    write_image(path, array)
 
 
 def synthesize(
@@ -186,8 +186,7 @@ def _write_sample(out: Path, stem: str, sample: Sample, rng: np.random.Generator
     quality = int(rng.integers(lo, hi + 1)) if rng.random() < jpeg_prob else 0
     if quality:
         image_path = out / "images" / f"{stem}.jpg"
-        if not cv2.imwrite(str(image_path), bgr, [cv2.IMWRITE_JPEG_QUALITY, quality]):
-            raise OSError(f"could not write {image_path}")
+        write_image(image_path, bgr, (cv2.IMWRITE_JPEG_QUALITY, quality))
     else:
         image_path = out / "images" / f"{stem}.png"
         _write_png(image_path, bgr)

@@ -2,7 +2,8 @@
 
 Errors (the command exits non-zero): missing files, unreadable or truncated images and masks,
 decompression bombs, label 0 with a non-empty mask, a mask size mismatch under the "fail" policy.
-Counted warnings: CMYK / 16-bit / palette / RGBA / grey images (normalised on load), non-binary
+Counted warnings: CMYK / 16-bit / float / palette / RGBA / grey images (normalised on load), EXIF
+orientation tags (not applied: the stored pixel grid is used), non-binary
 masks (several grey levels: every non-zero pixel is tampered), masks of another size (resized or
 skipped by the policy), RGBA masks, label-only fakes, tampered rows whose mask is all zero, images
 listed twice, duplicate basenames (two files of the same name confuse per-image outputs).
@@ -22,11 +23,13 @@ from sdfl_lib.data.io import (
     MASK_POLICIES,
     ImageReadError,
     MaskSizeError,
+    exif_orientation,
     image_hw,
     load_image,
     load_mask,
+    orientation_note,
 )
-from sdfl_lib.data.manifest import duplicate_images, read_manifest
+from sdfl_lib.data.manifest import duplicate_images, read_manifest, rows_text
 from sdfl_lib.errors import DataError
 
 # Keys of `report["counts"]` that are errors; the others are warnings.
@@ -36,7 +39,8 @@ ERROR_KINDS = (
     "conflicting_labels", "empty_manifest",
 )
 WARNING_KINDS = (
-    "cmyk", "16bit", "palette", "rgba", "grey", "other_mode", "mask_non_binary", "mask_rgba",
+    "cmyk", "16bit", "float", "palette", "rgba", "grey", "other_mode", "exif_orientation",
+    "mask_non_binary", "mask_rgba",
     "mask_size_mismatch", "mask_resized", "mask_skipped", "label_only", "duplicate_basename",
     "duplicate_image", "tampered_empty_mask",
 )
@@ -89,9 +93,11 @@ def validate_manifest(
                 shape = image_hw(r.image)
         except ImageReadError as err:
             note(_classify(err, "image"), number, r.image, err.cause)
+        orientation = exif_orientation(r.image) if image_stats.get("exif_orientation") else 1
         for kind, n in image_stats.items():
             for _ in range(n):
-                note(kind, number, r.image)
+                note(kind, number, r.image,
+                     orientation_note(orientation) if kind == "exif_orientation" else "")
         if r.label == 1 and not r.mask:
             note("label_only", number, r.image, "label 1 without a mask")
         for what, file in (("mask", r.mask), ("edge", r.edge)):
@@ -110,6 +116,9 @@ def validate_manifest(
                     note(kind, number, file, detail)
             if shape is not None and mask.shape != shape:
                 detail = f"{what} {mask.shape[0]}x{mask.shape[1]}, image {shape[0]}x{shape[1]}"
+                if orientation >= 5 and mask.shape == shape[::-1]:
+                    detail += (f"; it fits the photo as displayed (EXIF orientation "
+                               f"{orientation}): rotate the {what} to the stored pixels")
                 note("mask_size_mismatch", number, file, detail)
                 try:
                     load_mask(file, size=shape, policy=mask_policy, stats=Counter())
@@ -120,18 +129,7 @@ def validate_manifest(
                 note("authentic_with_mask", number, file, f"{int(mask.sum())} manipulated pixels")
             if what == "mask" and r.label == 1 and not mask.any():
                 note("tampered_empty_mask", number, file, "label 1 but no tampered pixel")
-    same, conflicting = duplicate_images(df)
-    for image, numbers in conflicting.items():
-        note("conflicting_labels", numbers[0], image, f"labels 0 and 1 in rows {numbers}")
-    for image, numbers in same.items():
-        note("duplicate_image", numbers[0], image, f"rows {numbers}")
-    by_name: dict[str, set[str]] = {}
-    for image in df["image"]:
-        by_name.setdefault(os.path.basename(image), set()).add(image)
-    for name, images in sorted(by_name.items()):
-        if len(images) > 1:
-            numbers = [int(i) + 1 for i in df.index[df["image"].map(os.path.basename) == name]]
-            note("duplicate_basename", numbers[0], name, f"rows {numbers}")
+    _note_duplicates(df, note)
     if not len(df):
         note("empty_manifest", 0, str(path), "no rows (a header only)")
     for kind in (*ERROR_KINDS, *WARNING_KINDS):
@@ -147,6 +145,21 @@ def validate_manifest(
         "errors": errors,
         "warnings": warnings,
     }
+
+
+def _note_duplicates(df: Any, note: Any) -> None:
+    """Images listed twice (with one label or both), and file names shared by several images;
+    the rows summarised (the first five and the count) however many there are."""
+    same, conflicting = duplicate_images(df)
+    for image, numbers in conflicting.items():
+        note("conflicting_labels", numbers[0], image, f"labels 0 and 1 in {rows_text(numbers)}")
+    for image, numbers in same.items():
+        note("duplicate_image", numbers[0], image, rows_text(numbers))
+    names = df["image"].map(os.path.basename)
+    for name, group in df.groupby(names, sort=True)["image"]:
+        if group.nunique() > 1:
+            note("duplicate_basename", int(group.index[0]) + 1, str(name),
+                 rows_text([int(i) + 1 for i in group.index]))
 
 
 def print_report(report: dict[str, Any], limit: int = 20) -> None:

@@ -41,7 +41,8 @@ from sdfl_lib.metrics import pixel_counts
 from sdfl_lib.metrics.counts import band_label, boundary_band_counts
 from sdfl_lib.metrics.paper import paper_pixel_counts
 from sdfl_lib.metrics.protocols import PROTOCOL_CHOICES as PROTOCOLS
-from sdfl_lib.runtime import autocast, make_loader, model_device
+from sdfl_lib.paths import holds_folder_lock
+from sdfl_lib.runtime import atomic_write, autocast, make_loader, model_device
 
 # Settings that must match for rows of an earlier run to be reused.
 _RESUME_KEYS = (
@@ -110,7 +111,8 @@ def _check_config(out: Path, config: dict, resume: bool) -> None:
         for stale in [out / "predictions.csv", out / "robustness"]:
             shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(config, indent=2, default=str) + "\n")
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(config, indent=2, default=str) + "\n")
 
 
 def run_pass(
@@ -262,6 +264,7 @@ def _subset_results(table, protocol, threshold, subsets, deep_sources, band="") 
     }
 
 
+@holds_folder_lock("out_dir", "sdfl evaluate")
 def evaluate(
     model_or_checkpoint: nn.Module | str | os.PathLike | None,
     manifest: str | os.PathLike | pd.DataFrame,

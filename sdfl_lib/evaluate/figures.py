@@ -17,6 +17,7 @@ import seaborn as sns  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
 from sdfl_lib.data import load_image, load_mask
+from sdfl_lib.errors import OutputError  # noqa: E402
 from sdfl_lib.evaluate.robustness import LEVEL_NAMES  # noqa: E402
 from sdfl_lib.evaluate.subsets import subset_masks  # noqa: E402
 from sdfl_lib.metrics import binned_roc, f1_from_counts  # noqa: E402
@@ -27,8 +28,12 @@ CURVE_KEYS = ("paper/pixel_f1", "paper/auc", "standard/pixel_f1@best", "standard
 
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    try:
+        fig.savefig(path, dpi=80)
+    except OSError as err:
+        raise OutputError(path, err) from err
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -9,10 +9,11 @@ import queue
 import threading
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 
+from sdfl_lib.data.io import write_image
+from sdfl_lib.errors import DataError, OutputError
 from sdfl_lib.metrics import PixelCounts
 
 COLUMNS = (
@@ -81,6 +82,22 @@ def repair(path: Path) -> None:
             f.truncate(data.rfind(b"\n") + 1)
 
 
+def _check_intact(df: pd.DataFrame, path: Path) -> None:
+    """A table that two processes wrote into at once (a header inside it, a row twice) is not
+    resumed or scored: it would count images twice."""
+    rows = pd.to_numeric(df["row"], errors="coerce") if "row" in df else pd.Series(dtype=float)
+    why = ""
+    if "row" not in df or rows.isna().any():
+        line = int(rows.isna().to_numpy().argmax()) + 2 if "row" in df else 1
+        why = f"line {line} is not a row of predictions (a second header?)"
+    elif df.duplicated(["row", "image"]).any():
+        first = df[df.duplicated(["row", "image"])].iloc[0]
+        why = f"manifest row {first['row']} ({first['image']}) is listed twice"
+    if why:
+        raise DataError(f"{path} is damaged: {why}; was it written by two runs at once? Run again "
+                        "with --no-resume (resume=False) to start this folder over")
+
+
 def read_predictions(path: str | os.PathLike) -> pd.DataFrame:
     """The table with histograms as int arrays (an all-zero array where there is no pixel row)."""
     path = Path(path)
@@ -98,6 +115,7 @@ def read_predictions(path: str | os.PathLike) -> pd.DataFrame:
         },
         keep_default_na=False,
     )
+    _check_intact(df, path)
     df["pixel"] = df["pixel"].astype(int).astype(bool)
     if "paper_pixel" in df:  # tables of an earlier format lack it (paper_metrics then falls back)
         df["paper_pixel"] = df["paper_pixel"].astype(int).astype(bool)
@@ -127,9 +145,14 @@ class Writer:
         self._thread.start()
 
     def put(self, row: dict, png: np.ndarray | None = None) -> None:
+        self._raise()
+        self._queue.put((row, png))
+
+    def _raise(self) -> None:
+        if isinstance(self._error, DataError):
+            raise self._error
         if self._error:
             raise RuntimeError(f"writing predictions failed: {self._error}") from self._error
-        self._queue.put((row, png))
 
     def _run(self) -> None:
         while True:
@@ -141,17 +164,21 @@ class Writer:
                 if png is not None and self.maps_dir is not None:
                     target = self.maps_dir / row["map"]
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    if not cv2.imwrite(str(target), png):
-                        raise OSError(f"cannot write {target}")
-                self._csv.writerow(row)
-                if self._queue.empty():
-                    self._file.flush()
+                    write_image(target, png)
+                try:
+                    self._csv.writerow(row)
+                    if self._queue.empty():
+                        self._file.flush()
+                except OSError as err:
+                    raise OutputError(self.csv_path, err) from err
             except BaseException as err:  # surfaced to the main thread by put/close
                 self._error = err
 
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join()
-        self._file.close()
-        if self._error:
-            raise RuntimeError(f"writing predictions failed: {self._error}") from self._error
+        try:
+            self._file.close()
+        except OSError as err:  # the last buffered rows could not be written
+            self._error = self._error or OutputError(self.csv_path, err)
+        self._raise()

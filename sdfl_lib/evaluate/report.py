@@ -11,6 +11,7 @@ import pandas as pd
 
 from sdfl_lib.evaluate.figures import write_figures
 from sdfl_lib.models.weights import TABLE_III
+from sdfl_lib.runtime import atomic_write
 
 TABLE_III_KEYS = ("paper/pixel_f1", "paper/image_f1", "paper/combined_f1", "paper/auc")
 SUBSET_TO_TEST = {"shallowfakes": "S", "deepfakes": "D", "both": "both"}
@@ -102,15 +103,18 @@ def write_report(
     }
     if "robustness" in results:
         metrics["robustness"] = results["robustness"]
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
+    with atomic_write(out / "metrics.json") as tmp:
+        tmp.write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
     flat = pd.DataFrame(
         [{"subset": s, **{k: v for k, v in m.items() if k != "notes"}} for s, m in subsets.items()]
     )
-    flat.to_csv(out / "metrics_table.csv", index=False)
+    with atomic_write(out / "metrics_table.csv") as tmp:
+        flat.to_csv(tmp, index=False)
     fig_paths = []
     if figures:
         fig_paths = write_figures(out, table, metrics, config)
-    (out / "report.md").write_text(_markdown(metrics, config, fig_paths))
+    with atomic_write(out / "report.md") as tmp:
+        tmp.write_text(_markdown(metrics, config, fig_paths))
     return metrics
 
 

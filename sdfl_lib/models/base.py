@@ -6,6 +6,8 @@ import difflib
 import functools
 import importlib
 import inspect
+import traceback
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -67,7 +69,10 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
 
     @functools.wraps(fn)
     def build(*args: Any, **kwargs: Any) -> nn.Module:
-        model = fn(*args, **kwargs)
+        try:
+            model = fn(*args, **kwargs)
+        except TypeError as err:
+            raise _argument_error(fn, err) from err
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
         spec: dict[str, Any] = {"name": fn.__name__}
@@ -82,6 +87,28 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
 
     _REGISTRY[fn.__name__] = build
     return build
+
+
+def _named_parameters(fn: Callable) -> list[str]:
+    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    return [name for name, p in inspect.signature(fn).parameters.items()
+            if p.kind not in variadic and name != "self"]  # fmt: skip
+
+
+def _argument_error(fn: Callable[..., nn.Module], err: TypeError) -> Exception:
+    """A `UsageError` naming the model and the keyword when `err` was raised by the call itself
+    (an unknown or doubled keyword, reaching the constructor or the class it forwards to); any
+    other TypeError, raised inside the model's code, stays what it is."""
+    from sdfl_lib.errors import UsageError
+
+    frames = traceback.extract_tb(err.__traceback__)
+    if len(frames) > 2 or "argument" not in str(err):
+        return err
+    takes = _named_parameters(fn)
+    target = typing.get_type_hints(fn).get("return")
+    if isinstance(target, type):
+        takes += [p for p in _named_parameters(target.__init__) if p not in takes]
+    return UsageError(f"model {fn.__name__!r}: {err}; it takes {', '.join(takes)}")
 
 
 # Checkpoint key signatures, one per model family: keys -> (layout, variant) or None.
@@ -129,6 +156,30 @@ def get_constructor(name: str) -> Callable[..., nn.Module]:
             f"Unknown model {name!r}. Valid models: {', '.join(list_models())}.{hint}"
         )
     return _REGISTRY[name]
+
+
+def check_model_arguments(name: str, kwargs: dict[str, Any]) -> None:
+    """A `UsageError` naming the model and the keywords it does not take, found from the
+    signatures of its constructor and of the class that receives its `**kw` (nothing is built);
+    a constructor whose keywords end in an open `**kw` accepts anything here."""
+    from sdfl_lib.errors import UsageError
+
+    fn = inspect.unwrap(get_constructor(name))
+    takes = _named_parameters(fn)
+    if _open_keywords(fn):
+        target = typing.get_type_hints(fn).get("return")
+        if not isinstance(target, type) or _open_keywords(target.__init__):
+            return
+        takes += [p for p in _named_parameters(target.__init__) if p not in takes]
+    unknown = sorted(set(kwargs) - set(takes))
+    if unknown:
+        raise UsageError(f"model {name!r} takes no {', '.join(map(repr, unknown))}; it takes "
+                         f"{', '.join(takes)}")
+
+
+def _open_keywords(fn: Callable) -> bool:
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD
+               for p in inspect.signature(fn).parameters.values())
 
 
 def build_model(

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sdfl_lib.errors import DataError
+from sdfl_lib.errors import DataError, UsageError
 from sdfl_lib.models.base import build_model, recognise_checkpoint
 
 FORMAT = "sdfl"
@@ -125,9 +125,21 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model
 
 
-def _state_of(obj: Mapping) -> tuple[str | None, dict | None, dict[str, torch.Tensor]]:
-    """(format, spec, state_dict) of a loaded checkpoint object."""
+def state_of(obj: Mapping) -> tuple[str | None, dict | None, dict[str, torch.Tensor]]:
+    """(format, spec, state_dict) of a loaded checkpoint object, whose weights are finite."""
+    fmt, spec, state = _find_state(obj)
+    _refuse_non_finite(state)
+    return fmt, spec, state
+
+
+def _find_state(obj: Mapping) -> tuple[str | None, dict | None, dict[str, torch.Tensor]]:
     if obj.get("format") == FORMAT:
+        version = obj.get("version", FORMAT_VERSION)
+        if type(version) is not int or not 1 <= version <= FORMAT_VERSION:
+            raise CheckpointError(
+                f"checkpoint format version {version!r}: this sdfl reads versions 1 to "
+                f"{FORMAT_VERSION} (a file of a newer sdfl? update sdfl to read it)"
+            )
         if not _is_state_dict(obj.get("state_dict")) or not isinstance(obj.get("spec"), Mapping):
             raise CheckpointError("an sdfl checkpoint without a valid 'spec' and 'state_dict'")
         return FORMAT, dict(obj["spec"]), dict(obj["state_dict"])
@@ -157,7 +169,7 @@ def load_checkpoint(
     and unexpected keys are reported instead of failing (e.g. fine-tuning another head).
     """
     target = _unwrap(model)
-    fmt, spec, state = _state_of(read_checkpoint(path_or_state_dict, map_location))
+    fmt, spec, state = state_of(read_checkpoint(path_or_state_dict, map_location))
     name = _model_name(target)
     state = strip_prefixes(state)
     layout, variant = _layout_of(target, name, fmt, spec, state)
@@ -249,6 +261,16 @@ def _check_fit(
     return missing, unexpected
 
 
+def _refuse_non_finite(state: Mapping[str, torch.Tensor]) -> None:
+    """Weights holding NaN or infinity (a diverged training) give NaN scores for every image."""
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(v.isfinite().all())]
+    if bad:
+        raise CheckpointError(
+            f"{len(bad)} tensor(s) hold NaN or infinite values ({_name_keys(bad)}): the training "
+            "that wrote it diverged; use an earlier checkpoint"
+        )
+
+
 def make_checkpoint(model: nn.Module, **extra: Any) -> dict[str, Any]:
     """This project's checkpoint: {"format": "sdfl", "spec": model.sdfl_spec, "state_dict", **extra}
     (tensors on the CPU); `load_model` rebuilds the model from it."""
@@ -275,8 +297,19 @@ def load_model(
     """Rebuild a model from this project's checkpoint (its spec), or from an authors' checkpoint
     (variant from `model=` or recognised from the keys; `build_kw` go to `build_model`); loaded,
     on `map_location`, in eval mode."""
-    obj = read_checkpoint(path_or_dict, map_location)
-    fmt, spec, state = _state_of(obj)
+    try:
+        return _rebuild(path_or_dict, map_location, model, build_kw)
+    except (CheckpointError, UsageError) as err:
+        if isinstance(path_or_dict, Mapping) or str(path_or_dict) in str(err):
+            raise
+        # Every refusal names the file, whatever step found the problem.
+        raise CheckpointError(f"{path_or_dict}: {err}") from err
+
+
+def _rebuild(src: str | Path | Mapping, map_location: Any, model: str | None,
+             build_kw: dict[str, Any]) -> nn.Module:
+    obj = read_checkpoint(src, map_location)
+    fmt, spec, state = state_of(obj)
     if fmt == FORMAT:
         spec = {**spec, "pretrained": False, **build_kw}  # the file holds the weights
         if spec["name"] in _NORMALISED and "input_mean" not in spec:

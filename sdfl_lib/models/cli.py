@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 import pandas as pd
+
+from sdfl_lib.errors import positive_number
 
 
 def register(subparsers) -> None:
@@ -19,7 +20,8 @@ def register(subparsers) -> None:
     ls.set_defaults(func=_list)
     dl = sub.add_parser("download", help="fetch named weights into the cache (resumable)")
     dl.add_argument("name", help="e.g. table3-9 (see `sdfl weights list`)")
-    dl.add_argument("--timeout", type=float, default=30.0, help="seconds per network wait (30)")
+    dl.add_argument("--timeout", type=positive_number, default=30.0,
+                    help="seconds per network wait (30)")
     dl.set_defaults(func=_download)
 
 
@@ -37,13 +39,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    # why: not loaded by `sdfl --help`
-    from sdfl_lib.models.weights import WeightsError, download_weights
+    from sdfl_lib.models.weights import download_weights  # why: not loaded by `sdfl --help`
 
-    try:
-        path = download_weights(args.name, timeout=args.timeout)
-    except WeightsError as err:
-        print(f"sdfl weights download: error: {err}", file=sys.stderr)
-        return 1
+    path = download_weights(args.name, timeout=args.timeout)  # errors: the one handler
     print(f"{args.name}: {path} (SHA-256 in {path.name}.sha256)")
     return 0

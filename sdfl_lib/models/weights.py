@@ -17,8 +17,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from sdfl_lib.data.download import _fetch, sha256sum
-from sdfl_lib.errors import DataError
+from sdfl_lib.data.download import ChecksumError, DownloadError, _fetch, verify_download
+from sdfl_lib.errors import DataError, UsageError
+from sdfl_lib.models.checkpoint import CheckpointError, read_checkpoint, state_of
 from sdfl_lib.paths import cache_dir
 
 # The authors' README: trained models for the experiments of Table III, row N at N.pth.
@@ -107,36 +108,38 @@ def get_weights(name: str) -> NamedWeights:
     return WEIGHTS[name]
 
 
-def _sha_file(path: Path) -> Path:
-    return path.with_name(path.name + ".sha256")
+def _checkpoint_problem(path: Path) -> str:
+    """Why a downloaded file is no usable checkpoint ("" when it loads and holds weights)."""
+    try:
+        state_of(read_checkpoint(path))
+    except CheckpointError as err:
+        return f"not a checkpoint that loads ({err})"
+    return ""
 
 
 def _check(entry: NamedWeights) -> str:
-    """Records the file's SHA-256 the first time, compares it with the record afterwards."""
-
-    path, record = entry.path, _sha_file(entry.path)
-    actual = sha256sum(path)
-    if not record.is_file():
-        record.write_text(f"{actual}  {path.name}\n")
-        return actual
-    expected = record.read_text().split()[0].lower()
-    if actual != expected:
-        bad = path.with_name(path.name + ".sha256-mismatch")
-        os.replace(path, bad)
+    """The download checks of `verify_download` (a checkpoint that does not load is set aside,
+    never recorded), then the file's SHA-256 recorded the first time, compared afterwards."""
+    again = f"`sdfl weights download {entry.name}` fetches it again"
+    try:
+        return verify_download(entry.path, check=_checkpoint_problem, tag="not-a-checkpoint")
+    except ChecksumError as err:
         raise WeightsError(
-            f"{entry.name}: {path} changed since it was downloaded (SHA-256 {actual}, recorded "
-            f"{expected} in {record}); moved to {bad}. Run `sdfl weights download {entry.name}` "
-            "to fetch it again (delete the .sha256 file if the new file is meant to replace it)"
-        )
-    return actual
+            f"{entry.name}: {entry.path} changed since it was downloaded ({err}); {again} "
+            "(delete the .sha256 file if the new file is meant to replace it)"
+        ) from err
+    except DownloadError as err:
+        raise WeightsError(f"{entry.name}: {err}") from err
 
 
 def download_weights(name: str, timeout: float = 30.0) -> Path:
     """Fetches named weights into the cache unless there (then only checked); returns the path.
 
-    Resumes a `.part` file left by an interrupted download (HTTP Range).
+    Resumes a `.part` file left by an interrupted download of the same URL (HTTP Range).
     """
 
+    if not timeout > 0:
+        raise UsageError(f"timeout must be > 0 seconds, got {timeout}")
     entry = get_weights(name)
     dest = entry.path
     if not dest.is_file():

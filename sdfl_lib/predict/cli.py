@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -30,6 +32,7 @@ from sdfl_lib.errors import (
 )
 from sdfl_lib.inference import calibration_batch, inference_model, model_image_size, resolve_model
 from sdfl_lib.inference.options import add_model_args
+from sdfl_lib.runtime import atomic_write
 
 
 def register(subparsers) -> None:
@@ -89,6 +92,43 @@ def _output_names(files: list[Path], root: Path | None) -> dict[Path, Path]:
 # What predict writes: per image, per video (in a folder named after it) and per run.
 _OUTPUTS = ("*_map.png", "*_overlay.png", "*.json", "unreadable.csv", "frames.csv",
             "overlay.mp4", "overlay.avi", "score_over_time.png", "maps/frame_*.png")  # fmt: skip
+
+
+def _free_name(folder: Path, name: str, source: Path) -> tuple[str, str]:
+    """(output name, what it does to the folder): `name` when its outputs are not there or are
+    an earlier prediction of this same file (replaced, and said); else the first `name.N` free
+    for this file, so that a run never overwrites another image's prediction."""
+    candidate, n = name, 1
+    while (folder / f"{candidate}.json").is_file():
+        try:
+            earlier = json.loads((folder / f"{candidate}.json").read_text()).get("image", "")
+        except (OSError, ValueError, AttributeError):
+            earlier = ""  # unreadable: treated as another image's, never overwritten
+        if earlier and os.path.abspath(earlier) == os.path.abspath(source):
+            return candidate, "replaces the earlier prediction of this file"
+        n += 1
+        candidate = f"{name}.{n}"
+    if candidate == name:
+        return name, ""
+    return candidate, f"{name}.json holds another image's prediction: written as {candidate}.*"
+
+
+def _free_video_folder(where: Path, video: Path, single: bool) -> tuple[Path, str]:
+    """(folder, what it does) for a video's outputs: `where` unless it holds another video's
+    (its summary.json names the video), then a numbered one beside it (inside `--out` for a
+    single video); an earlier run of this same video is replaced, and said."""
+    candidate, n = where, 1
+    while (candidate / "summary.json").is_file():
+        try:
+            earlier = json.loads((candidate / "summary.json").read_text()).get("video", "")
+        except (OSError, ValueError, AttributeError):
+            earlier = ""  # unreadable: treated as another video's, never overwritten
+        if earlier and os.path.abspath(earlier) == os.path.abspath(video):
+            return candidate, "; replaces the earlier prediction of this video"
+        n += 1
+        candidate = where / f"{video.name}.{n}" if single else where.with_name(f"{where.name}.{n}")
+    note = f"; {where} holds another video's prediction: written to {candidate}"
+    return candidate, note if candidate != where else ""
 
 
 def _inputs(src: Path, out: Path) -> tuple[list[Path], int]:
@@ -166,6 +206,7 @@ def _predict_one_video(f: Path, model: nn.Module, out_dir: Path, args: argparse.
     """Predicts a video into `out_dir`; what to list when it cannot be read or only in part."""
     from sdfl_lib.predict.video import predict_video  # why: matplotlib only when predicting
 
+    out_dir, note = _free_video_folder(out_dir, f, single)
     try:
         result = predict_video(
             f, model, out_dir, sampling, threshold=args.threshold, image_size=args.image_size,
@@ -178,7 +219,7 @@ def _predict_one_video(f: Path, model: nn.Module, out_dir: Path, args: argparse.
     s, read = result.summary, result.summary["read"]
     print(f"{f}: video score {result.score:.4f} -> {result.decision} ({s['frames_scored']} "
           f"frame(s), {s['frames_tampered']} tampered; {out_dir / 'summary.json'}); annotated "
-          f"video {out_dir / s['outputs']['overlay_video']}: {s['outputs']['overlay_codec']}")
+          f"video {out_dir / s['outputs']['overlay_video']}: {s['outputs']['overlay_codec']}{note}")
     if not result.truncated:
         return None
     return {"file": str(f), "partial": True, "error": (
@@ -227,8 +268,11 @@ def _predict(args: argparse.Namespace) -> int:
                 raise DataError(str(err)) from None  # one file asked for: a plain error
             failed.append({"file": str(f), "error": _unreadable_cause(f, err)})
             continue
-        paths = result.save(out / names[f].parent, names[f].name)
-        print(f"{f}: score {result.score:.4f} -> {result.decision} ({paths['json']})")
+        folder = out / names[f].parent
+        name, note = _free_name(folder, names[f].name, f)
+        paths = result.save(folder, name)
+        notes = "".join(f"; {n}" for n in [note, *result.notes] if n)
+        print(f"{f}: score {result.score:.4f} -> {result.decision} ({paths['json']}{notes})")
     return _report_unscored([item for item in failed if item], files, out, args)
 
 
@@ -246,7 +290,7 @@ def _report_unscored(failed: list[dict], files: list[Path], out: Path, args: arg
         return 0
     out.mkdir(parents=True, exist_ok=True)
     listed = out / "unreadable.csv"
-    with open(listed, "w", newline="") as fh:
+    with atomic_write(listed) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=["file", "error"], extrasaction="ignore")
         writer.writeheader()
         writer.writerows(failed)

@@ -8,6 +8,7 @@ pass (a video's frames, `sdfl_lib.predict.video`); input preparation and map res
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +19,10 @@ import torch
 from torch import nn
 
 from sdfl_lib.data import load_image
+from sdfl_lib.data.io import exif_orientation, new_stats, orientation_note, write_image
+from sdfl_lib.errors import DataError
 from sdfl_lib.inference.inputs import model_image_size, prepare_input, restore_map
-from sdfl_lib.runtime import autocast, model_device
+from sdfl_lib.runtime import atomic_write, autocast, model_device
 from sdfl_lib.viz.overlay import heat_overlay
 
 
@@ -37,6 +40,7 @@ class Prediction:
     score: float
     threshold: float
     source: str = ""
+    notes: list[str] = field(default_factory=list)  # e.g. an EXIF orientation not applied
 
     @property
     def decision(self) -> str:
@@ -57,6 +61,7 @@ class Prediction:
             "height": h,
             "width": w,
             "tampered_fraction": float((self.prob_map >= self.threshold).mean()),
+            **({"notes": self.notes} if self.notes else {}),
         }
 
     def save(self, out_dir: str | os.PathLike, name: str) -> dict[str, Path]:
@@ -68,9 +73,10 @@ class Prediction:
             "overlay": out / f"{name}_overlay.png",
             "json": out / f"{name}.json",
         }
-        cv2.imwrite(str(paths["map"]), map_to_png(self.prob_map))
-        cv2.imwrite(str(paths["overlay"]), cv2.cvtColor(self.overlay, cv2.COLOR_RGB2BGR))
-        paths["json"].write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        write_image(paths["map"], map_to_png(self.prob_map))
+        write_image(paths["overlay"], cv2.cvtColor(self.overlay, cv2.COLOR_RGB2BGR))
+        with atomic_write(paths["json"]) as tmp:  # the JSON last: it marks a complete output
+            tmp.write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
         return paths
 
 
@@ -85,11 +91,14 @@ def predict(
     The image is resized to the model's input size; the map comes back at the image's own size.
     Unreadable files raise `sdfl_lib.data.ImageReadError` naming the file.
     """
-    source = ""
+    source, stats = "", new_stats()
     if not isinstance(image, np.ndarray):
         source = str(image)
-        image = load_image(image)
-    return predict_batch([image], model, image_size, threshold, [source])[0]
+        image = load_image(image, stats=stats)
+    result = predict_batch([image], model, image_size, threshold, [source])[0]
+    if stats.get("exif_orientation"):
+        result.notes.append(orientation_note(exif_orientation(source)))
+    return result
 
 
 @torch.no_grad()
@@ -101,7 +110,8 @@ def predict_batch(
     sources: list[str] | None = None,
 ) -> list[Prediction]:
     """Predicts uint8 HxWx3 RGB arrays (any sizes) in one forward pass: what `predict` runs on
-    one image and `sdfl_lib.predict.video` on a batch of a video's frames."""
+    one image and `sdfl_lib.predict.video` on a batch of a video's frames. Non-finite outputs
+    (NaN: broken weights or precision) are refused, never written."""
     for image in images:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected a uint8 HxWx3 RGB array, got {image.dtype} {image.shape}")
@@ -111,8 +121,13 @@ def predict_batch(
     with autocast(device):
         out = model(x)
     sources = sources or [""] * len(images)
-    return [
+    results = [
         Prediction(image, restore_map(out.mask_prob[i], image.shape[:2]).cpu().numpy(),
                    float(out.image_score[i]), threshold, sources[i])
         for i, image in enumerate(images)
     ]  # fmt: skip
+    for r in results:
+        if not math.isfinite(r.score) or not np.isfinite(r.prob_map).all():
+            raise DataError(f"{r.source or 'the image'}: the model gave non-finite outputs (NaN or "
+                            "infinity): its weights or its precision are broken; nothing was written")
+    return results

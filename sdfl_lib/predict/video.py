@@ -33,7 +33,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from sdfl_lib.data import read_manifest
+from sdfl_lib.data.io import write_image
 from sdfl_lib.data.video import DEFAULT_FPS, Sampling, VideoFrames, VideoSink
+from sdfl_lib.errors import OutputError
 from sdfl_lib.inference import inference_model, resolve_model
 from sdfl_lib.predict.engine import Prediction, map_to_png, predict_batch
 from sdfl_lib.runtime import atomic_write, model_device
@@ -107,8 +109,7 @@ class _Writer:
         if tampered or self.save_maps:
             map_name = f"maps/frame_{index:06d}.png"
             (self.out_dir / "maps").mkdir(parents=True, exist_ok=True)
-            if not cv2.imwrite(str(self.out_dir / map_name), map_to_png(result.prob_map)):
-                raise OSError(f"cannot write {self.out_dir / map_name}")
+            write_image(self.out_dir / map_name, map_to_png(result.prob_map))
         text = f"frame {index}  {seconds:.2f} s  score {result.score:.3f}  {result.decision}"
         self.sink.write(_annotate(heat_overlay(result.image, result.prob_map), text, tampered))
         fraction = float((result.prob_map >= self.threshold).mean())
@@ -224,8 +225,12 @@ def predict_video(
     with atomic_write(out_dir / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
     fig = score_figure(out_dir)
-    fig.savefig(out_dir / summary["outputs"]["plot"], dpi=100)
-    plt.close(fig)
+    try:
+        fig.savefig(out_dir / summary["outputs"]["plot"], dpi=100)
+    except OSError as err:
+        raise OutputError(out_dir / summary["outputs"]["plot"], err) from err
+    finally:
+        plt.close(fig)
     if frames.truncated:
         log(f"{video}: the stream ends after {frames.frames_read} of the {info.frame_count} frames "
             f"its container announces; the {len(table)} sampled frame(s) read are scored, "

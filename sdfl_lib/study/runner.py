@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import copy
 import hashlib
 import json
 import os
 import re
+import signal
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -30,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from sdfl_lib.errors import EXIT_USAGE, DataError, UsageError
 from sdfl_lib.paths import REPO_ROOT
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -39,8 +42,15 @@ _RUNNER_KEYS = ("name", "run_root", "kernel_name")
 KERNEL_NAME = "sdfl-study"
 
 
-class StudyError(RuntimeError):
-    """A study that cannot start (bad parameters) or a notebook cell that failed."""
+class StudyError(DataError):
+    """A study that cannot start (a missing file) or a notebook that failed (exit 1)."""
+
+
+class ParameterError(StudyError, UsageError):
+    """A parameter file, key or value the study cannot run with: found before any kernel
+    starts (exit 2)."""
+
+    exit_code = EXIT_USAGE
 
 
 @dataclass
@@ -90,7 +100,7 @@ def select_notebooks(notebooks: list[Notebook], only: str | Sequence[str] | None
         hits = [nb for nb in notebooks if w in (nb.number, nb.stem, nb.section, nb.number.lstrip("0"))]
         if not hits:
             valid = ", ".join(nb.stem for nb in notebooks)
-            raise StudyError(f"--only {w!r} matches no notebook; valid: {valid}")
+            raise ParameterError(f"--only {w!r} matches no notebook; valid: {valid}")
         chosen.extend(h for h in hits if h not in chosen)
     return sorted(chosen, key=lambda nb: nb.number)
 
@@ -100,14 +110,32 @@ def load_params(params_path: Path | str) -> dict[str, Any]:
     params_path = Path(params_path)
     if not params_path.is_file():
         raise StudyError(f"parameters file not found: {params_path}")
-    with open(params_path) as f:
-        params = yaml.safe_load(f) or {}
+    params = _read_yaml(params_path)
+    params = {} if params is None else params  # an empty file, or comments only
     if not isinstance(params, dict):
-        raise StudyError(f"{params_path}: expected a mapping of keys to values at top level")
+        raise ParameterError(f"{params_path}: expected a mapping of keys to values at top level")
+    if not params:
+        # Every default is the paper's full set-up (ResNet-50 at 512x512, batch 32): on a CPU it
+        # runs for days, or until memory runs out.
+        raise ParameterError(
+            f"{params_path} holds no parameters; start from a file in params/ (demo.yaml runs "
+            "on a CPU, paper.yaml on a GPU node)"
+        )
     params.setdefault("name", params_path.stem)
     if not re.fullmatch(r"[\w.-]+", str(params["name"])):
-        raise StudyError(f"{params_path}: name {params['name']!r} must be a plain folder name")
+        raise ParameterError(f"{params_path}: name {params['name']!r} must be a plain folder name")
     return params
+
+
+def _read_yaml(path: Path) -> Any:
+    """The YAML in `path`; a syntax error is one line naming the file, line and column."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(err, "problem", None) or type(err).__name__
+        raise ParameterError(f"{path}: not valid YAML{where}: {problem}") from None
 
 
 def apply_sets(params: dict[str, Any], items: Sequence[str]) -> dict[str, Any]:
@@ -118,11 +146,11 @@ def apply_sets(params: dict[str, Any], items: Sequence[str]) -> dict[str, Any]:
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
-            raise StudyError(f"--set {item!r}: expected KEY=VALUE, e.g. train.epochs=3")
+            raise ParameterError(f"--set {item!r}: expected KEY=VALUE, e.g. train.epochs=3")
         try:
             value = yaml.safe_load(text)
         except yaml.YAMLError as err:
-            raise StudyError(f"--set {item!r}: the value is not YAML ({err.__class__.__name__})") from None
+            raise ParameterError(f"--set {item!r}: the value is not YAML ({err.__class__.__name__})") from None
         parts = key.strip().split(".")
         node: Any = out
         for depth, part in enumerate(parts):
@@ -130,7 +158,7 @@ def apply_sets(params: dict[str, Any], items: Sequence[str]) -> dict[str, Any]:
             where = ".".join(parts[: depth + 1])
             if isinstance(node, list):
                 if not part.lstrip("-").isdigit() or not -len(node) <= int(part) < len(node):
-                    raise StudyError(f"--set {item!r}: {where} is not an index of a list of {len(node)}")
+                    raise ParameterError(f"--set {item!r}: {where} is not an index of a list of {len(node)}")
                 if last:
                     node[int(part)] = value
                 else:
@@ -143,7 +171,7 @@ def apply_sets(params: dict[str, Any], items: Sequence[str]) -> dict[str, Any]:
                         node[part] = {}
                     node = node[part]
             else:
-                raise StudyError(f"--set {item!r}: {'.'.join(parts[:depth])} is a value, not a section")
+                raise ParameterError(f"--set {item!r}: {'.'.join(parts[:depth])} is a value, not a section")
     return out
 
 
@@ -173,7 +201,7 @@ def notebook_parameters(
     common = {k: v for k, v in params.items() if k not in sections and k not in _RUNNER_KEYS}
     for key in common:
         if not any(key in names for names in declared.values()):
-            raise StudyError(
+            raise ParameterError(
                 f"{source}: top-level key {key!r} is not a parameter of any notebook "
                 f"(sections are {', '.join(sorted(sections))})"
             )
@@ -181,7 +209,7 @@ def notebook_parameters(
     for nb in notebooks:
         section = params.get(nb.section) or {}
         if not isinstance(section, dict):
-            raise StudyError(f"{source}: section {nb.section!r} must be a mapping")
+            raise ParameterError(f"{source}: section {nb.section!r} must be a mapping")
         values = {k: v for k, v in common.items() if k in declared[nb.section]}
         if nb.section in declared[nb.section]:
             if nb.section == "train":  # the training keys: checked now, not hours later in 03
@@ -190,18 +218,105 @@ def notebook_parameters(
                 try:
                     TrainConfig.from_dict(section)
                 except ValueError as err:
-                    raise StudyError(f"{source}: section 'train': {err}") from None
+                    raise ParameterError(f"{source}: section 'train': {err}") from None
             out[nb.section] = {**values, nb.section: section}
             continue
         unknown = sorted(set(section) - declared[nb.section])
         if unknown:
-            raise StudyError(
+            raise ParameterError(
                 f"{source}: {', '.join(map(repr, unknown))} in section {nb.section!r} "
                 f"not a parameter of {nb.path.name} (valid: {', '.join(sorted(declared[nb.section]))})"
             )
         values.update(section)
         out[nb.section] = values
     return out
+
+
+_ANY = object()  # a default that is not a literal: any value goes
+_KINDS = {bool: ((bool,), "true or false"), int: ((int,), "a whole number"),
+          float: ((int, float), "a number"), str: ((str,), "a string"),
+          list: ((list,), "a list"), tuple: ((list,), "a list"), dict: ((dict,), "a mapping")}  # fmt: skip
+# Values a notebook takes in more than one form: evaluate's parse_robustness also takes a list
+# of kinds or a mapping of kind -> levels.
+_ALSO = {"robustness": (list, dict)}
+_MINIMUM = {"seed": 0, "nproc": 1}
+# Mappings of training-config keys inside sections, checked as `TrainConfig` checks them.
+_TRAIN_MAPPINGS = {"optimization": ("short", "finetune")}
+
+
+def parameter_defaults(path: Path) -> dict[str, Any]:
+    """The default of each parameter of a notebook's `parameters` cell (`_ANY` when it is not a
+    literal)."""
+    import nbformat  # why: heavy, only for the study's notebooks
+
+    nb = nbformat.read(str(path), as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", []))
+    defaults: dict[str, Any] = {}
+    for node in ast.parse(cell.source).body:
+        if isinstance(node, ast.Assign):
+            try:
+                value = ast.literal_eval(node.value)
+            except ValueError:
+                value = _ANY
+            defaults.update((t.id, value) for t in node.targets if isinstance(t, ast.Name))
+    return defaults
+
+
+def _type_problem(key: str, default: Any, value: Any) -> str:
+    """Why `value` cannot stand where the notebook's default is `default` ("" when it can);
+    inside a mapping, the keys the default has are checked the same way."""
+    if default is _ANY or default is None or type(default) not in _KINDS:
+        return ""
+    kinds, name = _KINDS[type(default)]
+    kinds += _ALSO.get(key, ())
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        return f"expected {name} (the default is {default!r}), got {value!r}"
+    if key in _MINIMUM and value < _MINIMUM[key]:
+        return f"must be >= {_MINIMUM[key]}, got {value!r}"
+    if isinstance(default, dict) and isinstance(value, dict):
+        for inner in value.keys() & default.keys():
+            problem = _type_problem(inner, default[inner], value[inner])
+            if problem:
+                return f"{inner}: {problem}"
+    return ""
+
+
+def check_parameter_values(params: dict[str, Any], values: dict[str, dict[str, Any]],
+                           notebooks: list[Notebook], source: str) -> None:
+    """Every value a notebook would receive has the type of its default (and training keys
+    nested in sections pass `TrainConfig`), checked before any kernel starts."""
+    from sdfl_lib.train.config import TrainConfig  # why: not loaded by `sdfl --help`
+
+    for nb in notebooks:
+        defaults = parameter_defaults(nb.path)
+        section = params.get(nb.section) or {}
+        for key, value in values[nb.section].items():
+            if key == nb.section == "train":
+                continue  # the training keys, checked by TrainConfig in notebook_parameters
+            where = nb.section if key == nb.section else f"{nb.section}.{key}" if key in section else key
+            problem = _type_problem(key, defaults.get(key, _ANY), value)
+            if problem:
+                raise ParameterError(f"{source}: {where}: {problem}")
+        mappings = {k: section.get(k) for k in _TRAIN_MAPPINGS.get(nb.section, ())}
+        mappings.update((f"variants.{k}", v) for k, v in (section.get("variants") or {}).items())
+        for key, mapping in mappings.items():
+            try:
+                TrainConfig.from_dict(mapping or {})
+            except (ValueError, TypeError) as err:
+                raise ParameterError(f"{source}: {nb.section}.{key}: {err}") from None
+
+
+def checked_parameters(
+    params_path: Path | str, sets: Sequence[str] = (), smoke: bool = False,
+    notebooks_dir: Path | str = NOTEBOOK_DIR,
+) -> tuple[dict[str, Any], list[Notebook], dict[str, dict[str, Any]], list[str]]:
+    """The parameters a run would use, every key and value checked: (params, notebooks, the
+    values of each notebook, notes on what smoke scale changed). Raises `ParameterError`."""
+    params, notes = prepare_params(params_path, sets, smoke)
+    notebooks = find_notebooks(notebooks_dir)
+    values = notebook_parameters(params, notebooks, source=str(params_path))
+    check_parameter_values(params, values, notebooks, str(params_path))
+    return params, notebooks, values, notes
 
 
 @contextmanager
@@ -218,6 +333,8 @@ def study_kernel(kernel_dir: Path) -> Iterator[str]:
         "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": f"sdfl ({sys.prefix})",
         "language": "python",
+        # Inherited by every process the kernel starts, so that those of a dead kernel are found.
+        "env": {KERNEL_TAG: kernel_tag(kernel_dir)},
     }
     (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1))
     old = os.environ.get("JUPYTER_PATH")
@@ -229,6 +346,81 @@ def study_kernel(kernel_dir: Path) -> Iterator[str]:
             os.environ.pop("JUPYTER_PATH", None)
         else:
             os.environ["JUPYTER_PATH"] = old
+
+
+KERNEL_TAG = "SDFL_STUDY_KERNEL"
+
+
+def kernel_tag(kernel_dir: Path) -> str:
+    """The value of `KERNEL_TAG` in the environment of this run's kernels and their children."""
+    return f"{kernel_dir.resolve()}:{os.getpid()}"
+
+
+def stop_kernel_leftovers(tag: str, grace: float = 5.0) -> int:
+    """Stops the processes a dead kernel left (DataLoader workers, the forkserver), found by
+    `KERNEL_TAG` in their environment (Linux /proc; elsewhere nothing is found): SIGTERM, then
+    SIGKILL after `grace` seconds. Returns how many there were."""
+    wanted = f"{KERNEL_TAG}={tag}".encode()
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if wanted in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+        except OSError:  # gone meanwhile, or another user's
+            continue
+    alive = list(found)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while alive and time.monotonic() < deadline:
+            alive = [pid for pid in alive if not _gone(pid)]
+            time.sleep(0.05)
+    return len(found)
+
+
+def _gone(pid: int) -> bool:
+    """Exited (a zombie waiting for its parent counts as exited)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _dead_kernel(nb: Notebook, executed: Path, html: Path, tag: str) -> StudyError:
+    """The error for a kernel that died (killed, or out of memory): the notebook as far as it
+    ran is rendered, the processes the kernel left are stopped; one message says all that."""
+    import nbformat  # why: heavy, only for the study's notebooks
+
+    where = ""
+    if executed.is_file():
+        cells = nbformat.read(str(executed), as_version=4).cells
+        # The last cell papermill started (it marks even that one completed when the kernel dies).
+        started = [i for i, c in enumerate(cells)
+                   if c.get("metadata", {}).get("papermill", {}).get("start_time")]
+        if started:
+            first = next((ln for ln in cells[started[-1]].source.splitlines() if ln.strip()), "")
+            where = f" in cell {started[-1]} ({first.strip()[:60]})"
+        render_html(executed, html)
+    stopped = stop_kernel_leftovers(tag)
+    left = f"; the {stopped} process(es) it left were stopped" if stopped else ""
+    return StudyError(
+        f"{nb.path.name}: the kernel died{where} (killed, or out of memory: lower the batch, "
+        f"workers or image size); the notebook as far as it ran: "
+        f"{html if executed.is_file() else 'not written'}{left}"
+    )
+
+
+def _notebook_failed(nb: Notebook, executed: Path, html: Path, err: Exception,
+                     run_dir: Path) -> StudyError:
+    """The error of a failed cell or a dead kernel, after rendering what the notebook did."""
+    from papermill.exceptions import PapermillExecutionError  # why: heavy, only when a study runs
+
+    if isinstance(err, PapermillExecutionError):
+        render_html(executed, html)
+        return StudyError(_failure_message(nb, executed, err))
+    return _dead_kernel(nb, executed, html, kernel_tag(run_dir / ".jupyter"))
 
 
 def render_html(executed: Path, html_path: Path) -> Path:
@@ -331,12 +523,11 @@ def run_study(
     naming the notebook and the cell; the failed notebook is still rendered.
     """
     import papermill  # why: heavy, only when a study runs
+    from nbclient.exceptions import DeadKernelError  # why: heavy, only when a study runs
     from papermill.exceptions import PapermillExecutionError  # why: heavy, only when a study runs
 
-    params, notes = prepare_params(params_path, sets, smoke)
+    params, notebooks, values, notes = checked_parameters(params_path, sets, smoke, notebooks_dir)
     name = str(params["name"])
-    notebooks = find_notebooks(notebooks_dir)
-    values = notebook_parameters(params, notebooks, source=str(params_path))
     chosen = select_notebooks(notebooks, only)
 
     run_dir = Path(run_root or params.get("run_root") or "runs").resolve() / name
@@ -392,10 +583,9 @@ def run_study(
                     stderr_file=stream,
                     cwd=str(cwd) if cwd else None,
                 )
-            except PapermillExecutionError as err:
+            except (PapermillExecutionError, DeadKernelError) as err:
                 state[nb.stem]["status"] = "failed"
-                render_html(executed, reports / f"{nb.stem}.html")
-                raise StudyError(_failure_message(nb, executed, err)) from None
+                raise _notebook_failed(nb, executed, reports / f"{nb.stem}.html", err, run_dir) from None
             else:
                 state[nb.stem]["status"] = "completed"
             finally:
@@ -411,15 +601,12 @@ def run_study(
 
 
 def _main(args: argparse.Namespace) -> int:
-    try:
-        result = run_study(
-            args.params, only=args.only, reports_dir=args.reports, run_root=args.run_root,
-            kernel_name=args.kernel, log_output=args.log_output, sets=args.set or (),
-            smoke=args.smoke, resume=args.resume, echo=not args.quiet,
-        )
-    except StudyError as err:
-        print(f"sdfl study: error: {err}", file=sys.stderr)
-        return 1
+    # Errors go to the one handler of `sdfl_lib.cli.main`: exit 2 for parameters, 1 for a failure.
+    result = run_study(
+        args.params, only=args.only, reports_dir=args.reports, run_root=args.run_root,
+        kernel_name=args.kernel, log_output=args.log_output, sets=args.set or (),
+        smoke=args.smoke, resume=args.resume, echo=not args.quiet,
+    )
     total = sum(result.seconds.values())
     print(f"study finished in {total:.0f} s; run folder {result.run_dir}")
     for path in result.reports:

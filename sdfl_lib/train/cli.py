@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from sdfl_lib.errors import positive_int
+from sdfl_lib.errors import UsageError, positive_int
 from sdfl_lib.train.launch import torchrun_command
 
 
@@ -35,9 +35,8 @@ def _run(args: argparse.Namespace) -> int:
         print(describe())
         return 0
     if not (args.config or args.resume or args.overrides):
-        print("sdfl train: give --config FILE and/or key=value items (or --resume RUN_DIR);"
-              " --help-config lists the keys", file=sys.stderr)
-        return 2
+        raise UsageError("give --config FILE and/or key=value items (or --resume RUN_DIR);"
+                         " --help-config lists the keys")
     if args.nproc > 1 and "RANK" not in os.environ:
         argv = sys.argv[1:] if sys.argv[1:2] == ["train"] else ["train", *_args_to_argv(args)]
         return subprocess.call(torchrun_command(argv, args.nproc))

@@ -13,7 +13,8 @@ from typing import Any
 
 import yaml
 
-from sdfl_lib.runtime import check_device_name
+from sdfl_lib.models.base import check_model_arguments
+from sdfl_lib.runtime import atomic_write, check_device_name
 
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 SCHEDULERS = ("plateau", "step", "cosine", "none")
@@ -139,6 +140,8 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
 
         self.device = check_device_name(self.device)
+        if self.model_kwargs:  # an unknown keyword fails now, not after the data's pre-flight
+            check_model_arguments(self.model, dict(self.model_kwargs))
 
     def per_rank_batch(self, world_size: int) -> int:
         """Images per forward pass on one rank; fails unless the global batch divides evenly."""
@@ -161,7 +164,8 @@ class TrainConfig:
             value = yaml.safe_dump({f.name: getattr(self, f.name)}, default_flow_style=True, width=10_000)
             lines.append(f"# {f.metadata['doc']}")
             lines.append(value.strip()[1:-1].strip() if value.startswith("{") else value.strip())
-        Path(path).write_text("\n".join(lines) + "\n")
+        with atomic_write(path) as tmp:
+            tmp.write_text("\n".join(lines) + "\n")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:

@@ -7,9 +7,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
+from sdfl_lib.data.io import write_image
 from sdfl_lib.data.manifest import IMAGE_EXTENSIONS
 
 
@@ -86,9 +86,7 @@ def find_dir(root: Path, *names: str) -> Path | None:
 def write_binary_png(array: np.ndarray, path: Path) -> Path:
     """Writes a {0, 1} map as a 0/255 PNG."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), (array > 0).astype(np.uint8) * 255):
-        raise OSError(f"cannot write {path}")
-    return path
+    return write_image(path, (array > 0).astype(np.uint8) * 255)
 
 
 def row(image: Path | str, label: int, source: str, mask: Path | str = "", edge: Path | str = "",

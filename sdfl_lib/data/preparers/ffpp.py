@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
+from sdfl_lib.data.io import write_image
 from sdfl_lib.data.preparers.common import Report, row, write_binary_png
 
 PAPER_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
@@ -117,9 +118,7 @@ def _source_name(fake: str) -> tuple[str, str]:
 
 def _save(frame: np.ndarray, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), frame):
-        raise OSError(f"cannot write {path}")
-    return path
+    return write_image(path, frame)
 
 
 def prepare_ffpp(

@@ -149,6 +149,23 @@ class _CasiaMatch:
             self.report.label_only.append(str(image))
 
 
+# Each version's serial numbers: v1.0 `Au_arc_0055`, `Sp_D_NRN_A_ani0080_sec0005_0426` (4 digits);
+# v2.0 `Au_ani_00001`, `Tp_D_CRD_S_N_ani00028_ani00058_00148` (5 digits).
+_CASIA_DIGITS = {"casia1": 4, "casia2": 5}
+
+
+def _other_casia(source: str, images: list[Path]) -> str:
+    """Why the images are the other CASIA version's ("" when any is this one's)."""
+    digits = [len(p.stem.rsplit("_", 1)[-1]) for p in images if p.stem.rsplit("_", 1)[-1].isdigit()]
+    other = next(name for name in _CASIA_DIGITS if name != source)
+    theirs = digits.count(_CASIA_DIGITS[other])
+    if theirs and _CASIA_DIGITS[source] not in digits:
+        return (f"the {theirs} image(s) carry {_CASIA_DIGITS[other]}-digit serial numbers, as in "
+                f"{other}, not {_CASIA_DIGITS[source]} as in {source}: is this the other data "
+                f"set? (`sdfl data prepare {other}`)")
+    return ""
+
+
 def _casia(root: Path, report: Report, drop_unmatched: bool, source: str, tp_names: tuple) -> list:
     au_dir = find_dir(root, "Au")
     tp_dir = find_dir(root, *tp_names)
@@ -159,6 +176,10 @@ def _casia(root: Path, report: Report, drop_unmatched: bool, source: str, tp_nam
     # In CASIA v1.0 the tampered images sit in Sp/ and CM/ subfolders of Tp/ ("Modified Tp").
     tampered = list_images(tp_dir, recursive=True) if tp_dir else []
     tampered = [p for p in tampered if not p.stem.endswith("_gt")]
+    other = _other_casia(source, authentic + tampered)
+    if other:
+        report.errors.append(other)
+        return []
     report.add("authentic_found", len(authentic))
     report.add("tampered_found", len(tampered))
     rows = [row(p, 0, source, match="") for p in authentic]
