@@ -35,6 +35,7 @@ def _one_line_error(capsys, command: str) -> str:
         (["--workers", "-1"], EXIT_USAGE, "--workers: must be >= 0"),
         (["--image-size", "-5"], EXIT_USAGE, "--image-size: must be >= 1"),
         (["--threshold", "1.5"], EXIT_USAGE, "--threshold: must be in [0, 1]"),
+        (["--ci", "-1"], EXIT_USAGE, "--ci: must be >= 0"),
     ],
 )
 def test_evaluate_refuses_bad_numbers_in_one_line(tmp_path, capsys, extra, code, needle):

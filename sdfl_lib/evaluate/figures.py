@@ -184,30 +184,34 @@ def table3_figure(rows: list[dict], path: Path) -> Path | None:
 
 
 def robustness_figures(metrics: dict, out: Path) -> list[Path]:
-    """A curve per perturbation kind: key metrics of the subset "both" against the level, the
-    clean value dashed."""
+    """A curve per perturbation kind: key metrics of the subset "both" against the level, their
+    95 % intervals as bands where there are intervals, the clean value dashed."""
     clean = metrics["subsets"].get("both", {})
-    rows = [
-        {"kind": r["kind"], "level": r["level"], "metric": key, "value": value}
-        for r in metrics.get("robustness", {}).values()
-        for key in CURVE_KEYS
-        if key in clean and (value := r["subsets"].get("both", {}).get(key)) is not None
-    ]
+    rows = []
+    for r in metrics.get("robustness", {}).values():
+        both = r["subsets"].get("both", {})
+        for key in CURVE_KEYS:
+            if key in clean and (value := both.get(key)) is not None:
+                ci = (both.get("intervals") or {}).get(key) or {}
+                rows.append({"kind": r["kind"], "level": r["level"], "metric": key, "value": value,
+                             "low": ci.get("low", np.nan), "high": ci.get("high", np.nan)})
     paths = []
-    frame = pd.DataFrame(rows, columns=["kind", "level", "metric", "value"])
+    frame = pd.DataFrame(rows, columns=["kind", "level", "metric", "value", "low", "high"])
     palette = dict(zip(CURVE_KEYS, sns.color_palette(n_colors=len(CURVE_KEYS)), strict=True))
     for kind, group in frame.groupby("kind", sort=False):
         fig, ax = plt.subplots(figsize=(6, 4))
         sns.lineplot(group, x="level", y="value", hue="metric", marker="o", palette=palette,
                      ax=ax)
-        for key in group["metric"].unique():
+        for key, g in group.sort_values("level").groupby("metric", sort=False):
+            ax.fill_between(g["level"], g["low"].astype(float), g["high"].astype(float),
+                            color=palette[key], alpha=0.15, lw=0)
             if clean.get(key) is not None:
                 ax.axhline(clean[key], ls="--", lw=0.8, color=palette[key])
         ax.set(
             xlabel=LEVEL_NAMES[kind],
             ylabel="metric",
             ylim=(0, 1),
-            title=f"robustness to {kind} (dashed: unperturbed)",
+            title=f"robustness to {kind} (bands: 95 % intervals; dashed: unperturbed)",
         )
         ax.legend(fontsize=7)
         paths.append(_save(fig, out / "figures" / f"robustness_{kind}.png"))
