@@ -689,6 +689,8 @@ def _command_cases(tmp: Path, port: int) -> list[tuple[str, list[str], int]]:
         ("evaluate", ["evaluate", "--method", "ela", "--manifest", m, "--out", out,
                       "--threshold", "1.5"], 2),
         ("evaluate", ["evaluate", "--method", "ela", "--manifest", missing, "--out", out], 1),
+        ("compare", ["compare", out, out, "--ci", "0"], 2),
+        ("compare", ["compare", str(tmp / "no-run"), str(tmp / "no-run")], 1),
         ("predict", [ "predict", m, "--method", "ela", "--out", out, "--threshold", "2"], 2),
         ("predict", ["predict", str(tmp / "missing.png"), "--method", "ela", "--out", out], 1),
         ("weights list", ["weights", "list", "extra"], 2),

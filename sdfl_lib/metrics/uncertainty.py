@@ -28,6 +28,7 @@ import pandas as pd
 from sdfl_lib.errors import DataError
 from sdfl_lib.metrics.counts import f1_from_counts
 from sdfl_lib.metrics.paper import EPS, pixel_f1_per_image
+from sdfl_lib.metrics.protocols import chosen_protocols
 
 LEVEL = 0.95
 RESAMPLES = 1000
@@ -48,7 +49,8 @@ def headline_keys(threshold: float = 0.5, protocol: str = "both") -> tuple[str, 
     paper = ("paper/pixel_f1", "paper/image_f1", "paper/combined_f1", "paper/auc")
     standard = (f"standard/pixel_f1@{t}", "standard/pixel_f1@best", f"standard/image_f1@{t}",
                 "standard/image_auc", f"standard/micro_pixel_f1@{t}")  # fmt: skip
-    return {"paper": paper, "standard": standard}.get(protocol, paper + standard)
+    keys = {"paper": paper, "standard": standard}
+    return tuple(k for name in chosen_protocols(protocol) for k in keys[name])
 
 
 def format_ci(value: float | None, low: float | None = None, high: float | None = None,
