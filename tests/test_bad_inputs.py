@@ -35,6 +35,7 @@ def _one_line_error(capsys, command: str) -> str:
         (["--workers", "-1"], EXIT_USAGE, "--workers: must be >= 0"),
         (["--image-size", "-5"], EXIT_USAGE, "--image-size: must be >= 1"),
         (["--threshold", "1.5"], EXIT_USAGE, "--threshold: must be in [0, 1]"),
+        (["--ci", "-1"], EXIT_USAGE, "--ci: must be >= 0"),
     ],
 )
 def test_evaluate_refuses_bad_numbers_in_one_line(tmp_path, capsys, extra, code, needle):
@@ -688,6 +689,8 @@ def _command_cases(tmp: Path, port: int) -> list[tuple[str, list[str], int]]:
         ("evaluate", ["evaluate", "--method", "ela", "--manifest", m, "--out", out,
                       "--threshold", "1.5"], 2),
         ("evaluate", ["evaluate", "--method", "ela", "--manifest", missing, "--out", out], 1),
+        ("compare", ["compare", out, out, "--ci", "0"], 2),
+        ("compare", ["compare", str(tmp / "no-run"), str(tmp / "no-run")], 1),
         ("predict", [ "predict", m, "--method", "ela", "--out", out, "--threshold", "2"], 2),
         ("predict", ["predict", str(tmp / "missing.png"), "--method", "ela", "--out", out], 1),
         ("weights list", ["weights", "list", "extra"], 2),

@@ -181,7 +181,11 @@ def test_robustness_levels_curves_and_kind_column(tmp_path):
                  robustness="jpeg:90,resize:0.5/1.5,blur:3", protocol="paper")  # fmt: skip
     assert set(m["robustness"]) == {"jpeg@90", "resize@0.5", "resize@1.5", "blur@3"}
     assert m["subsets"]["deepfakes"]["count/images"] == 2
-    assert all(k.startswith(("paper/", "count/")) or k == "notes" for k in m["subsets"]["both"])
+    both = m["subsets"]["both"]
+    assert all(k.startswith(("paper/", "count/")) or k in ("notes", "floors", "intervals") for k in both)
+    assert set(both["floors"]) == set(both["intervals"]) == {
+        "paper/pixel_f1", "paper/image_f1", "paper/combined_f1", "paper/auc"}
+    assert both["intervals"]["paper/auc"] == {"reason": "too few images for an interval: 4 (needs 10)"}
     res = read_predictions(tmp_path / "ev" / "robustness" / "resize_0.5" / "predictions.csv")
     assert (res[["tp", "fp", "fn", "tn"]].sum(axis=1) == 32 * 32).all()  # scored at the mask's size
     for kind in ("jpeg", "resize", "blur"):

@@ -98,3 +98,12 @@ def test_smoke_study_runs_every_notebook(tmp_path: Path, capfd) -> None:
     for f in ("data/train.csv", "data/val.csv", "data/test.csv", "train/metrics.csv",
               "train/best.pt", "eval/model/metrics.json"):
         assert (run / f).is_file(), f"missing hand-over file {f}"
+    # 04 compares the model with its baseline on the same images; 05 each variant with the
+    # baseline trained with the same seed (smoke.yaml: two seeds), and says so per variant.
+    assert "model vs ela [both]" in (tmp_path / "reports" / "04_evaluate.html").read_text()
+    for seed in (0, 1):
+        for name in ("baseline", "rmsprop"):
+            config = yaml.safe_load((run / "optim" / name / f"seed{seed}" / "config.yaml").read_text())
+            assert config["seed"] == seed, (name, seed)
+    html = (tmp_path / "reports" / "05_optimization.html").read_text()
+    assert "vs baseline" in html and "over 2 seeds" in html

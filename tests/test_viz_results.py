@@ -50,3 +50,30 @@ def test_per_type_table_and_compare_runs():
     assert len(grid.axes.flat) == 3
     with pytest.raises(ValueError, match="compare_runs: no column"):
         viz.compare_runs(runs.drop(columns="paper/combined_f1"))
+
+
+def test_tables_show_intervals_floors_and_paired_verdicts():
+    m = _metrics(0.6)
+    m["subsets"]["both"].update(intervals={"standard/pixel_f1@0.5": {"low": 0.52, "high": 0.66},
+                                           "standard/pixel_f1@best": {"reason": "too few images"}},
+                                floors={"standard/pixel_f1@0.5": {"every_pixel": 0.2, "no_pixel": 0.0}})
+    table = viz.metrics_table(m, columns=("standard/pixel_f1@0.5", "standard/pixel_f1@best"))
+    assert table.loc["both", "standard/pixel_f1@0.5"] == "0.60 [0.52, 0.66]"
+    assert table.loc["both", "standard/pixel_f1@best"] == "0.70"
+    assert viz.metrics_table(m, intervals=False).loc["both", "standard/pixel_f1@0.5"] == 0.6
+    assert "pixel F1@0.5 = 0.600 [0.520, 0.660]" in viz.headline(m)
+    floors = viz.floor_table(m, columns=("standard/pixel_f1@0.5",))
+    assert floors.loc["both", "standard/pixel_f1@0.5"] == 0.2
+    assert pd.isna(floors.loc["source/synth-splice", "standard/pixel_f1@0.5"])
+    assert viz.per_type_table({"model": m}, intervals=True).loc["synth-splice", ("model", "paper/pixel_f1")] \
+        == "undefined"
+    pairs = pd.DataFrame([
+        {"reference": "ela", "run": "model", "subset": "both", "metric": "paper/auc", "delta": 0.12,
+         "low": 0.05, "high": 0.19, "p": 0.002, "verdict": "better", "reason": ""},
+        {"reference": "ela", "run": "model", "subset": "both", "metric": "paper/image_f1", "delta": 0.01,
+         "low": None, "high": None, "p": None, "verdict": "no interval", "reason": "one class only"},
+    ])
+    shown = viz.comparison_table(pairs)
+    assert list(shown.index) == ["paper/auc", "paper/image_f1"]
+    assert shown.loc["paper/auc", "model vs ela [both]"] == "+0.120 [+0.050, +0.190] better (p 0.002)"
+    assert shown.loc["paper/image_f1", "model vs ela [both]"] == "+0.010 (no interval: one class only)"

@@ -1,12 +1,14 @@
-"""Evaluation of a model or a classical method on a manifest: both metric protocols, per-subset
-report with figures, robustness curves. `evaluate(...)` is the entry point (also `sdfl evaluate`).
+"""Evaluation of a model or a classical method on a manifest: both metric protocols with 95 %
+intervals and floors, per-subset report with figures, robustness curves. `evaluate(...)` is the
+entry point (also `sdfl evaluate`); `compare(reference, run, ...)` compares evaluations on the
+same images (also `sdfl compare`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["evaluate", "parse_robustness", "DEFAULT_LEVELS"]
+__all__ = ["compare", "evaluate", "parse_robustness", "DEFAULT_LEVELS"]
 
 
 def __getattr__(name: str) -> Any:
@@ -15,6 +17,10 @@ def __getattr__(name: str) -> Any:
         from sdfl_lib.evaluate.engine import evaluate  # why: lazy, see above
 
         return evaluate
+    if name == "compare":
+        from sdfl_lib.evaluate.comparison import compare
+
+        return compare
     if name in ("parse_robustness", "DEFAULT_LEVELS"):
         from sdfl_lib.evaluate import robustness  # why: lazy, see above
 

@@ -1,8 +1,10 @@
-"""`sdfl evaluate`: argument parsing only; the work is in `sdfl_lib.evaluate.engine`."""
+"""`sdfl evaluate` and `sdfl compare`: argument parsing only; the work is in
+`sdfl_lib.evaluate.engine` and `sdfl_lib.evaluate.comparison`."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -29,7 +31,7 @@ def _band(text: str) -> str:
 
 
 def register(subparsers) -> None:
-    """Adds `evaluate` to the `sdfl` command."""
+    """Adds `evaluate` and `compare` to the `sdfl` command."""
     ev = subparsers.add_parser("evaluate", help="evaluate a model or method on a manifest")
     add_model_args(ev)
     ev.add_argument("--manifest", required=True, help="manifest CSV (image,mask,edge,label,source)")
@@ -64,6 +66,7 @@ def register(subparsers) -> None:
         "or IN:OUT pixels inside/outside it (TruFor: 7:5); keys standard/pixel_f1_band{PX}px@t; "
         "default 0: off",
     )
+    _ci_arg(ev)
     ev.add_argument("--no-maps", action="store_true", help="do not save predicted maps")
     ev.add_argument("--no-figures", action="store_true", help="do not draw figures")
     ev.add_argument("--no-resume", action="store_true", help="start over in --out")
@@ -73,6 +76,51 @@ def register(subparsers) -> None:
         help="exit 0 even when some rows could not be scored (default: exit 3; they are listed)",
     )
     ev.set_defaults(func=_evaluate)
+    _register_compare(subparsers)
+
+
+def _ci_arg(ev: argparse.ArgumentParser) -> None:
+    ev.add_argument("--ci", type=non_negative_int, default=1000, metavar="N",
+                    help="bootstrap resamples of each headline metric's 95 %% interval, per subset, "
+                    "forgery type and perturbation (default 1000; 0: no intervals)")
+
+
+def _register_compare(subparsers) -> None:
+    cp = subparsers.add_parser(
+        "compare",
+        help="paired comparison of evaluations on the same images",
+        description="Each RUN against REFERENCE (evaluation folders written by sdfl evaluate) on "
+        "the images both scored: every headline metric's difference (RUN minus REFERENCE) with a "
+        "paired-bootstrap 95 %% interval, a two-sided p-value and a verdict (better, worse, "
+        "within noise). Images scored in one run only are left out and named.",
+    )
+    cp.add_argument("reference", help="the evaluation folder the others are compared with")
+    cp.add_argument("runs", nargs="+", metavar="run", help="evaluation folder(s) to compare")
+    cp.add_argument("--subsets", default="both",
+                    help="comma-separated subsets (default both; 'all': every non-empty one)")
+    cp.add_argument("--ci", type=positive_int, default=1000, metavar="N",
+                    help="bootstrap resamples (default 1000)")
+    cp.add_argument("--seed", type=non_negative_int, default=0, help="resampling seed (0)")
+    cp.add_argument("--out", default=None, help="also write the comparison to this JSON file")
+    cp.set_defaults(func=_compare)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from sdfl_lib.evaluate.comparison import (  # why: not loaded by `sdfl --help`
+        compare,
+        comparison_text,
+    )
+
+    subsets = None if args.subsets == "all" else args.subsets.split(",")
+    result = compare(args.reference, *args.runs, subsets=subsets, resamples=args.ci, seed=args.seed)
+    print(comparison_text(result))
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        records = result.table.astype(object).where(result.table.notna(), None).to_dict("records")
+        out.write_text(json.dumps({"comparisons": records, "left_out": result.left_out}, indent=1) + "\n")
+        print(f"written: {out}")
+    return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -90,15 +138,20 @@ def _run_evaluate(evaluate, args: argparse.Namespace) -> dict:
         threshold=args.threshold, mask_policy=args.mask_policy, method=args.method,
         device=args.device, save_maps=not args.no_maps, resume=not args.no_resume,
         figures=not args.no_figures, boundary_band=args.boundary_band, backend=args.backend,
-        int8=args.int8, calibration=args.calibration,
+        int8=args.int8, calibration=args.calibration, ci=args.ci,
     )  # fmt: skip
 
 
 def _print_metrics(args: argparse.Namespace, metrics: dict) -> int:
+    from sdfl_lib.metrics.uncertainty import format_ci  # why: not loaded by `sdfl --help`
+
     keys = [k.format(t=f"{args.threshold:g}") for k in _SUMMARY_KEYS]
     for subset, m in metrics["subsets"].items():
+        ci = m.get("intervals") or {}
         shown = ", ".join(
-            f"{k}={'undefined' if m[k] is None else format(m[k], '.4f')}" for k in keys if k in m
+            f"{k}={format_ci(m[k], ci.get(k, {}).get('low'), ci.get(k, {}).get('high'), 4)}"
+            for k in keys
+            if k in m
         )
         print(f"[{subset}] n={m['count/images']}: {shown}")
     mm = metrics["mask_size_mismatch"]

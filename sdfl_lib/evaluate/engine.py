@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from sdfl_lib.data.io import MaskSizeError
 from sdfl_lib.data.manifest import ManifestError, check_labels_agree, normalize_frame, read_manifest
-from sdfl_lib.errors import DataError
+from sdfl_lib.errors import DataError, UsageError
 from sdfl_lib.evaluate.dataset import EvalDataset, collate, map_paths
 from sdfl_lib.evaluate.predictions import FORMAT, Writer, make_row, read_predictions
 from sdfl_lib.evaluate.report import write_report
@@ -41,6 +41,7 @@ from sdfl_lib.metrics import pixel_counts
 from sdfl_lib.metrics.counts import band_label, boundary_band_counts
 from sdfl_lib.metrics.paper import paper_pixel_counts
 from sdfl_lib.metrics.protocols import PROTOCOL_CHOICES as PROTOCOLS
+from sdfl_lib.metrics.uncertainty import RESAMPLES
 from sdfl_lib.paths import holds_folder_lock
 from sdfl_lib.runtime import atomic_write, autocast, make_loader, model_device
 
@@ -81,6 +82,7 @@ class EvalConfig:
     backend: str = "auto"
     int8: bool = False
     calibration: int | list = 32
+    ci: int = RESAMPLES  # bootstrap resamples of the headline metrics' intervals; 0: none
 
 
 def _fingerprint(model: nn.Module) -> str:
@@ -257,11 +259,27 @@ def _with_kinds(table: pd.DataFrame, rows: list[dict]) -> pd.DataFrame:
     return table.assign(kind=table["row"].map({r["row"]: r["kind"] for r in rows}))
 
 
-def _subset_results(table, protocol, threshold, subsets, deep_sources, band="") -> dict:
+def _subset_results(table, cfg: EvalConfig, subsets) -> dict:
     return {
-        name: subset_metrics(table[sel], protocol, threshold, band)
-        for name, sel in subset_masks(table, subsets, deep_sources).items()
+        name: subset_metrics(table[sel], cfg.protocol, cfg.threshold, cfg.boundary_band, cfg.ci)
+        for name, sel in subset_masks(table, subsets, cfg.deep_sources).items()
     }
+
+
+def _robustness_results(model, rows: list[dict], out: Path, cfg: EvalConfig, subsets: list[str]) -> dict:
+    """One pass per perturbation into out/robustness/<kind>_<level>/; the metrics of `subsets`."""
+    results = {}
+    for p in cfg.perturbations:
+        sub = out / "robustness" / p.name.replace("@", "_")
+        st = run_pass(model, rows, sub, cfg, perturb=p)
+        t = _with_kinds(read_predictions(sub / "predictions.csv"), rows)
+        results[p.name] = {
+            "kind": p.kind,
+            "level": p.level,
+            "subsets": _subset_results(t, cfg, subsets),
+            "errors": len(st["errors"]),
+        }
+    return results
 
 
 @holds_folder_lock("out_dir", "sdfl evaluate")
@@ -288,6 +306,7 @@ def evaluate(
     backend: str = "auto",
     int8: bool = False,
     calibration: int | list = 32,
+    ci: int = RESAMPLES,
 ) -> dict:
     """Evaluates a model (module, checkpoint path, or `method` = "ela"/"noise"/a model name) on a
     manifest; writes config.json, predictions.csv, maps/, metrics.json, report.md, tables and
@@ -303,11 +322,15 @@ def evaluate(
     standard/pixel_f1_band{B}px@t keys that leave out pixels within B pixels of the mask's
     boundary (see `sdfl_lib.metrics.standard`; 0: off). backend/int8: the inference route
     (`sdfl_lib.inference.inference_model`); int8 calibrates on the first `calibration`
-    images of the manifest, or on the images given as a list.
+    images of the manifest, or on the images given as a list. ci: bootstrap resamples of the 95 %
+    interval of every headline metric, per subset and perturbation (0: no intervals; see
+    `sdfl_lib.metrics.uncertainty`).
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     band = band_label(boundary_band)  # checks it too; "" when off
+    if not isinstance(ci, int) or ci < 0:
+        raise UsageError(f"ci: the number of bootstrap resamples, an integer >= 0 (0: off), got {ci!r}")
     perturbations = parse_robustness(robustness)
     given = None if method or isinstance(model_or_checkpoint, nn.Module) else model_or_checkpoint
     # A weights name (table3-N) is resolved once, inside: the model knows its file for the export.
@@ -330,6 +353,7 @@ def evaluate(
         backend=backend,
         int8=int8,
         calibration=calibration,
+        ci=ci,
     )
     rows, manifest_name = _read_rows(manifest)
     # Bad subset names and kinds fail now, not after the whole pass.
@@ -356,6 +380,7 @@ def evaluate(
         "device": str(model_device(model)),
         "backend": resolve_backend(model, cfg.backend, cfg.int8, passes, cfg.image_size),
         "int8": cfg.int8,
+        "ci": cfg.ci,
     }
     _check_config(out, config, cfg.resume)
     if isinstance(cfg.calibration, int):
@@ -381,26 +406,12 @@ def evaluate(
     # The mask rule's other case, reported as validation reports it: scored, and listed.
     empty = table[(table["label"] == 1) & table["pixel"] & (table["tp"] + table["fn"] == 0)]
     results = {
-        "subsets": _subset_results(
-            table, cfg.protocol, cfg.threshold, cfg.subsets, cfg.deep_sources, band
-        ),
+        "subsets": _subset_results(table, cfg, cfg.subsets),
         "tampered_empty_mask": {"count": int(len(empty)), "images": empty["image"].tolist()},
         "errors": stats["errors"],
         "timing": {k: stats.get(k) for k in ("images", "resumed", "forward_s", "wall_s")},
     }
     if cfg.perturbations:
-        results["robustness"] = {}
         wanted = [s for s in ("both", "shallowfakes", "deepfakes") if s in results["subsets"]]
-        for p in cfg.perturbations:
-            sub = out / "robustness" / p.name.replace("@", "_")
-            st = run_pass(model, rows, sub, cfg, perturb=p)
-            t = _with_kinds(read_predictions(sub / "predictions.csv"), rows)
-            results["robustness"][p.name] = {
-                "kind": p.kind,
-                "level": p.level,
-                "subsets": _subset_results(
-                    t, cfg.protocol, cfg.threshold, wanted, cfg.deep_sources, band
-                ),
-                "errors": len(st["errors"]),
-            }
+        results["robustness"] = _robustness_results(model, rows, out, cfg, wanted)
     return write_report(out, config, table, results, figures=cfg.figures)

@@ -1,29 +1,34 @@
-"""Figures of an evaluation (Agg): ROC curves, confusion matrices, score histograms, per-type
-bars, galleries of the best and worst localizations, Table III side by side, robustness curves.
-The statistical ones are seaborn's; the galleries are this project's overlays."""
+"""Figures of an evaluation, written as files: ROC curves, confusion matrices, score histograms,
+per-type bars, galleries of the best and worst localizations, Table III side by side, robustness
+curves. The statistical ones are seaborn's; the galleries are this project's overlays. Drawn
+without pyplot, so that importing this module leaves a notebook's own figures alone."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import cv2
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from sklearn.metrics import roc_curve  # noqa: E402
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+from sklearn.metrics import roc_curve
 
 from sdfl_lib.data import load_image, load_mask
-from sdfl_lib.errors import OutputError  # noqa: E402
-from sdfl_lib.evaluate.robustness import LEVEL_NAMES  # noqa: E402
-from sdfl_lib.evaluate.subsets import subset_masks  # noqa: E402
-from sdfl_lib.metrics import binned_roc, f1_from_counts  # noqa: E402
-from sdfl_lib.viz.overlay import heat_overlay  # noqa: E402
+from sdfl_lib.errors import OutputError
+from sdfl_lib.evaluate.robustness import LEVEL_NAMES
+from sdfl_lib.evaluate.subsets import subset_masks
+from sdfl_lib.metrics import binned_roc, f1_from_counts
+from sdfl_lib.viz.overlay import heat_overlay
 
 CURVE_KEYS = ("paper/pixel_f1", "paper/auc", "standard/pixel_f1@best", "standard/image_auc")
+
+
+def _subplots(*grid: int, figsize: tuple[float, float], **kwargs):
+    """A figure and its axes drawn without pyplot: importing or drawing here never changes the
+    backend of a notebook (its inline figures) or opens a window."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*grid, **kwargs)
 
 
 def _save(fig, path: Path) -> Path:
@@ -32,15 +37,13 @@ def _save(fig, path: Path) -> Path:
         fig.savefig(path, dpi=80)
     except OSError as err:
         raise OutputError(path, err) from err
-    finally:
-        plt.close(fig)
     return path
 
 
 def _grid(n: int, size: float = 3.2):
     cols = min(n, 4)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows), squeeze=False)
+    fig, axes = _subplots(rows, cols, figsize=(size * cols, size * rows), squeeze=False)
     for ax in axes.flat[n:]:
         ax.axis("off")
     return fig, axes.flat
@@ -48,7 +51,7 @@ def _grid(n: int, size: float = 3.2):
 
 def roc_figure(table: pd.DataFrame, selections: dict, path: Path) -> Path:
     """Image-level ROC (left) and pixel ROC over tampered images (right), a curve per subset."""
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.8))
+    fig, (a, b) = _subplots(1, 2, figsize=(11, 4.8))
     for name, sel in selections.items():
         t = table[sel]
         if t["label"].nunique() == 2:
@@ -121,7 +124,7 @@ def per_type_figure(metrics: dict, path: Path) -> Path | None:
     if not rows:
         return None
     frame = pd.DataFrame(rows)
-    fig, ax = plt.subplots(figsize=(7, 0.5 * frame["source"].nunique() + 1.8))
+    fig, ax = _subplots(figsize=(7, 0.5 * frame["source"].nunique() + 1.8))
     sns.barplot(frame, y="source", x="value", hue="metric", ax=ax)
     for bars in ax.containers:
         ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
@@ -147,7 +150,7 @@ def gallery_figure(table: pd.DataFrame, out: Path, worst: bool, n: int = 6) -> P
         return None
     t["f1"] = f1_from_counts(t["tp"], t["fp"], t["fn"])
     t = t.sort_values("f1", ascending=worst, kind="stable").head(n)
-    fig, axes = plt.subplots(len(t), 3, figsize=(9, 3 * len(t)), squeeze=False)
+    fig, axes = _subplots(len(t), 3, figsize=(9, 3 * len(t)), squeeze=False)
     for row, r in zip(axes, t.itertuples(), strict=True):
         image = _thumb(load_image(r.image))
         mask = _thumb(load_mask(r.mask, size=None), image.shape[:2])
@@ -184,30 +187,34 @@ def table3_figure(rows: list[dict], path: Path) -> Path | None:
 
 
 def robustness_figures(metrics: dict, out: Path) -> list[Path]:
-    """A curve per perturbation kind: key metrics of the subset "both" against the level, the
-    clean value dashed."""
+    """A curve per perturbation kind: key metrics of the subset "both" against the level, their
+    95 % intervals as bands where there are intervals, the clean value dashed."""
     clean = metrics["subsets"].get("both", {})
-    rows = [
-        {"kind": r["kind"], "level": r["level"], "metric": key, "value": value}
-        for r in metrics.get("robustness", {}).values()
-        for key in CURVE_KEYS
-        if key in clean and (value := r["subsets"].get("both", {}).get(key)) is not None
-    ]
+    rows = []
+    for r in metrics.get("robustness", {}).values():
+        both = r["subsets"].get("both", {})
+        for key in CURVE_KEYS:
+            if key in clean and (value := both.get(key)) is not None:
+                ci = (both.get("intervals") or {}).get(key) or {}
+                rows.append({"kind": r["kind"], "level": r["level"], "metric": key, "value": value,
+                             "low": ci.get("low", np.nan), "high": ci.get("high", np.nan)})
     paths = []
-    frame = pd.DataFrame(rows, columns=["kind", "level", "metric", "value"])
+    frame = pd.DataFrame(rows, columns=["kind", "level", "metric", "value", "low", "high"])
     palette = dict(zip(CURVE_KEYS, sns.color_palette(n_colors=len(CURVE_KEYS)), strict=True))
     for kind, group in frame.groupby("kind", sort=False):
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig, ax = _subplots(figsize=(6, 4))
         sns.lineplot(group, x="level", y="value", hue="metric", marker="o", palette=palette,
                      ax=ax)
-        for key in group["metric"].unique():
+        for key, g in group.sort_values("level").groupby("metric", sort=False):
+            ax.fill_between(g["level"], g["low"].astype(float), g["high"].astype(float),
+                            color=palette[key], alpha=0.15, lw=0)
             if clean.get(key) is not None:
                 ax.axhline(clean[key], ls="--", lw=0.8, color=palette[key])
         ax.set(
             xlabel=LEVEL_NAMES[kind],
             ylabel="metric",
             ylim=(0, 1),
-            title=f"robustness to {kind} (dashed: unperturbed)",
+            title=f"robustness to {kind} (bands: 95 % intervals; dashed: unperturbed)",
         )
         ax.legend(fontsize=7)
         paths.append(_save(fig, out / "figures" / f"robustness_{kind}.png"))

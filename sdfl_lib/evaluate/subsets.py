@@ -17,6 +17,7 @@ import pandas as pd
 
 from sdfl_lib.data.registry import DEEP_SOURCES
 from sdfl_lib.metrics import chosen_protocols, paper_metrics, standard_metrics
+from sdfl_lib.metrics.uncertainty import floors, metric_intervals
 
 KIND_NAMES = {"shallow": "shallowfakes", "deep": "deepfakes"}
 
@@ -61,8 +62,11 @@ def subset_metrics(
     protocol: str = "both",
     threshold: float = 0.5,
     boundary_band: int | str = 0,
+    ci: int = 0,
 ) -> dict:
-    """Counts, the chosen protocol(s)' metrics and notes for one subset's rows."""
+    """Counts, the chosen protocol(s)' metrics, the trivial predictors' scores ("floors") and
+    notes for one subset's rows; with `ci` > 0 resamples, each headline metric's 95 % bootstrap
+    interval too ("intervals", see `sdfl_lib.metrics.uncertainty`)."""
     pixel = table["pixel"].astype(bool)
     out: dict = {
         "count/images": int(len(table)),
@@ -82,5 +86,8 @@ def subset_metrics(
             table, threshold, boundary_band)
         out.update(m)
         notes += n
+    out["floors"] = floors(table, threshold, protocol)
+    if ci:
+        out["intervals"] = metric_intervals(table, out, threshold, protocol, resamples=ci)
     out["notes"] = notes
     return out

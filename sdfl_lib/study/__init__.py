@@ -1,6 +1,7 @@
 """The notebooks' library: the study runner (`sdfl study`, `run_study`: the numbered notebooks
 through papermill, rendered to HTML), smoke scaling of a study's parameters (`smoke`) and the
-optimization study's short runs (`optimize.short_run`)."""
+optimization study's short runs (`optimize.short_run`, `optimize.variant_study`: each variant
+against its baseline, seed by seed, beyond noise or not)."""
 
 from __future__ import annotations
 

@@ -24,6 +24,7 @@ _MAX_SYNTHETIC = 24
 _MAX_VARIANTS = 1
 _MAX_TEST = 12  # test images: at least one of each source and label of the paper lists
 _MAX_BACKBONES = 2
+_MAX_SEEDS = 2
 
 
 def smoke_params(params: dict[str, Any], gpus: int | None = None) -> tuple[dict[str, Any], list[str]]:
@@ -99,6 +100,8 @@ def _smoke_optimization(optim: dict[str, Any]) -> None:
     if backbones:
         optim["backbones"] = keep[:_MAX_BACKBONES]
     optim["speed_size"], optim["speed_batch"] = SMOKE_SIZE, 1
+    if optim.get("seeds"):
+        optim["seeds"] = list(optim["seeds"])[:_MAX_SEEDS]  # two: the mean ± sd path still runs
     short = dict(optim.get("short") or {})
     short.update(epochs=1, limit_train_batches=1, limit_val_batches=1, image_size=SMOKE_SIZE,
                  batch_size=2, grad_accum=1)

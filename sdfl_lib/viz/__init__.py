@@ -8,7 +8,9 @@ from sdfl_lib.viz.charts import loss_curves
 from sdfl_lib.viz.maps import module_io, photo_tensor, show_filters, show_maps
 from sdfl_lib.viz.results import (
     compare_runs,
+    comparison_table,
     describe_checkpoint,
+    floor_table,
     headline,
     headline_row,
     metrics_table,
@@ -17,7 +19,7 @@ from sdfl_lib.viz.results import (
 )
 
 __all__ = [
-    "compare_runs", "describe_checkpoint", "headline", "headline_row", "loss_curves",
+    "compare_runs", "comparison_table", "describe_checkpoint", "floor_table", "headline", "headline_row", "loss_curves",
     "metrics_table", "module_io", "per_type_table", "photo_tensor", "setup", "show_filters", "show_maps", "show_pngs",
 ]
 

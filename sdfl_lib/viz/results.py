@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
+from sdfl_lib.metrics.uncertainty import best_floor, format_ci
 from sdfl_lib.models import read_checkpoint, weight_source
 
 # The numbers a reader looks for first, each named by its protocol (docs/protocols.md).
@@ -30,13 +31,19 @@ def headline_row(metrics: dict, subset: str = "both") -> dict[str, float | None]
     return {"images": m.get("count/images"), **{k: m.get(k) for k in HEADLINE}}
 
 
+def _text(m: dict, key: str, digits: int = 2) -> str:
+    """A subset's metric as `0.65 [0.58, 0.71]` (the value alone without an interval)."""
+    ci = (m.get("intervals") or {}).get(key) or {}
+    return format_ci(m.get(key), ci.get("low"), ci.get("high"), digits)
+
+
 def headline(metrics: dict, subset: str = "both") -> str:
-    """One line per protocol with the main numbers of `subset`, each labelled with its protocol."""
+    """One line per protocol with the main numbers of `subset`, each labelled with its protocol
+    and followed by its 95 % interval where the evaluation made one."""
     m = _subset(metrics, subset)
 
     def f(key: str) -> str:
-        v = m.get(key)
-        return "undefined" if v is None else f"{v:.3f}"
+        return _text(m, key, 3)
 
     name = (metrics.get("model") or {}).get("name", "model")
     return (
@@ -98,26 +105,60 @@ def describe_checkpoint(path: str | Path) -> pd.Series:
 PER_TYPE = ("standard/pixel_f1@0.5", "standard/pixel_f1@best", "paper/pixel_f1")
 
 
-def per_type_table(runs: dict[str, dict], keys: tuple[str, ...] = PER_TYPE) -> pd.DataFrame:
+def per_type_table(
+    runs: dict[str, dict], keys: tuple[str, ...] = PER_TYPE, intervals: bool = False
+) -> pd.DataFrame:
     """Pixel metrics per source ("source/<name>" subsets with tampered images), one column per
-    (method, metric): e.g. the trained model beside a classical baseline on the same images."""
+    (method, metric): e.g. the trained model beside a classical baseline on the same images.
+    Numbers rounded; with `intervals`, text `0.65 [0.58, 0.71]` where there is an interval."""
     table = {
         (method, key): {
-            name.split("/", 1)[1]: m.get(key)
+            name.split("/", 1)[1]: _text(m, key) if intervals else m.get(key)
             for name, m in metrics.get("subsets", {}).items()
             if name.startswith("source/") and m.get("count/tampered")
         }
         for method, metrics in runs.items()
         for key in keys
     }
-    return pd.DataFrame(table).astype(float).round(3)
+    return pd.DataFrame(table) if intervals else pd.DataFrame(table).astype(float).round(3)
 
 
-def metrics_table(metrics: dict, columns: tuple[str, ...] = HEADLINE) -> pd.DataFrame:
-    """Subsets as rows, the chosen metrics (both protocols by default) as columns, rounded."""
+def metrics_table(
+    metrics: dict, columns: tuple[str, ...] = HEADLINE, intervals: bool = True
+) -> pd.DataFrame:
+    """Subsets as rows, the chosen metrics (both protocols by default) as columns: `0.65 [0.58,
+    0.71]` where the evaluation made intervals (and `intervals`), else numbers rounded."""
+    subsets = metrics.get("subsets", {})
+    if intervals and any("intervals" in m for m in subsets.values()):
+        rows = {s: {"images": m.get("count/images"), **{c: _text(m, c) for c in columns if c in m}}
+                for s, m in subsets.items()}
+        return pd.DataFrame(rows).T
     rows = {s: {"images": m.get("count/images"), **{c: m.get(c) for c in columns}}
+            for s, m in subsets.items()}
+    return pd.DataFrame(rows).T.astype(float).round(3)
+
+
+def floor_table(metrics: dict, columns: tuple[str, ...] = HEADLINE) -> pd.DataFrame:
+    """Subsets as rows, the chosen metrics as columns: the best score of a trivial predictor
+    (every pixel tampered, no pixel tampered, a constant image score) on the same images."""
+    rows = {s: {c: best_floor((m.get("floors") or {}).get(c, {}))[0] for c in columns if c in m}
             for s, m in metrics.get("subsets", {}).items()}
     return pd.DataFrame(rows).T.astype(float).round(3)
+
+
+def comparison_table(table: pd.DataFrame) -> pd.DataFrame:
+    """A paired comparison (`sdfl_lib.evaluate.comparison`'s table) as text: one row per metric,
+    one column per "run vs reference [subset]", cells `+0.12 [+0.05, +0.19] better (p 0.002)`."""
+    def cell(r) -> str:
+        if r.delta is None or pd.isna(r.delta):
+            return "undefined"
+        if r.low is None or pd.isna(r.low):
+            return f"{r.delta:+.3f} (no interval: {r.reason})"
+        return f"{r.delta:+.3f} [{r.low:+.3f}, {r.high:+.3f}] {r.verdict} (p {r.p:.3f})"
+
+    frame = table.assign(pair=table["run"] + " vs " + table["reference"] + " [" + table["subset"] + "]",
+                         cell=[cell(r) for r in table.itertuples()])
+    return frame.pivot(index="metric", columns="pair", values="cell").loc[list(dict.fromkeys(table["metric"]))]
 
 
 def _small_png(path: Path, max_width: int, colors: int) -> bytes:
