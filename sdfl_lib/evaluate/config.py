@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import MISSING, Field, dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sdfl_lib.data.registry import DEEP_SOURCES
 from sdfl_lib.errors import UsageError, non_negative_int, positive_int
+from sdfl_lib.evaluate.robustness import Perturbation, parse_robustness
+from sdfl_lib.metrics.counts import band_label
 from sdfl_lib.metrics.protocols import PROTOCOL_CHOICES, chosen_protocols
 from sdfl_lib.metrics.uncertainty import RESAMPLES
-
-if TYPE_CHECKING:
-    from sdfl_lib.evaluate.robustness import Perturbation
 
 # A setting whose option `sdfl_lib.inference.options.add_model_args` adds (shared with predict).
 MODEL_ARG = "add_model_args"
@@ -30,9 +29,6 @@ def _comma_list(text: str) -> list[str] | None:
 
 def _band_arg(text: str) -> str:
     """argparse type: a boundary band, B or IN:OUT pixels."""
-    # why: cv2 and torch, not loaded by `sdfl --help`
-    from sdfl_lib.metrics.counts import band_label
-
     try:
         band_label(text)
     except ValueError as err:
@@ -135,10 +131,6 @@ class EvalConfig:
     band: str = field(init=False, repr=False, compare=False)  # band_label's form; "" when off
 
     def __post_init__(self) -> None:
-        # why: cv2 and torch, not loaded by `sdfl --help`
-        from sdfl_lib.evaluate.robustness import parse_robustness
-        from sdfl_lib.metrics.counts import band_label
-
         chosen_protocols(self.protocol)  # checks it
         if not isinstance(self.ci, int) or self.ci < 0:
             raise UsageError(f"ci: the number of bootstrap resamples, an integer >= 0 (0: off), "
