@@ -175,14 +175,7 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_prepare)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Adds `sdfl data ...` and its sub-commands."""
-    data = subparsers.add_parser("data", help="prepare, split, validate and explore data sets")
-    sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
-    data.set_defaults(func=lambda args: (data.print_help(), 2)[1])
-
-    _add_prepare(sub)
-
+def _add_split(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("split", help="seeded, stratified train/val/test manifests")
     p.add_argument("manifest")
     p.add_argument("--out-dir", required=True)
@@ -200,6 +193,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=_split)
 
+
+def _add_validate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("validate", help="check every row of a manifest; non-zero exit on errors")
     p.add_argument("manifest")
     p.add_argument("--json", help="write the report here")
@@ -207,6 +202,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-pixels", type=positive_int, help="decompression-bomb limit (PIL's by default)")
     p.set_defaults(func=_validate)
 
+
+def _add_convert(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("convert", help="CSV manifest <-> authors' paths_*.txt, prefix rewriting")
     p.add_argument("input", help=".csv manifest or authors' .txt list")
     p.add_argument("output", help=".csv manifest or authors' .txt list")
@@ -219,6 +216,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--relative", action="store_true", help=".txt output: relative paths")
     p.set_defaults(func=_convert)
 
+
+def _add_explore(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("explore", help="figures of a manifest: counts, sizes, mask areas, examples")
     p.add_argument("manifest")
     p.add_argument("--out-dir", required=True)
@@ -226,6 +225,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.set_defaults(func=_explore)
 
+
+def _add_download(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("download", help="download and extract a data set")
     p.add_argument("name", help=", ".join(DATASETS))
     p.add_argument("--to", required=True, help="target folder")
@@ -233,9 +234,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sha256", help="expected SHA-256 of the archive")
     p.set_defaults(func=_download)
 
+
+def _add_synth(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("synth", help="synthetic forgeries for offline runs")
     p.add_argument("--out", required=True)
     p.add_argument("--n", type=positive_int, required=True)
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--size", type=positive_int, help="image side in pixels")
     p.set_defaults(func=_synth)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Adds `sdfl data ...` and its sub-commands."""
+    data = subparsers.add_parser("data", help="prepare, split, validate and explore data sets")
+    sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    data.set_defaults(func=lambda args: (data.print_help(), 2)[1])
+    # The order here is the order `sdfl data --help` lists them in.
+    for add in (_add_prepare, _add_split, _add_validate, _add_convert, _add_explore,
+                _add_download, _add_synth):
+        add(sub)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,27 @@ def _classify(err: ImageReadError, what: str) -> str:
     return f"unreadable_{what}"
 
 
+class _Notes:
+    """The report's counts and its error and warning items, noted row by row."""
+
+    def __init__(self) -> None:
+        self.counts: Counter = Counter()
+        self.errors: list[dict[str, Any]] = []
+        self.warnings: list[dict[str, Any]] = []
+
+    def __call__(self, kind: str, row: int, file: str, detail: str = "") -> None:
+        self.counts[kind] += 1
+        item = {"row": row, "kind": kind, "path": file, "detail": detail}
+        (self.errors if kind in ERROR_KINDS else self.warnings).append(item)
+
+    def stats(self, stats: Counter, row: int, file: str,
+              detail: Callable[[str], str] = lambda kind: "") -> None:
+        """One note per count of each kind a loader's `stats` holds."""
+        for kind, n in stats.items():
+            for _ in range(n):
+                self(kind, row, file, detail(kind))
+
+
 def validate_manifest(
     path: str | os.PathLike,
     mask_policy: str = "resize",
@@ -72,66 +94,77 @@ def validate_manifest(
     if mask_policy not in MASK_POLICIES:
         raise ValueError(f"mask policy must be one of {MASK_POLICIES}, got {mask_policy!r}")
     df = read_manifest(path)
-    counts: Counter = Counter()
-    errors: list[dict[str, Any]] = []
-    warnings: list[dict[str, Any]] = []
-
-    def note(kind: str, row: int, file: str, detail: str = "") -> None:
-        counts[kind] += 1
-        item = {"row": row, "kind": kind, "path": file, "detail": detail}
-        (errors if kind in ERROR_KINDS else warnings).append(item)
-
+    note = _Notes()
     rows = tqdm(df.itertuples(), total=len(df), desc="validate", unit="row", disable=not progress)
     for r in rows:
         number = int(r.Index) + 1
-        image_stats: Counter = Counter()
-        shape = None
-        try:
-            if decode:
-                shape = load_image(r.image, stats=image_stats, max_pixels=max_pixels).shape[:2]
-            else:
-                shape = image_hw(r.image)
-        except ImageReadError as err:
-            note(_classify(err, "image"), number, r.image, err.cause)
-        orientation = exif_orientation(r.image) if image_stats.get("exif_orientation") else 1
-        for kind, n in image_stats.items():
-            for _ in range(n):
-                note(kind, number, r.image,
-                     orientation_note(orientation) if kind == "exif_orientation" else "")
+        shape, orientation = _check_image(r.image, number, note, decode, max_pixels)
         if r.label == 1 and not r.mask:
             note("label_only", number, r.image, "label 1 without a mask")
         for what, file in (("mask", r.mask), ("edge", r.edge)):
-            if not file:
-                continue
-            stats: Counter = Counter()
-            try:
-                mask = load_mask(file, size=None, stats=stats)
-            except ImageReadError as err:
-                note(_classify(err, what), number, file, err.cause)
-                continue
-            for kind, n in stats.items():
-                for _ in range(n):
-                    detail = ("several grey levels: every non-zero pixel counts as tampered"
-                              if kind == "mask_non_binary" else "")
-                    note(kind, number, file, detail)
-            if shape is not None and mask.shape != shape:
-                detail = f"{what} {mask.shape[0]}x{mask.shape[1]}, image {shape[0]}x{shape[1]}"
-                if orientation >= 5 and mask.shape == shape[::-1]:
-                    detail += (f"; it fits the photo as displayed (EXIF orientation "
-                               f"{orientation}): rotate the {what} to the stored pixels")
-                note("mask_size_mismatch", number, file, detail)
-                try:
-                    load_mask(file, size=shape, policy=mask_policy, stats=Counter())
-                    note("mask_resized" if mask_policy == "resize" else "mask_skipped", number, file)
-                except MaskSizeError as err:
-                    note("mask_size_mismatch_fail", number, file, err.cause)
-            if what == "mask" and r.label == 0 and mask.any():
-                note("authentic_with_mask", number, file, f"{int(mask.sum())} manipulated pixels")
-            if what == "mask" and r.label == 1 and not mask.any():
-                note("tampered_empty_mask", number, file, "label 1 but no tampered pixel")
+            if file:
+                _check_mask(what, file, r.label, number, note, shape, orientation, mask_policy)
     _note_duplicates(df, note)
     if not len(df):
         note("empty_manifest", 0, str(path), "no rows (a header only)")
+    return _report(path, df, mask_policy, note)
+
+
+def _check_image(
+    image: str, number: int, note: _Notes, decode: bool, max_pixels: int | None
+) -> tuple[tuple[int, int] | None, int]:
+    """Notes what reading the image found; returns its (height, width), None when it cannot be
+    read, and its EXIF orientation (1 without a tag)."""
+    image_stats: Counter = Counter()
+    shape = None
+    try:
+        if decode:
+            shape = load_image(image, stats=image_stats, max_pixels=max_pixels).shape[:2]
+        else:
+            shape = image_hw(image)
+    except ImageReadError as err:
+        note(_classify(err, "image"), number, image, err.cause)
+    orientation = exif_orientation(image) if image_stats.get("exif_orientation") else 1
+    note.stats(image_stats, number, image,
+               lambda kind: orientation_note(orientation) if kind == "exif_orientation" else "")
+    return shape, orientation
+
+
+def _check_mask(
+    what: str, file: str, label: int, number: int, note: _Notes,
+    shape: tuple[int, int] | None, orientation: int, mask_policy: str,
+) -> None:
+    """Notes what reading a mask or edge map (`what`) found: its values, its size against the
+    image's under the policy, and for a mask the rule that label 0 has none and label 1 has one."""
+    stats: Counter = Counter()
+    try:
+        mask = load_mask(file, size=None, stats=stats)
+    except ImageReadError as err:
+        note(_classify(err, what), number, file, err.cause)
+        return
+    note.stats(stats, number, file,
+               lambda kind: "several grey levels: every non-zero pixel counts as tampered"
+               if kind == "mask_non_binary" else "")
+    if shape is not None and mask.shape != shape:
+        detail = f"{what} {mask.shape[0]}x{mask.shape[1]}, image {shape[0]}x{shape[1]}"
+        if orientation >= 5 and mask.shape == shape[::-1]:
+            detail += (f"; it fits the photo as displayed (EXIF orientation "
+                       f"{orientation}): rotate the {what} to the stored pixels")
+        note("mask_size_mismatch", number, file, detail)
+        try:
+            load_mask(file, size=shape, policy=mask_policy, stats=Counter())
+            note("mask_resized" if mask_policy == "resize" else "mask_skipped", number, file)
+        except MaskSizeError as err:
+            note("mask_size_mismatch_fail", number, file, err.cause)
+    if what == "mask" and label == 0 and mask.any():
+        note("authentic_with_mask", number, file, f"{int(mask.sum())} manipulated pixels")
+    if what == "mask" and label == 1 and not mask.any():
+        note("tampered_empty_mask", number, file, "label 1 but no tampered pixel")
+
+
+def _report(path: str | os.PathLike, df: Any, mask_policy: str, note: _Notes) -> dict[str, Any]:
+    """The JSON-ready report, every kind counted (0 when never seen)."""
+    counts = note.counts
     for kind in (*ERROR_KINDS, *WARNING_KINDS):
         counts.setdefault(kind, 0)
     return {
@@ -140,14 +173,14 @@ def validate_manifest(
         "authentic": int((df["label"] == 0).sum()),
         "tampered": int((df["label"] == 1).sum()),
         "mask_policy": mask_policy,
-        "ok": not errors,
+        "ok": not note.errors,
         "counts": dict(counts),
-        "errors": errors,
-        "warnings": warnings,
+        "errors": note.errors,
+        "warnings": note.warnings,
     }
 
 
-def _note_duplicates(df: Any, note: Any) -> None:
+def _note_duplicates(df: Any, note: _Notes) -> None:
     """Images listed twice (with one label or both), and file names shared by several images;
     the rows summarised (the first five and the count) however many there are."""
     same, conflicting = duplicate_images(df)

@@ -1,14 +1,14 @@
 """Evaluation of a model or a classical method on a manifest: both metric protocols with 95 %
 intervals and floors, per-subset report with figures, robustness curves. `evaluate(...)` is the
 entry point (also `sdfl evaluate`); `compare(reference, run, ...)` compares evaluations on the
-same images (also `sdfl compare`).
+same images (also `sdfl compare`). The settings of `evaluate` are the fields of `EvalConfig`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["compare", "evaluate", "parse_robustness", "DEFAULT_LEVELS"]
+__all__ = ["EvalConfig", "compare", "evaluate", "parse_robustness", "DEFAULT_LEVELS"]
 
 
 def __getattr__(name: str) -> Any:
@@ -17,6 +17,10 @@ def __getattr__(name: str) -> Any:
         from sdfl_lib.evaluate.engine import evaluate  # why: lazy, see above
 
         return evaluate
+    if name == "EvalConfig":
+        from sdfl_lib.evaluate.config import EvalConfig  # why: lazy, see above
+
+        return EvalConfig
     if name == "compare":
         from sdfl_lib.evaluate.comparison import compare
 

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from sdfl_lib.errors import EXIT_UNSCORED, non_negative_int, positive_int
+from sdfl_lib.evaluate.config import add_setting_args, config_from_args
 from sdfl_lib.inference.options import add_model_args
-from sdfl_lib.metrics.protocols import PROTOCOL_CHOICES
 
 _SUMMARY_KEYS = (
     "paper/pixel_f1", "paper/image_f1", "paper/combined_f1", "paper/auc",
@@ -19,57 +19,14 @@ _SUMMARY_KEYS = (
 )  # fmt: skip
 
 
-def _band(text: str) -> str:
-    """argparse type: a boundary band, B or IN:OUT pixels."""
-    from sdfl_lib.metrics.counts import band_label  # why: not loaded by `sdfl --help`
-
-    try:
-        band_label(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-    return text
-
-
 def register(subparsers) -> None:
-    """Adds `evaluate` and `compare` to the `sdfl` command."""
+    """Adds `evaluate` and `compare` to the `sdfl` command; evaluate's options are the model's,
+    then one per setting of `EvalConfig` that has a flag (its help and default from there)."""
     ev = subparsers.add_parser("evaluate", help="evaluate a model or method on a manifest")
     add_model_args(ev)
     ev.add_argument("--manifest", required=True, help="manifest CSV (image,mask,edge,label,source)")
     ev.add_argument("--out", required=True, help="output folder")
-    ev.add_argument("--protocol", choices=PROTOCOL_CHOICES, default="both")
-    ev.add_argument(
-        "--subsets",
-        default=None,
-        help="comma-separated subsets (both, shallowfakes, deepfakes, source/NAME)",
-    )
-    ev.add_argument(
-        "--robustness",
-        default=None,
-        help="e.g. jpeg,blur,noise_sigma,noise_var,resize or jpeg:90/70/50,resize:0.5/1.5 "
-        "(noise_sigma: levels are standard deviations; noise_var: variances, as IMDL-BenCo)",
-    )
-    ev.add_argument("--batch-size", type=positive_int, default=8)
-    ev.add_argument("--workers", type=non_negative_int, default=2, help="DataLoader workers")
-    ev.add_argument(
-        "--mask-policy",
-        choices=("resize", "skip", "fail"),
-        default="resize",
-        help="standard protocol: masks of another size than their image (default: nearest "
-        "resize); the paper protocol always leaves them out of paper/pixel_f1",
-    )
-    ev.add_argument(
-        "--boundary-band",
-        type=_band,
-        default="0",
-        metavar="PX",
-        help="also report standard pixel F1 leaving out pixels within PX of the mask's boundary, "
-        "or IN:OUT pixels inside/outside it (TruFor: 7:5); keys standard/pixel_f1_band{PX}px@t; "
-        "default 0: off",
-    )
-    _ci_arg(ev)
-    ev.add_argument("--no-maps", action="store_true", help="do not save predicted maps")
-    ev.add_argument("--no-figures", action="store_true", help="do not draw figures")
-    ev.add_argument("--no-resume", action="store_true", help="start over in --out")
+    add_setting_args(ev)
     ev.add_argument(
         "--allow-unscored",
         action="store_true",
@@ -77,12 +34,6 @@ def register(subparsers) -> None:
     )
     ev.set_defaults(func=_evaluate)
     _register_compare(subparsers)
-
-
-def _ci_arg(ev: argparse.ArgumentParser) -> None:
-    ev.add_argument("--ci", type=non_negative_int, default=1000, metavar="N",
-                    help="bootstrap resamples of each headline metric's 95 %% interval, per subset, "
-                    "forgery type and perturbation (default 1000; 0: no intervals)")
 
 
 def _register_compare(subparsers) -> None:
@@ -127,19 +78,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     from sdfl_lib.evaluate.engine import evaluate  # why: not loaded by `sdfl --help`
 
     # A backend or int8 that cannot run here ends in one line (InferenceUnavailable: exit 1).
-    return _print_metrics(args, _run_evaluate(evaluate, args))
-
-
-def _run_evaluate(evaluate, args: argparse.Namespace) -> dict:
-    return evaluate(
-        args.checkpoint, args.manifest, args.out, protocol=args.protocol,
-        subsets=args.subsets.split(",") if args.subsets else None, robustness=args.robustness,
-        batch_size=args.batch_size, workers=args.workers, image_size=args.image_size,
-        threshold=args.threshold, mask_policy=args.mask_policy, method=args.method,
-        device=args.device, save_maps=not args.no_maps, resume=not args.no_resume,
-        figures=not args.no_figures, boundary_band=args.boundary_band, backend=args.backend,
-        int8=args.int8, calibration=args.calibration, ci=args.ci,
-    )  # fmt: skip
+    metrics = evaluate(args.checkpoint, args.manifest, args.out, config=config_from_args(args))
+    return _print_metrics(args, metrics)
 
 
 def _print_metrics(args: argparse.Namespace, metrics: dict) -> int:
