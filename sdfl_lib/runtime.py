@@ -16,6 +16,8 @@ GPU, and float32 on the CPU (whose bf16 is emulated and slow on most processors)
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import gc
 import multiprocessing as mp
 import os
 import platform
@@ -245,6 +247,38 @@ def cpu_info() -> CpuInfo:
 def cpu_flags() -> frozenset[str]:
     """The CPU's feature flags (`cpu_info().flags`)."""
     return cpu_info().flags
+
+
+# The instruction sets that decide CPU inference and training speed, as /proc/cpuinfo names them.
+_INSTRUCTION_SETS = {
+    "AVX2": ("avx2",),
+    "AVX-512": ("avx512f",),
+    "VNNI": ("avx512_vnni", "avx_vnni", "amx_int8"),
+    "BF16": ("avx512_bf16", "amx_bf16"),
+    "AMX": ("amx_tile",),
+}
+
+
+def instruction_sets(flags: frozenset[str] | None = None) -> list[str]:
+    """Which of AVX2, AVX-512, VNNI, BF16 and AMX the CPU (or `flags`) has, in that order."""
+    flags = cpu_flags() if flags is None else flags
+    return [name for name, names in _INSTRUCTION_SETS.items() if flags & set(names)]
+
+
+def cpu_family(flags: frozenset[str] | None = None) -> str:
+    """"AVX-512", "AVX2" (AVX2 without AVX-512) or "other": the vector width the CPU's fp32
+    kernels (oneDNN, ONNX Runtime's MLAS) run at, which sets its speed figures apart."""
+    have = instruction_sets(flags)
+    return "AVX-512" if "AVX-512" in have else "AVX2" if "AVX2" in have else "other"
+
+
+def release_memory() -> None:
+    """Collect garbage and give the C heap's free pages back to the system (glibc
+    `malloc_trim`), so that the next large step's peak does not stack on freed memory."""
+    gc.collect()
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def replace_file(tmp: str | os.PathLike, path: str | os.PathLike) -> None:

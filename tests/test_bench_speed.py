@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sdfl_lib import runtime
 from sdfl_lib.bench import int8 as int8_bench
 from sdfl_lib.bench import model as model_bench
 from sdfl_lib.inference import onnx_available
@@ -22,8 +23,31 @@ def test_side_by_side_reports_every_path_against_the_authors(capsys):
         assert line in out
     assert "x authors" in out and "1.00x" in out and "peak RSS MiB" in out
     assert "the library uses by default on this CPU: inference" in out
+    assert "instruction sets: " in out and "not measured (these figures are from" in out
+    assert "peak RSS of the inference routes" in out and "within 3 GiB" in out
     with pytest.raises(SystemExit, match="unknown infer path"):
         model_bench.main(["--paths", "infer:tensorrt"])
+
+
+def test_comparison_reports_memory_and_the_cpu_families(monkeypatch):
+    rows = [
+        {"task": "infer", "path": p, "img_s": 1.0, "img_s_median": 1.0, "peak_mb": mb,
+         "img_per_cpu_s": 0.5, "sys_share": 0.01}
+        for p, mb in (("authors", 1800.0), ("onnx", 2700.0), ("int8", 3500.0))
+    ]  # fmt: skip
+    r = {"size": 64, "batch": 2, "iters": 1, "device": "a CPU", "torch": "2", "rows": rows,
+         "default_inference": "onnx", "default_training": "ours"}  # fmt: skip
+    out = model_bench.format_comparison(r)
+    int8_line = next(ln for ln in out.splitlines() if ln.strip().startswith("int8"))
+    assert "ABOVE 3 GiB" in int8_line and "ABOVE" not in out.split("int8")[0]
+    assert "at most 3.42 GiB (int8); ABOVE the 3 GiB bound: int8 3.42 GiB" in out
+    flags = {"AVX-512": {"avx2", "avx512f"}, "AVX2": {"avx2", "fma"}, "other": {"sse4_2"}}
+    for family, other in (("AVX-512", "AVX2-only"), ("AVX2", "AVX-512"), ("other", "AVX2-only")):
+        monkeypatch.setattr(runtime, "cpu_flags", lambda f=family: frozenset(flags[f]))
+        note = model_bench.format_comparison(r).splitlines()[-1]
+        assert note.startswith(f"{other} CPU") and "python -m sdfl_lib.bench model --size 64" in note
+    r["rows"] = rows[:2]
+    assert "every route within 3 GiB" in model_bench.format_comparison(r)
 
 
 def test_coverage_manifest_pairs_images_with_forged_masks(shared_data, tmp_path):

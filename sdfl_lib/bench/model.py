@@ -25,9 +25,21 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from sdfl_lib.bench.authors import AuthorsOurs
-from sdfl_lib.inference import inference_model, optimize_for_inference, resolve_backend
+from sdfl_lib.inference import (
+    OnnxModel,
+    inference_model,
+    optimize_for_inference,
+    resolve_backend,
+)
 from sdfl_lib.models import ModelOutput, build_model
-from sdfl_lib.runtime import autocast, cpu_info, cpu_native, resolve_device
+from sdfl_lib.runtime import (
+    autocast,
+    cpu_family,
+    cpu_info,
+    cpu_native,
+    instruction_sets,
+    resolve_device,
+)
 from sdfl_lib.train import TrainConfig
 from sdfl_lib.train.build import build_optimizer
 from sdfl_lib.train.malloc import tune_malloc
@@ -60,7 +72,28 @@ def device_description(device: torch.device) -> str:
     """A one-line name of the device the figures are for."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{cpu_info().name}, {torch.get_num_threads()} threads"
+    have = ", ".join(instruction_sets()) or "none of AVX2, AVX-512, VNNI, BF16, AMX"
+    return f"{cpu_info().name}, {torch.get_num_threads()} threads; instruction sets: {have}"
+
+
+# Peak resident memory every inference route must stay within (export and int8 included).
+MEMORY_BOUND_MB = 3 * 1024
+# What each CPU family's figures leave unmeasured, to be run there.
+_OTHER_FAMILY = {
+    "AVX-512": "AVX2-only CPU (AMD Zen 2/3, Intel cores before AVX-512, many laptops)",
+    "AVX2": "AVX-512 CPU (Intel Xeon since Skylake-SP, AMD Zen 4; with VNNI for int8)",
+    "other": "AVX2-only CPU and AVX-512 CPU",
+}
+
+
+def other_family_note(size: int, batch: int) -> str:
+    """One line: which CPU family these figures do not cover, and the command to run there."""
+    family = cpu_family()
+    here = f"an {family} CPU" if family != "other" else "a CPU with neither AVX2 nor AVX-512"
+    return (
+        f"{_OTHER_FAMILY[family]} not measured (these figures are from {here}): run "
+        f"`python -m sdfl_lib.bench model --size {size} --batch {batch}` there"
+    )
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -368,30 +401,32 @@ def _training_run(path: str, x: torch.Tensor, result: dict[str, Any]) -> Any:
 
 
 def _inference_run(path: str, x: torch.Tensor, result: dict[str, Any]) -> Any:
-    """The inference call of a path, prepared (exported, quantized, compiled) first; the time that
-    took in `result["prepare_s"]`."""
+    """The inference call of a path, prepared (exported, quantized, compiled) first as predict
+    and evaluate prepare it: the PyTorch model is replaced by the route's, so it is freed before
+    an ONNX Runtime session is built. The time and peak RSS that took in `result`."""
     size = x.shape[-1]
-    model = _worker_model(path, size).eval()
+    fast = _worker_model(path, size).eval()
     start = time.perf_counter()
-    if path == "authors":
-        fast = model
-    else:
+    if path != "authors":
         calibration = torch.rand(4, 3, size, size) if path == "int8" else None
         backend = "onnx" if path == "int8" else path
         # The run's own export cache (onnx exports, int8 then quantizes that export).
         with tempfile.TemporaryDirectory() as tmp:
             os.environ["XDG_CACHE_HOME"] = os.environ.get("SDFL_BENCH_CACHE", tmp)
             fast = inference_model(
-                model, backend, path == "int8", size, calibration=calibration,
+                fast, backend, path == "int8", size, calibration=calibration,
                 log=lambda m: None,
                 min_agreement=0.0,  # speed only here; `bench int8` checks accuracy
             )  # fmt: skip
+            if isinstance(fast, OnnxModel):
+                fast.load()  # while the export's files exist
         if path == "int8":
             result["int8_agreement"] = fast.int8_agreement
     if path == "compile":
         with torch.inference_mode():
             fast(x)  # compilation happens on the first call
     result["prepare_s"] = time.perf_counter() - start
+    result["prepare_peak_mb"] = _peak_memory_mb(torch.device("cpu"))
 
     def run() -> None:
         with torch.inference_mode():
@@ -532,6 +567,8 @@ def format_comparison(r: dict[str, Any]) -> str:
                 notes.append("malloc tuned")
             if x.get("int8_agreement") is not None:
                 notes.append(f"masks agree with fp32 on {x['int8_agreement']:.1%} (random weights)")
+            if task == "infer" and x["peak_mb"] > MEMORY_BOUND_MB:
+                notes.append(f"ABOVE {MEMORY_BOUND_MB / 1024:g} GiB")
             lines.append(
                 f"  {x['path']:<20} {x['img_s']:7.3f} {ratio:>9} {x['img_s_median']:7.3f} "
                 f"{per_cpu:9.3f} {ratio_cpu:>9} "
@@ -547,7 +584,27 @@ def format_comparison(r: dict[str, Any]) -> str:
         f"the library uses by default on this CPU: inference {r['default_inference']!r}, "
         f"training {r['default_training']!r}"
     )
+    lines.append(memory_summary(r["rows"]))
+    lines.append(other_family_note(r["size"], r["batch"]))
     return "\n".join(lines)
+
+
+def memory_summary(rows: list[dict]) -> str:
+    """One line: the inference routes' peak RSS (export and quantization included) against
+    `MEMORY_BOUND_MB`, naming those above it."""
+    measured = [x for x in rows if x["task"] == "infer" and "peak_mb" in x]
+    if not measured:
+        return "peak RSS: no inference route measured"
+    over = [f"{x['path']} {x['peak_mb'] / 1024:.2f} GiB" for x in measured
+            if x["peak_mb"] > MEMORY_BOUND_MB]  # fmt: skip
+    top = max(measured, key=lambda x: x["peak_mb"])
+    head = (
+        f"peak RSS of the inference routes (fresh process each, export and int8 quantization "
+        f"included): at most {top['peak_mb'] / 1024:.2f} GiB ({top['path']})"
+    )
+    if over:
+        return f"{head}; ABOVE the {MEMORY_BOUND_MB / 1024:g} GiB bound: {', '.join(over)}"
+    return f"{head}; every route within {MEMORY_BOUND_MB / 1024:g} GiB"
 
 
 if __name__ == "__main__":

@@ -6,16 +6,21 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import gc
 import hashlib
 import importlib.util
 import io
 import itertools
 import json
 import os
+import secrets
+import shutil
 import sys
+import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -28,7 +33,14 @@ from sdfl_lib.inference.loading import checkpoint_of
 from sdfl_lib.models.base import ModelOutput
 from sdfl_lib.models.resnet import Bottleneck, ResNet
 from sdfl_lib.paths import cache_dir
-from sdfl_lib.runtime import atomic_write, cpu_flags, model_device
+from sdfl_lib.runtime import (
+    cpu_family,
+    cpu_flags,
+    instruction_sets,
+    model_device,
+    release_memory,
+    replace_file,
+)
 
 # Attribute pairs (conv, bn) applied back to back in these modules' forward passes.
 _NAMED_PAIRS: dict[type, tuple[tuple[str, str], ...]] = {
@@ -88,7 +100,7 @@ BACKENDS = ("auto", "eager", "optimized", "compile", "onnx")
 # Networks the ONNX route is built and tested for (dynamo export of the whole forward pass).
 _ONNX_MODELS = ("ours", "upernet")
 # Bumped when the exported graph changes for the same weights (forces a re-export).
-_EXPORT_FORMAT = 1
+_EXPORT_FORMAT = 2  # 2: weights in an external data file
 # int8 is refused when its masks agree with fp32's on fewer calibration pixels than this,
 # counting the pixels fp32 is decided on (probability at least INT8_MARGIN from 0.5): any change
 # of arithmetic flips pixels that sit on the threshold, a broken quantization flips the rest.
@@ -125,18 +137,56 @@ def _spec_name(model: nn.Module) -> str | None:
     return (getattr(model, "sdfl_spec", None) or {}).get("name")
 
 
-# `auto` takes ONNX Runtime only for runs with enough work to repay the export (10-40 s for the
-# paper's network, ~0.3 s saved per 512x512 image on 2 cores): this many images at 512x512,
-# an image at S x S counting (S / 512)^2.
-ONNX_MIN_IMAGES = 64
+# `auto` takes ONNX Runtime only for runs with enough work to repay the export (~20 s for the
+# paper's network, more under load): this many images at 512x512, an image at S x S counting
+# (S / 512)^2. ONNX Runtime fp32 is the fastest route per image on both CPU families measured
+# (README, "Speed on a CPU"); it saves ~0.29 s per image over the optimized copy on an AVX-512
+# CPU and ~0.55 s on an AVX2-only one (two cores, batch 2), so it pays sooner there. CPUs of
+# neither family (other x86, ARM) are unmeasured and get the AVX-512 threshold.
+ONNX_MIN_IMAGES = {"AVX-512": 64, "AVX2": 32, "other": 64}
+
+
+def onnx_min_images() -> float:
+    """Images at 512x512 from which the ONNX export pays for itself on this CPU."""
+    return ONNX_MIN_IMAGES[cpu_family(cpu_flags())]
 
 
 def export_pays(images: float | None, image_size: int | None) -> bool:
     """Whether `images` forward passes at `image_size` are enough work for the ONNX export to
-    pay for itself (None: unknown, taken as enough)."""
+    pay for itself on this CPU (None: unknown, taken as enough)."""
     if images is None:
         return True
-    return images * (int(image_size or 512) / 512) ** 2 >= ONNX_MIN_IMAGES
+    return images * (int(image_size or 512) / 512) ** 2 >= onnx_min_images()
+
+
+def _auto_choice(
+    model: nn.Module, int8: bool, images: float | None, image_size: int | None
+) -> tuple[str, str]:
+    """The backend `auto` stands for, and why, in a few words."""
+    if int8:  # int8 only exists there; `inference_model` says why when it cannot run
+        return "onnx", "int8 runs only with ONNX Runtime"
+    flags, size, device = cpu_flags(), int(image_size or 512), model_device(model)
+    cpu = f"this {cpu_family(flags)} CPU ({', '.join(instruction_sets(flags)) or 'no AVX2'})"
+    why = f"ONNX Runtime runs {', '.join(_ONNX_MODELS)} only"
+    if _spec_name(model) in _ONNX_MODELS:
+        if device.type != "cpu":
+            why = f"the model is on {device} (ONNX Runtime runs here on the CPU)"
+        elif not onnx_available():
+            why = "ONNX Runtime, faster on the CPU, is not installed (pip install 'sdfl[onnx]')"
+        elif not export_pays(images, image_size):
+            why = (
+                f"not onnx: exporting would take longer than it saves on {images:g} image(s) "
+                f"at {size}x{size} (it pays from ~{onnx_min_images():g} at 512x512 on {cpu})"
+            )
+        else:
+            work = "a run of unknown length" if images is None else f"{images:g} image(s)"
+            return "onnx", (
+                f"ONNX Runtime fp32, the fastest route per image on {cpu}; {work} at "
+                f"{size}x{size} repay the one-time export"
+            )
+    if _spec_name(model) is None or not any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
+        return "eager", "no batch norm of a registered network to fold: the model as given"
+    return "optimized", why
 
 
 def resolve_backend(
@@ -148,22 +198,14 @@ def resolve_backend(
 ) -> str:
     """The concrete backend `auto` stands for: ONNX Runtime on the CPU for the paper's networks
     when its packages are installed and the run's `images` (forward passes at `image_size`)
-    repay the export (`export_pays`), and always with int8; the optimized PyTorch copy
-    otherwise; models that are not registered networks (classical baselines, plain modules)
-    run as given."""
+    repay the export on this CPU (`export_pays`), and always with int8; the optimized PyTorch
+    copy otherwise; models that are not registered networks (classical baselines, plain
+    modules) run as given."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if backend != "auto":
         return backend
-    if int8:
-        return "onnx"  # int8 only exists there; `inference_model` says why when it cannot run
-    on_cpu = model_device(model).type == "cpu"
-    fits = _spec_name(model) in _ONNX_MODELS and export_pays(images, image_size)
-    if on_cpu and fits and onnx_available():
-        return "onnx"
-    if _spec_name(model) is None or not any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
-        return "eager"
-    return "optimized"
+    return _auto_choice(model, int8, images, image_size)[0]
 
 
 def _weights_digest(model: nn.Module) -> str:
@@ -233,33 +275,71 @@ class _Outputs(nn.Module):
         return out.image_logit, out.mask_logit
 
 
+@contextlib.contextmanager
+def _atomic_with_data(path: Path) -> Iterator[Path]:
+    """Yields a path in a fresh hidden folder beside `path` to save a model and its external
+    data files to; when the block ends without error the data files are moved beside `path`
+    first and the model file last (its presence means the export is whole), else all is removed.
+    The data files keep their names, which the model file records."""
+    folder = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    folder.mkdir()
+    try:
+        yield folder / path.name
+        for part in sorted(folder.iterdir()):
+            if part.name != path.name:
+                replace_file(part, path.with_name(part.name))
+        replace_file(folder / path.name, path)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def export_onnx(model: nn.Module, path: str | os.PathLike, image_size: int) -> Path:
-    """Export `model` (batch norm folded first) to ONNX at `image_size`, any batch size, with
-    PyTorch's dynamo exporter; written atomically to `path`."""
+    """Export `model` to ONNX at `image_size`, any batch size, with PyTorch's dynamo exporter
+    (whose optimizer folds batch norm into the convolutions); the weights go to an external
+    data file beside it (`path` + ".data"), both written atomically. The model's own weights
+    are exported, not a copy: the exporter streams them to the file."""
     _require_onnx()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    wrapped = _Outputs(optimize_for_inference(model, False).cpu())
+    on_cpu = model if model_device(model).type == "cpu" else copy.deepcopy(model).cpu()
     x = torch.rand(2, 3, image_size, image_size)
     batch = torch.export.Dim("batch", min=1, max=1024)
     # The exporter narrates every stage on stdout; keep the caller's output its own.
     with (
-        atomic_write(path) as tmp,
+        _atomic_with_data(path) as tmp,
         _fresh_prroi_caches(),
         contextlib.redirect_stdout(io.StringIO()),
         warnings.catch_warnings(),
     ):
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
-            wrapped,
+            _Outputs(on_cpu.eval()),
             (x,),
             dynamo=True,
             input_names=["image"],
             output_names=["image_logit", "mask_logit"],
             dynamic_shapes=({0: batch},),
         )
-        program.save(str(tmp))
+        program.save(str(tmp), external_data=True)
+        _drop_exported_weights(program.model.graph, on_cpu)
+        del program
+    release_memory()
     return path
+
+
+def _drop_exported_weights(graph: Any, model: nn.Module) -> None:
+    """Make the exporter's graph let go of the weights. onnxscript's rewrite rules (module
+    globals) keep the last graph they matched, and with it every value that graph ever had,
+    each holding the model's tensor or a folded copy: ~0.7 GiB for `ours`, alive until the
+    next export (and keeping the model's weights alive after the model is dropped)."""
+    import onnx_ir as ir  # why: optional (sdfl[onnx]; onnxscript's IR)
+
+    for value in graph.initializers.values():
+        value.const_value = None
+    ours = {id(t) for t in model.state_dict(keep_vars=True).values()}
+    for obj in gc.get_objects():
+        if isinstance(obj, ir.Value) and id(getattr(obj.const_value, "raw", None)) in ours:
+            obj.const_value = None
 
 
 def _require_onnx() -> None:
@@ -272,25 +352,46 @@ def _require_onnx() -> None:
 
 class OnnxModel(nn.Module):
     """An exported network run by ONNX Runtime on the CPU; called like the model it came from
-    ((B, 3, S, S) float in [0, 1] -> `ModelOutput`), at the size it was exported for."""
+    ((B, 3, S, S) float in [0, 1] -> `ModelOutput`), at the size it was exported for. The
+    session is built on the first call (or `session` access), so that a caller that replaces
+    the PyTorch model with this one (`model = inference_model(model, ...)`) has freed its
+    weights by then: building the session briefly needs twice the weights' memory."""
 
     def __init__(
         self, path: str | os.PathLike, spec: dict | None = None, threads: int | None = None
     ) -> None:
         super().__init__()
-        import onnxruntime as ort  # why: optional (sdfl[onnx])
+        import onnx  # why: optional (sdfl[onnx])
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
         self.path = Path(path)
-        self.session = ort.InferenceSession(
-            str(self.path), options, providers=["CPUExecutionProvider"]
-        )
+        self.threads = threads
         self.sdfl_spec = dict(spec or {})
-        shape = self.session.get_inputs()[0].shape
-        self.image_size = int(shape[-1])
+        graph = onnx.load(str(self.path), load_external_data=False).graph  # no weights read
+        self.image_size = int(graph.input[0].type.tensor_type.shape.dim[-1].dim_value)
+        self._session = None
+
+    @property
+    def session(self) -> Any:
+        """The ONNX Runtime inference session (built on first use)."""
+        if self._session is None:
+            import onnxruntime as ort  # why: optional (sdfl[onnx])
+
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = self.threads or torch.get_num_threads()
+            options.inter_op_num_threads = 1
+            options.log_severity_level = 3
+            # Without the arena, activations are freed between runs: ~0.35 GiB less resident
+            # for `ours` at 512x512, batch 2 (the convolutions' weights are packed once anyway).
+            options.enable_cpu_mem_arena = False
+            self._session = ort.InferenceSession(
+                str(self.path), options, providers=["CPUExecutionProvider"]
+            )
+        return self._session
+
+    def load(self) -> OnnxModel:
+        """Build the session now (it is otherwise built on the first call); returns self."""
+        _ = self.session
+        return self
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
         if tuple(x.shape[-2:]) != (self.image_size, self.image_size):
@@ -322,7 +423,9 @@ def fp32_convolutions(onnx_path: str | os.PathLike, image_size: int) -> list[str
     heads' classifiers, right before the outputs); together a tenth of the arithmetic."""
     import onnx  # why: optional (sdfl[onnx])
 
-    graph = onnx.shape_inference.infer_shapes(onnx.load(str(onnx_path))).graph
+    # Shapes need the graph and the weights' dims, not their bytes.
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    graph = onnx.shape_inference.infer_shapes(model).graph
     height = {}
     for v in itertools.chain(graph.value_info, graph.output):
         dims = v.type.tensor_type.shape.dim
@@ -349,7 +452,9 @@ def quantize_int8(
     """Static int8 quantization of an exported model with ONNX Runtime: QDQ, per-channel int8
     weights (7-bit without VNNI), uint8 activations with min/max ranges from `calibration`
     ((N, 3, S, S) in [0, 1]); `fp32_convolutions` (or the nodes `keep_fp32`) stay fp32.
-    Returns the recipe: excluded nodes, reduce_range, calibration images."""
+    Returns the recipe: excluded nodes, reduce_range, calibration images. Every intermediate
+    model keeps its weights in an external data file, which ONNX Runtime maps rather than
+    copies; calibration images are fed one at a time."""
     # why: optional (sdfl[onnx])
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -367,25 +472,27 @@ def quantize_int8(
             x = next(self.items, None)
             return None if x is None else {"image": x.float().contiguous().numpy()}
 
-    reduce = int8_reduce_range()
-    with atomic_write(out_path) as tmp, contextlib.ExitStack() as cleanup:
-        pre = tmp.with_suffix(".pre.onnx")
-        cleanup.callback(pre.unlink, missing_ok=True)
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
-            keep = fp32_convolutions(pre, calibration.shape[-1]) if keep_fp32 is None else keep_fp32
-            quantize_static(
-                str(pre),
-                str(tmp),
-                Reader(),
-                quant_format=QuantFormat.QDQ,
-                per_channel=True,
-                weight_type=QuantType.QInt8,
-                activation_type=QuantType.QUInt8,
-                reduce_range=reduce,
-                nodes_to_exclude=keep,
-            )
+    reduce, out_path = int8_reduce_range(), Path(out_path)
+    with (
+        _atomic_with_data(out_path) as tmp,
+        tempfile.TemporaryDirectory(prefix=".quantizing-", dir=out_path.parent) as work,
+        contextlib.redirect_stdout(io.StringIO()),
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore")
+        pre = Path(work) / "pre.onnx"
+        quant_pre_process(
+            str(fp32_path), str(pre), skip_symbolic_shape=True, save_as_external_data=True,
+            all_tensors_to_one_file=True, external_data_location=f"{pre.name}.data",
+        )  # fmt: skip
+        release_memory()
+        keep = fp32_convolutions(pre, calibration.shape[-1]) if keep_fp32 is None else keep_fp32
+        quantize_static(
+            str(pre), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+            weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
+            reduce_range=reduce, nodes_to_exclude=keep, use_external_data_format=True,
+        )  # fmt: skip
+    release_memory()
     return {"fp32_nodes": keep, "reduce_range": reduce, "calibration_images": len(calibration)}
 
 
@@ -429,22 +536,38 @@ def inference_model(
     checkpoint = checkpoint if checkpoint is not None else checkpoint_of(model)
     size = model_image_size(model, image_size)
     chosen = resolve_backend(model, backend, int8, images, size)
-    if backend == "auto" and chosen != resolve_backend(model, backend, int8):
-        log(
-            f"backend auto: {chosen}, not onnx: exporting would take longer than it saves on "
-            f"{images:g} image(s) at {size}x{size} (it pays from ~{ONNX_MIN_IMAGES} at 512x512)"
-        )
+    if backend == "auto":
+        log(f"backend auto: {chosen} ({_auto_choice(model, int8, images, size)[1]})")
     if int8 and chosen != "onnx":
         raise InferenceUnavailable(f"int8 runs only with the onnx backend, not {chosen!r}")
     if chosen == "eager":
         return model.eval()
-    if chosen == "optimized":
-        return optimize_for_inference(model.eval(), channels_last=True)
-    if chosen == "compile":
-        fast = optimize_for_inference(model.eval(), channels_last=True)
-        compiled = torch.compile(fast, options={"freezing": True})
-        compiled.sdfl_spec = getattr(model, "sdfl_spec", {})
-        return compiled
+    if chosen in ("optimized", "compile"):
+        return _pytorch_copy(model, chosen)
+    fp32 = _cached_export(model, size, checkpoint, log)
+    spec = getattr(model, "sdfl_spec", {})
+    if not int8:
+        return OnnxModel(fp32, spec)
+    if calibration is None or not len(calibration):
+        raise InferenceUnavailable("int8 needs calibration images")
+    bound = INT8_MIN_AGREEMENT if min_agreement is None else min_agreement
+    return _int8_model(model, fp32, calibration, bound, log)
+
+
+def _pytorch_copy(model: nn.Module, backend: str) -> nn.Module:
+    """The optimized copy (batch norm folded, channels-last), compiled for "compile"."""
+    fast = optimize_for_inference(model.eval(), channels_last=True)
+    if backend == "optimized":
+        return fast
+    compiled = torch.compile(fast, options={"freezing": True})
+    compiled.sdfl_spec = getattr(model, "sdfl_spec", {})
+    return compiled
+
+
+def _cached_export(
+    model: nn.Module, size: int, checkpoint: str | os.PathLike | None, log: Callable[[str], None]
+) -> Path:
+    """The model's fp32 ONNX export at `size` (`export_path`), exported now if not cached."""
     _require_onnx()
     if _spec_name(model) not in _ONNX_MODELS:
         raise InferenceUnavailable(
@@ -454,40 +577,68 @@ def inference_model(
     if model_device(model).type != "cpu":
         log(f"note: the onnx backend runs on the CPU (the model is on {model_device(model)})")
     model = model.eval()
-    spec = getattr(model, "sdfl_spec", {})
     fp32 = export_path(model, size, checkpoint, "fp32")
-    if not fp32.is_file():
-        log(f"exporting the model to ONNX ({size}x{size}; once, cached as {fp32})")
-        try:
-            export_onnx(model, fp32, size)
-        except InferenceUnavailable:
-            raise
-        except Exception as err:  # the exporter's failures come in many types
-            raise InferenceUnavailable(
-                f"ONNX export of {_spec_name(model) or type(model).__name__} failed: "
-                f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-            ) from err
-    fast = OnnxModel(fp32, spec)
-    if not int8:
-        return fast
-    if calibration is None or not len(calibration):
-        raise InferenceUnavailable("int8 needs calibration images")
+    if fp32.is_file():
+        return fp32
+    log(f"exporting the model to ONNX ({size}x{size}; once, cached as {fp32})")
+    try:
+        return export_onnx(model, fp32, size)
+    except InferenceUnavailable:
+        raise
+    except Exception as err:  # the exporter's failures come in many types
+        raise InferenceUnavailable(
+            f"ONNX export of {_spec_name(model) or type(model).__name__} failed: "
+            f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        ) from err
+
+
+def _int8_path(fp32: Path, calibration: torch.Tensor) -> Path:
+    """The int8 file of an fp32 export: keyed by the calibration images and the recipe."""
     h = hashlib.sha256(calibration.float().contiguous().numpy().tobytes())
     h.update(f"{_INT8_RECIPE}|{int8_reduce_range()}".encode())
-    q = fp32.with_name(fp32.name.replace("-fp32-", f"-int8{h.hexdigest()[:8]}-"))
+    return fp32.with_name(fp32.name.replace("-fp32-", f"-int8{h.hexdigest()[:8]}-"))
+
+
+def _run_in_pairs(model: nn.Module, x: torch.Tensor) -> ModelOutput:
+    """`model` on `x` two images at a time (what a batch of 32 at 512x512 would hold at once
+    is several GiB of activations), on the model's device; outputs on the CPU."""
+    device = model_device(model)
+    with torch.no_grad():
+        parts = [model(chunk.to(device)) for chunk in x.split(2)]
+        parts = [ModelOutput(p.image_logit.cpu(), p.mask_logit.cpu()) for p in parts]
+    return ModelOutput(
+        torch.cat([p.image_logit for p in parts]), torch.cat([p.mask_logit for p in parts])
+    )
+
+
+def _int8_model(
+    model: nn.Module,
+    fp32: Path,
+    calibration: torch.Tensor,
+    bound: float,
+    log: Callable[[str], None],
+) -> OnnxModel:
+    """The int8 model of `model`'s fp32 export, quantized now if not cached, and checked
+    against the fp32 model on the calibration images (the agreement is kept beside it, so the
+    check runs once). The fp32 reference is the PyTorch model the export came from (equal to
+    its export to ~1e-7): no second ONNX Runtime session is built beside it."""
+    spec = getattr(model, "sdfl_spec", {})
+    q = _int8_path(fp32, calibration)
     record = q.with_suffix(".json")  # the recipe, and the agreement found when it was made
     recipe: dict = {}
     if not q.is_file():
         log(f"quantizing to int8 on {len(calibration)} calibration image(s) (cached as {q})")
         recipe = quantize_int8(fp32, q, calibration)
         record.unlink(missing_ok=True)
-    quant = OnnxModel(q, spec)
     with contextlib.suppress(OSError, ValueError):
         loaded = json.loads(record.read_text())
         recipe = loaded if isinstance(loaded, dict) else recipe
+    quant = None
     if not isinstance(recipe.get("decided_agreement"), float):
-        with torch.no_grad():
-            ref, out = fast(calibration), quant(calibration)
+        ref = _run_in_pairs(model.eval(), calibration)
+        release_memory()
+        quant = OnnxModel(q, spec)
+        out = _run_in_pairs(quant, calibration)
         recipe["decided_agreement"] = mask_agreement(ref, out, 0.5, INT8_MARGIN)
         recipe["mask_agreement"] = mask_agreement(ref, out)
         with contextlib.suppress(OSError):
@@ -497,9 +648,9 @@ def inference_model(
         f"its masks agree with fp32 on {agree:.2%} of the calibration pixels fp32 is decided on "
         f"(probability at least {INT8_MARGIN} from 0.5), {every:.2%} of all"
     )
-    bound = INT8_MIN_AGREEMENT if min_agreement is None else min_agreement
     if agree < bound:
         raise InferenceUnavailable(f"int8 refused: {said} (needs {bound:.0%}); run without --int8")
+    quant = quant or OnnxModel(q, spec)
     quant.int8_agreement = agree
     kept = len(recipe.get("fp32_nodes", []))
     log(f"int8: {said}; {kept} convolution(s) kept in fp32 (stems, classifiers)")
