@@ -30,7 +30,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from torch import nn
-from tqdm.auto import tqdm
 
 from sdfl_lib.data import read_manifest
 from sdfl_lib.data.io import write_image
@@ -38,6 +37,7 @@ from sdfl_lib.data.video import DEFAULT_FPS, Sampling, VideoFrames, VideoSink
 from sdfl_lib.errors import OutputError
 from sdfl_lib.inference import inference_model, resolve_model
 from sdfl_lib.predict.engine import Prediction, map_to_png, predict_batch
+from sdfl_lib.progress import tqdm
 from sdfl_lib.runtime import atomic_write, model_device
 from sdfl_lib.viz.overlay import heat_overlay
 from sdfl_lib.viz.video import score_figure, show_video
