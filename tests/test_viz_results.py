@@ -46,8 +46,8 @@ def test_per_type_table_and_compare_runs():
     assert pd.isna(table.loc["synth-splice", ("ela", "paper/pixel_f1")])
     runs = pd.DataFrame({"standard/pixel_f1@0.5": [0.5, 0.3], "standard/image_auc": [0.9, 0.7],
                          "paper/combined_f1": [0.6, 0.4]}, index=["a", "b"])
-    grid = viz.compare_runs(runs)
-    assert len(grid.axes.flat) == 3
+    fig = viz.compare_runs(runs, reference="a")
+    assert len(fig.axes) == 3 and fig.axes[0].get_xlabel().startswith("pixel F1")
     with pytest.raises(ValueError, match="compare_runs: no column"):
         viz.compare_runs(runs.drop(columns="paper/combined_f1"))
 
