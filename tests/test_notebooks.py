@@ -10,6 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
+from report_checks import site_problems
 
 from sdfl_lib import study
 from sdfl_lib.paths import REPO_ROOT
@@ -18,7 +19,7 @@ NOTEBOOKS = study.find_notebooks()
 PARAMS = sorted((REPO_ROOT / "params").glob("*.yaml"))
 MAX_CODE_LINES = 40
 # Figures each executed notebook must at least draw at smoke size.
-MIN_FIGURES = {"01_data": 4, "02_modules": 5, "03_train": 1, "04_evaluate": 3, "05_optimization": 3}
+MIN_FIGURES = {"01_data": 3, "02_modules": 8, "03_train": 1, "04_evaluate": 5, "05_optimization": 3}
 
 
 def _code_lines(cell) -> int:
@@ -79,6 +80,11 @@ def _figures(path: Path) -> int:
     return sum("image/png" in o.get("data", {}) for c in node.cells for o in c.get("outputs", []))
 
 
+def _streams(path: Path) -> str:
+    node = nbformat.read(str(path), as_version=4)
+    return "".join(o.get("text", "") for c in node.cells for o in c.get("outputs", []) if o.output_type == "stream")
+
+
 @pytest.mark.slow
 def test_smoke_study_runs_every_notebook(tmp_path: Path, capfd) -> None:
     # `device: auto`, as every file meant for a GPU says, resolved by each notebook the same way.
@@ -107,3 +113,9 @@ def test_smoke_study_runs_every_notebook(tmp_path: Path, capfd) -> None:
             assert config["seed"] == seed, (name, seed)
     html = (tmp_path / "reports" / "05_optimization.html").read_text()
     assert "vs baseline" in html and "over 2 seeds" in html
+    # The rendered site: results, not logs; key results first, a closing cell; titles, working
+    # links, an index, no path of this machine.
+    key_results = {"01_data", "03_train", "04_evaluate", "05_optimization"}
+    assert site_problems(tmp_path / "reports", run, key_results, set(MIN_FIGURES)) == []
+    for path in result.executed:  # no warning at its source either (the terminal shows it)
+        assert not re.search(r"TqdmWarning|IProgress", _streams(path)), path.name
