@@ -19,6 +19,8 @@ except ImportError:  # Windows: no advisory locks; folders are not locked there
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+from sdfl_lib.errors import MissingInput
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -90,8 +92,6 @@ def holds_folder_lock(argument: str, command: str) -> Callable[[F], F]:
 def require_inputs(run_dir: str | os.PathLike, files: dict[str, str]) -> None:
     """Stop in one line when a file a notebook reads is not in the run folder: `files` maps each
     path (relative to `run_dir`) to the notebook that writes it, e.g. {"data/train.csv": "01_data"}."""
-    from sdfl_lib.errors import MissingInput
-
     for rel, maker in files.items():
         path = Path(run_dir, rel)
         if not path.exists():
