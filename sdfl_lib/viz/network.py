@@ -173,6 +173,7 @@ def show_filters(weights: dict[str, torch.Tensor | None]) -> Figure:
             ax.grid(False)
     bar = fig.colorbar(image, ax=axes, shrink=0.8, label="tap weight")
     bar.set_ticks([-1.0, -0.5, 0.0, round(high, 2)])
+    bar.minorticks_off()  # the two-slope scale's minor ticks are undefined
     return fig
 
 
