@@ -69,6 +69,11 @@ def test_evaluation_key_results_and_closing_follow_the_numbers() -> None:
     assert "within the noise" in text and "scores higher on the paper" not in text
     text = _html(story.evaluation_closing({"model": _run(0.5, 0.8, 0.3), "ela": _run(0.1, 0.5, 0.2)}))
     assert "not established" in text
+    # A paired comparison, where there is one, says it instead.
+    pairs = pd.DataFrame([{"reference": "ela", "run": "model", "subset": "both", "metric": "standard/image_auc",
+                           "delta": 0.3, "low": 0.2, "high": 0.4, "verdict": "better"}])
+    text = _html(story.evaluation_closing({"model": _run(0.5, 0.8, 0.3), "ela": _run(0.1, 0.5, 0.2)}, pairs=pairs))
+    assert "is above ELA (0.50), better by a paired bootstrap on the same images (difference +0.30 [+0.20, +0.40])" in text
 
 
 def test_table3_reference_marks_the_published_value_against_our_interval() -> None:

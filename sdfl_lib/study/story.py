@@ -279,16 +279,30 @@ def _beyond_noise(m: dict, b: dict, key: str) -> str:
     return ", within the noise (the 95 % intervals overlap)"
 
 
+def _paired(pairs: pd.DataFrame | None, baseline: str, key: str) -> str | None:
+    """The paired comparison's words for model minus `baseline` on `key` (all test images), from
+    a table with columns reference, run, subset, metric, delta, low, high, verdict; None without."""
+    if pairs is None or not len(pairs):
+        return None
+    row = pairs[(pairs["reference"] == baseline) & (pairs["subset"] == "both") & (pairs["metric"] == key)]
+    if not len(row) or pd.isna(row.iloc[0].get("low")):
+        return None
+    r = row.iloc[0]
+    return (f", {r['verdict']} by a paired bootstrap on the same images (difference "
+            f"{r['delta']:+.2f} [{r['low']:+.2f}, {r['high']:+.2f}])")
+
+
 def _baseline_sentences(name: str, model: dict, base: dict, base_name: str,
-                        authentic_empty: float | None) -> list[str]:
+                        authentic_empty: float | None, pairs: pd.DataFrame | None = None,
+                        key_name: str = "") -> list[str]:
     out = []
     for key in ("standard/pixel_f1@0.5", "standard/image_auc"):
         x, y = model.get(key), base.get(key)
         if x is None or y is None:
             continue
         verb = "above" if x > y else "below" if x < y else "level with"
-        out.append(f"On {KEY_LABELS[key]} the {name} ({x:.2f}) is {verb} {base_name} ({y:.2f})"
-                   + _beyond_noise(model, base, key) + ".")
+        noise = _paired(pairs, key_name, key) or _beyond_noise(model, base, key)
+        out.append(f"On {KEY_LABELS[key]} the {name} ({x:.2f}) is {verb} {base_name} ({y:.2f}){noise}.")
     px, py = model.get("paper/pixel_f1"), base.get("paper/pixel_f1")
     if None not in (px, py) and py > px and (base.get("standard/pixel_f1@0.5") or 0) < (
             model.get("standard/pixel_f1@0.5") or 0):
@@ -301,10 +315,13 @@ def _baseline_sentences(name: str, model: dict, base: dict, base_name: str,
     return out
 
 
-def evaluation_closing(runs: dict[str, dict], authentic_empty: dict[str, float] | None = None) -> Any:
+def evaluation_closing(runs: dict[str, dict], authentic_empty: dict[str, float] | None = None,
+                       pairs: pd.DataFrame | None = None) -> Any:
     """04's closing sentences: overall, per type, against each baseline, and what the numbers
     can be compared with. `authentic_empty`: per method, the share of authentic images on which
-    it predicts no tampered pixel (`empty_prediction_share`)."""
+    it predicts no tampered pixel (`empty_prediction_share`). `pairs`: paired comparisons of the
+    model against each baseline (reference = the baseline's name), whose verdict then says
+    whether a difference exceeds the noise; without them, whether the 95 % intervals overlap."""
     (name, metrics), *baselines = runs.items()
     both = metrics["subsets"]["both"]
     out = [f"On {both.get('count/images')} test images the model localizes tampered regions with "
@@ -321,7 +338,7 @@ def evaluation_closing(runs: dict[str, dict], authentic_empty: dict[str, float] 
         out.append(f"By type of forgery: {listed}; {spread}.")
     for base_name, base in baselines:
         out += _baseline_sentences("model", both, base["subsets"]["both"], method_label(base_name),
-                                   (authentic_empty or {}).get(base_name))
+                                   (authentic_empty or {}).get(base_name), pairs, base_name)
     out.append(comparability(metrics))
     return closing(out)
 
