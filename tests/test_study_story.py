@@ -84,11 +84,11 @@ def test_table3_reference_marks_the_published_value_against_our_interval() -> No
                       {"subset": "shallowfakes", "who": "paper (ours)", "trained_on": "S",
                        "paper/pixel_f1": 0.60, "paper/image_f1": 0.68, "paper/combined_f1": 0.64, "paper/auc": 0.85}]
     table = story.table3_reference(real)
-    assert table.loc[("S", "ours (S)"), "pixel F1"] == "0.60 ✓ inside"
-    assert table.loc[("S", "ours (S)"), "AUC"] == "0.85 ✗ outside"  # ours: 0.92 [0.87, 0.97]
+    assert table.loc[("shallowfakes (S)", "ours (S)"), "pixel F1"] == "0.60 ✓ inside"
+    assert table.loc[("shallowfakes (S)", "ours (S)"), "AUC"] == "0.85 ✗ outside"  # ours: 0.92 [0.87, 0.97]
     assert "Table III comparison below says whether" in story.comparability(real)
     synthetic = {**real, "subsets": {k.replace("casia1", "synth-splice"): v for k, v in real["subsets"].items()}}
-    assert story.table3_reference(synthetic).loc[("S", "ours (S)"), "pixel F1"] == "0.60"
+    assert story.table3_reference(synthetic).loc[("shallowfakes (S)", "ours (S)"), "pixel F1"] == "0.60"
 
 
 def test_train_sentences_from_metrics_csv(tmp_path) -> None:

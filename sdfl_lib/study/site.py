@@ -276,7 +276,7 @@ def render_site(ctx: SiteContext, study: str) -> list[Path]:
 
 SITE_CSS = """
 body{margin:0;font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;color:#1b1b1b;background:#fff}
-main{max-width:1100px;margin:0 auto;padding:8px 24px 32px}
+main{max-width:1120px;margin:0 auto;padding:8px 24px 32px}
 nav.sdfl-nav{position:sticky;top:0;z-index:2;background:#f6f7f9;border-bottom:1px solid #dde1e6;padding:8px 24px;text-align:center}
 nav.sdfl-nav a{margin:0 10px;color:#0b5394;text-decoration:none}
 nav.sdfl-nav a.current{font-weight:600;color:#1b1b1b}

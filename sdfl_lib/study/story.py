@@ -273,7 +273,7 @@ def _beyond_noise(m: dict, b: dict, key: str) -> str:
     """Whether two evaluations' values of `key` differ beyond their 95 % intervals."""
     a, c = interval(m, key), interval(b, key)
     if a is None or c is None:
-        return " (no intervals: whether this exceeds sampling noise is not established)"
+        return ""  # said once for all, in the closing's last sentences
     if a[0] > c[1] or c[0] > a[1]:
         return ", beyond the noise (the 95 % intervals do not overlap)"
     return ", within the noise (the 95 % intervals overlap)"
@@ -339,6 +339,9 @@ def evaluation_closing(runs: dict[str, dict], authentic_empty: dict[str, float] 
     for base_name, base in baselines:
         out += _baseline_sentences("model", both, base["subsets"]["both"], method_label(base_name),
                                    (authentic_empty or {}).get(base_name), pairs, base_name)
+    if interval(both, "standard/pixel_f1@0.5") is None:
+        out.append("No number here has an interval, so whether a difference exceeds the sampling "
+                   "noise of these test images is not established.")
     out.append(comparability(metrics))
     return closing(out)
 
@@ -387,7 +390,8 @@ def table3_reference(metrics: dict) -> pd.DataFrame:
     for r in rows:
         if r["who"].startswith("this run"):
             continue
-        row = {"test set": {"shallowfakes": "S", "deepfakes": "D"}.get(r["subset"], r["subset"]),
+        row = {"test set": {"shallowfakes": "shallowfakes (S)", "deepfakes": "deepfakes (D)",
+                            "both": "both (S+D)"}.get(r["subset"], r["subset"]),
                "model (trained on)": f"{r['who'].removeprefix('paper (').rstrip(')')} ({r['trained_on']})"}
         sub = metrics["subsets"].get(r["subset"], {})
         for k in keys:

@@ -74,9 +74,13 @@ def styled(table: pd.DataFrame, digits: int = 2) -> Any:
 
 
 def table_html(table: pd.DataFrame, index: bool = True) -> str:
-    """A table as HTML (see `styled`)."""
+    """A table as HTML (see `styled`); a single column without a name has no header row."""
     out = styled(table)
-    return (out if index else out.hide(axis="index")).to_html()
+    if not index:
+        out = out.hide(axis="index")
+    if len(table.columns) == 1 and not str(table.columns[0]):
+        out = out.hide(axis="columns")
+    return out.to_html()
 
 
 def _block(cls: str, parts: Sequence[str]) -> Any:
