@@ -150,7 +150,7 @@ def per_type_figure(metrics: dict, path: Path) -> Path | None:
     if not rows:
         return None
     frame = pd.DataFrame(rows)
-    fig, ax = _subplots(figsize=(figstyle.MAX_WIDTH_IN, 0.75 * frame["type of forgery"].nunique() + 2.2))
+    fig, ax = _subplots(figsize=(figstyle.MAX_WIDTH_IN, 0.6 * frame["type of forgery"].nunique() + 1.9))
     sns.barplot(frame, y="type of forgery", x="value", hue="metric", ax=ax)
     for bars in ax.containers:
         ax.bar_label(bars, fmt="%.2f", fontsize=10, padding=2)

@@ -222,12 +222,20 @@ def _key_results(nb) -> list[str]:
 
 def _summary(nb) -> str:
     """The first paragraph under the notebook's title that says what it does (not the one saying
-    which notebooks run before it)."""
+    which notebooks run before it), up to a list it introduces."""
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             paras = [p for p in re.split(r"\n\s*\n", cell.source)
                      if p.strip() and not p.startswith(("#", "**Before this notebook"))]
-            return paras[0].replace("\n", " ") if paras else ""
+            if not paras:
+                return ""
+            lines = []
+            for line in paras[0].splitlines():
+                if re.match(r"^\s*(-|\*|\d+\.)\s", line):
+                    break
+                lines.append(line)
+            text = " ".join(lines).strip()
+            return text[:-1] + "." if text.endswith(":") else text
     return ""
 
 
