@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sdfl_lib.errors import FolderBusyError, OutputError
+from sdfl_lib.errors import FolderBusyError, MissingInput, OutputError
 
 try:
     import fcntl
@@ -18,8 +18,6 @@ except ImportError:  # Windows: no advisory locks; folders are not locked there
     fcntl = None  # type: ignore[assignment]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-from sdfl_lib.errors import MissingInput
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -78,17 +78,20 @@ def test_evaluation_key_results_and_closing_follow_the_numbers() -> None:
 
 def test_table3_reference_marks_the_published_value_against_our_interval() -> None:
     real = _run(0.65, 0.92, 0.60, ci=0.05, sources=("casia1",))
-    real["subsets"]["shallowfakes"] = real["subsets"]["both"]
     real["table3"] = [{"subset": "shallowfakes", "who": "this run (ours)", "trained_on": "",
                        "paper/pixel_f1": 0.6, "paper/image_f1": 0.7, "paper/combined_f1": 0.5, "paper/auc": 0.9},
                       {"subset": "shallowfakes", "who": "paper (ours)", "trained_on": "S",
-                       "paper/pixel_f1": 0.60, "paper/image_f1": 0.68, "paper/combined_f1": 0.64, "paper/auc": 0.85}]
+                       "paper/pixel_f1": 0.60, "paper/image_f1": 0.68, "paper/combined_f1": 0.64, "paper/auc": 0.85,
+                       "inside_interval": {"paper/pixel_f1": True, "paper/image_f1": None,
+                                           "paper/combined_f1": True, "paper/auc": False}}]
     table = story.table3_reference(real)
     assert table.loc[("shallowfakes (S)", "ours (S)"), "pixel F1"] == "0.60 ✓ inside"
-    assert table.loc[("shallowfakes (S)", "ours (S)"), "AUC"] == "0.85 ✗ outside"  # ours: 0.92 [0.87, 0.97]
+    assert table.loc[("shallowfakes (S)", "ours (S)"), "AUC"] == "0.85 ✗ outside"
+    assert table.loc[("shallowfakes (S)", "ours (S)"), "image F1"] == "0.68"  # no interval: no mark
     assert "Table III comparison below says whether" in story.comparability(real)
     synthetic = {**real, "subsets": {k.replace("casia1", "synth-splice"): v for k, v in real["subsets"].items()}}
     assert story.table3_reference(synthetic).loc[("shallowfakes (S)", "ours (S)"), "pixel F1"] == "0.60"
+    assert "synthetic forgeries" in story.comparability(synthetic)
 
 
 def test_train_sentences_from_metrics_csv(tmp_path) -> None:
@@ -108,15 +111,36 @@ def test_train_sentences_from_metrics_csv(tmp_path) -> None:
     assert "more epochs may lower it" in _html(story.train_closing(tmp_path))
 
 
-def test_optimization_sentences_name_the_runs_that_moved() -> None:
-    results = pd.DataFrame({"standard/pixel_f1@0.5": [0.50, 0.56, 0.51], "standard/image_auc": [0.9, 0.8, 0.9],
-                            "paper/combined_f1": [0.4, 0.4, 0.4]}, index=["baseline", "size256", "rmsprop"])
-    table = _html(story.optimization_key_results(results))
-    assert "0.56 (+0.06)" in table and "0.80 (-0.10)" in table
-    text = _html(story.optimization_closing(results))
-    assert "baseline 0.50; changed by more than 0.02 in size256 +0.06." in text  # rmsprop +0.01: not
-    assert "baseline 0.90; changed by more than 0.02 in size256 -0.10." in text
-    assert "baseline 0.40; no run moved it by more than 0.02." in text
+def _study(seeds=(0,)):
+    from sdfl_lib.study.optimize import STUDY_KEYS, VariantStudy
+
+    values = {"baseline": (0.50, 0.90, 0.40), "size64": (0.56, 0.80, 0.41)}
+    runs = pd.DataFrame([{"run": r, "seed": s, **dict(zip(STUDY_KEYS, v, strict=True)),
+                          **{f"{k} text": f"{x:.2f} [{x - 0.05:.2f}, {x + 0.05:.2f}]" for k, x in zip(STUDY_KEYS, v, strict=True)}}
+                         for s in seeds for r, v in values.items()])
+    verdicts = {"standard/pixel_f1@0.5": ("better", 0.06, 0.02, 0.1), "standard/image_auc": ("worse", -0.1, -0.15, -0.05),
+                "paper/combined_f1": ("within noise", 0.01, -0.03, 0.05)}
+    comparisons = pd.DataFrame([{"reference": "baseline", "run": "size64", "subset": "both", "metric": k, "delta": d,
+                                 "low": lo, "high": hi, "verdict": w, "seed": s}
+                                for s in seeds for k, (w, d, lo, hi) in verdicts.items()])
+    return VariantStudy(runs, comparisons)
+
+
+def test_optimization_key_results_and_closing_follow_the_paired_verdicts() -> None:
+    study = _study()
+    ft = pd.DataFrame({"standard/pixel_f1@0.5": [0.6, 0.62], "standard/image_auc": [0.9, 0.95],
+                       "paper/combined_f1": [0.5, 0.5]}, index=pd.Index(["trained-03", "finetune"], name="run"))
+    ft_pairs = pd.DataFrame([{"reference": "trained-03", "run": "finetune", "subset": "both", "metric": "standard/image_auc",
+                              "delta": 0.05, "low": 0.01, "high": 0.09, "verdict": "better"}])
+    table = _html(story.optimization_key_results(study, ft, ft_pairs))
+    assert "0.56 [0.51, 0.61] · +0.060 [+0.020, +0.100] better" in table
+    assert "0.95 · +0.05 [+0.01, +0.09] better" in table and "0.50 [0.45, 0.55]" in table
+    text = _html(story.optimization_closing(study, None, ft_pairs))
+    assert ("size64: better on pixel F1@0.5, tampered images (standard) and worse on image AUC, "
+            "within noise on the rest against baseline.") in text
+    assert "image AUC +0.05 [+0.01, +0.09] better" in text and "sampling noise only" in text
+    text = _html(story.optimization_closing(_study((0, 1))))
+    assert "Over 2 seeds a variant is better or worse only when every seed agrees." in text
 
 
 def test_a_missing_input_stops_in_one_line(tmp_path) -> None:

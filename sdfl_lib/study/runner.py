@@ -406,7 +406,7 @@ def _dead_kernel(nb: Notebook, executed: Path, html: Path, tag: str) -> StudyErr
         if started:
             first = next((ln for ln in cells[started[-1]].source.splitlines() if ln.strip()), "")
             where = f" in cell {started[-1]} ({first.strip()[:60]})"
-        render_html(executed, html)
+        render_html(executed, html, failed=True)
     stopped = stop_kernel_leftovers(tag)
     left = f"; the {stopped} process(es) it left were stopped" if stopped else ""
     return StudyError(
@@ -422,29 +422,32 @@ def _notebook_failed(nb: Notebook, executed: Path, html: Path, err: Exception,
     from papermill.exceptions import PapermillExecutionError  # why: heavy, only when a study runs
 
     if isinstance(err, PapermillExecutionError):
-        render_html(executed, html)
+        render_html(executed, html, failed=True)
         return StudyError(_failure_message(nb, executed, err))
     return _dead_kernel(nb, executed, html, kernel_tag(run_dir / ".jupyter"))
 
 
 def render_html(executed: Path, html_path: Path, cwd: Path | str | None = None,
-                notebooks_dir: Path | str = NOTEBOOK_DIR) -> Path:
+                notebooks_dir: Path | str = NOTEBOOK_DIR, failed: bool = False) -> Path:
     """Render an executed notebook (`<run folder>/notebooks/NN_name.ipynb`) as a report of the
     run's site (`sdfl_lib.study.site`): `html_path` and the cleaned `.ipynb` beside it; `cwd`: the
-    kernel's working directory (default this process's)."""
+    kernel's working directory (default this process's). A `failed` notebook's report keeps what
+    it printed: that explains the failure."""
     from sdfl_lib.study import site  # why: heavy (nbconvert, viz), only when a report is rendered
 
     run_dir = executed.parent.parent
     ctx = _site_context(html_path.parent, run_dir, cwd, notebooks_dir)
-    return site.render_report(executed, ctx, site.site_pages(executed.parent), run_dir.name)
+    return site.render_report(executed, ctx, site.site_pages(executed.parent), run_dir.name,
+                              keep_streams=failed)
 
 
 def render_site(reports: Path, run_dir: Path, cwd: Path | str | None, name: str,
-                notebooks_dir: Path | str = NOTEBOOK_DIR) -> list[Path]:
-    """Every report of the run again (their navigation then lists them all) and the index."""
+                notebooks_dir: Path | str = NOTEBOOK_DIR, skip: Sequence[str] = ()) -> list[Path]:
+    """Every report of the run again (their navigation then lists them all) but those of `skip`
+    (stems), and the index."""
     from sdfl_lib.study import site  # why: heavy (nbconvert, viz), only when a report is rendered
 
-    return site.render_site(_site_context(reports, run_dir, cwd, notebooks_dir), name)
+    return site.render_site(_site_context(reports, run_dir, cwd, notebooks_dir), name, skip)
 
 
 def _site_context(reports: Path, run_dir: Path, cwd: Path | str | None, notebooks_dir: Path | str) -> Any:
@@ -617,7 +620,7 @@ def run_study(
             except (PapermillExecutionError, DeadKernelError) as err:
                 state[nb.stem]["status"] = "failed"
                 error = _notebook_failed(nb, executed, reports / f"{nb.stem}.html", err, run_dir)
-                render_site(reports, run_dir, cwd, name, notebooks_dir)
+                render_site(reports, run_dir, cwd, name, notebooks_dir, skip=[nb.stem])
                 raise error from None
             else:
                 state[nb.stem]["status"] = "completed"

@@ -18,7 +18,7 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,16 +141,16 @@ class SiteContext:
         return f"files/{rel.as_posix()}"
 
 
-def clean_notebook(nb, ctx: SiteContext):
-    """A copy of an executed notebook for the reports: no stream output, links rewritten, no
-    absolute paths (see the module's docstring)."""
+def clean_notebook(nb, ctx: SiteContext, keep_streams: bool = False):
+    """A copy of an executed notebook for the reports: no stream output (unless `keep_streams`),
+    links rewritten, no absolute paths (see the module's docstring)."""
     nb = nbformat.from_dict(json.loads(json.dumps(nb)))
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             cell.source = _rewrite_links(cell.source, ctx.repo_link)
         if cell.cell_type != "code":
             continue
-        cell.outputs = [o for o in cell.outputs if o.output_type != "stream"]
+        cell.outputs = [o for o in cell.outputs if keep_streams or o.output_type != "stream"]
         for out in cell.outputs:
             for mime in ("text/html", "text/markdown"):
                 if mime in out.get("data", {}):
@@ -189,10 +189,12 @@ def page_html(title: str, body: str, nav: str, footer: str = "") -> str:
             f"{nav}\n<main>\n{body}\n</main>\n{footer}\n</body>\n</html>\n")
 
 
-def render_report(executed: Path, ctx: SiteContext, pages: list[Page], study: str) -> Path:
+def render_report(executed: Path, ctx: SiteContext, pages: list[Page], study: str,
+                  keep_streams: bool = False) -> Path:
     """Write `<stem>.ipynb` (the cleaned notebook) and `<stem>.html` (its page) into the reports
-    folder; returns the HTML's path. `pages`: the site's reports, for the navigation."""
-    nb = clean_notebook(nbformat.read(str(executed), as_version=4), ctx)
+    folder; returns the HTML's path. `pages`: the site's reports, for the navigation;
+    `keep_streams`: keep what the notebook printed (a failed notebook's report)."""
+    nb = clean_notebook(nbformat.read(str(executed), as_version=4), ctx, keep_streams)
     ctx.reports_dir.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, str(ctx.reports_dir / executed.name))
     exporter = HTMLExporter(template_name="basic", exclude_input=True, exclude_input_prompt=True,
@@ -273,12 +275,12 @@ def site_pages(executed_dir: Path) -> list[Page]:
             for p in sorted(Path(executed_dir).glob("[0-9][0-9]_*.ipynb"))]
 
 
-def render_site(ctx: SiteContext, study: str) -> list[Path]:
-    """Every executed notebook of the run as a report, then the index (so that every page's
-    navigation lists every report); returns the pages written."""
+def render_site(ctx: SiteContext, study: str, skip: Sequence[str] = ()) -> list[Path]:
+    """Every executed notebook of the run but those of `skip` (stems) as a report, then the index
+    (so that every page's navigation lists every report); returns the pages written."""
     pages = site_pages(ctx.run_dir / "notebooks")
     written = [render_report(ctx.run_dir / "notebooks" / f"{p.stem}.ipynb", ctx, pages, study)
-               for p in pages]
+               for p in pages if p.stem not in skip]
     return [*written, write_index(ctx, pages, study)]
 
 

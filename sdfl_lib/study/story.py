@@ -381,24 +381,22 @@ def per_type(runs: dict[str, dict]) -> pd.DataFrame:
 
 
 def table3_reference(metrics: dict) -> pd.DataFrame:
-    """The paper's Table III rows for this model (paper protocol), as a reference table; where
-    this run has intervals and real test data, whether each published value lies inside ours."""
-    rows = metrics.get("table3") or []
+    """The paper's Table III rows for this model (paper protocol), as a reference table; on real
+    test data, whether each published value lies inside this run's 95 % interval (the
+    evaluation's `inside_interval`), marked ✓ inside or ✗ outside."""
     keys = ("paper/pixel_f1", "paper/image_f1", "paper/combined_f1", "paper/auc")
-    ours = {r["subset"]: r for r in rows if r["who"].startswith("this run")}
+    names = {"pixel_f1": "pixel F1", "image_f1": "image F1", "combined_f1": "combined F1", "auc": "AUC"}
     out = []
-    for r in rows:
+    for r in metrics.get("table3") or []:
         if r["who"].startswith("this run"):
             continue
         row = {"test set": {"shallowfakes": "shallowfakes (S)", "deepfakes": "deepfakes (D)",
                             "both": "both (S+D)"}.get(r["subset"], r["subset"]),
                "model (trained on)": f"{r['who'].removeprefix('paper (').rstrip(')')} ({r['trained_on']})"}
-        sub = metrics["subsets"].get(r["subset"], {})
+        inside = {} if synthetic_data(metrics) else (r.get("inside_interval") or {})
         for k in keys:
-            ci = None if synthetic_data(metrics) or r["subset"] not in ours else interval(sub, k)
-            mark = "" if ci is None else (" ✓ inside" if ci[0] <= r[k] <= ci[1] else " ✗ outside")
-            row[{"pixel_f1": "pixel F1", "image_f1": "image F1", "combined_f1": "combined F1",
-                 "auc": "AUC"}[k.split("/")[1]]] = f"{r[k]:.2f}{mark}"
+            mark = {True: " ✓ inside", False: " ✗ outside"}.get(inside.get(k), "")
+            row[names[k.split("/")[1]]] = f"{r[k]:.2f}{mark}"
         out.append(row)
     return pd.DataFrame(out).set_index(["test set", "model (trained on)"]) if out else pd.DataFrame()
 
@@ -408,50 +406,71 @@ def table3_reference(metrics: dict) -> pd.DataFrame:
 COMPARED = ("standard/pixel_f1@0.5", "standard/image_auc", "paper/combined_f1")
 
 
-def optimization_key_results(results: pd.DataFrame, references: dict[str, str] | None = None,
-                             baseline: str = "baseline") -> Any:
-    """05's key results: each short run's headline numbers with, in brackets, the difference from
-    its reference run (`references`: run -> reference; default `baseline`)."""
-    references = references or {}
-    table = pd.DataFrame(index=results.index)
-    for key in COMPARED:
-        cells = []
-        for run, v in results[key].items():
-            ref = references.get(run, baseline)
-            r = results.loc[ref, key] if ref in results.index else None
-            plain = run in (baseline, *references.values()) or v is None or r is None or pd.isna(v) or pd.isna(r)
-            cells.append(number(v) if plain else f"{v:.2f} ({v - r:+.2f})")
-        table[KEY_LABELS[key]] = cells
+def _pair_text(row: pd.Series) -> str:
+    """A paired comparison's row as `+0.05 [+0.01, +0.09] better` (the difference alone, and
+    why, without an interval)."""
+    if row.get("delta") is None or pd.isna(row.get("delta")):
+        return "undefined"
+    if pd.isna(row.get("low")):
+        return f"{row['delta']:+.2f} (no interval)"
+    return f"{row['delta']:+.2f} [{row['low']:+.2f}, {row['high']:+.2f}] {row['verdict']}"
+
+
+def _verdict_word(cell: str) -> str:
+    """The verdict at the end of a `VariantStudy.verdicts()` cell."""
+    return next((w for w in ("better", "worse", "within noise") if str(cell).endswith(w)), "no verdict")
+
+
+def optimization_key_results(study: Any, finetune: pd.DataFrame | None = None,
+                             finetune_pairs: pd.DataFrame | None = None) -> Any:
+    """05's key results: each short run's numbers (the value and its interval with one seed, mean
+    ± sd over several), each variant's difference from the baseline with the paired verdict; the
+    fine-tuning against 03's model (`finetune`: headline rows by run, `finetune_pairs`: their
+    paired comparison)."""
+    summary, verdicts = study.summary(), study.verdicts()
+    keys = list(summary.columns)
+    table = pd.DataFrame(index=list(summary.index), columns=[KEY_LABELS.get(k, k) for k in keys])
+    for run in summary.index:
+        table.loc[run] = [summary.loc[run, k] + (f" · {verdicts.loc[run, k]}" if run in verdicts.index else "")
+                          for k in keys]
+    if finetune is not None:
+        both = finetune_pairs[finetune_pairs["subset"] == "both"].set_index("metric") \
+            if finetune_pairs is not None else pd.DataFrame()
+        for i, (run, row) in enumerate(finetune.iterrows()):
+            table.loc[run] = [number(row.get(k)) + (f" · {_pair_text(both.loc[k])}" if i and k in both.index else "")
+                              for k in keys]
     table.index.name = "run"
-    others = "; ".join(f"{run!r} against {ref!r}" for run, ref in references.items())
-    return key_results(table, [f"In brackets: the difference from {baseline!r}"
-                               + (f" ({others})" if others else "") + ". Every short run starts "
-                               "from the same seed and trains as long as the baseline."])
+    note = (f"After ·, the difference from {study.baseline!r} (the fine-tuning: from the model it "
+            "starts from) with its paired 95 % interval and verdict: better or worse when the "
+            "interval excludes 0, else within noise.")
+    return key_results(table, [note])
 
 
-def optimization_closing(results: pd.DataFrame, backbones: pd.DataFrame | None = None,
-                         baseline: str = "baseline", tolerance: float = 0.02) -> Any:
-    """05's closing sentences: the fastest backbone, which runs moved each metric from the
-    baseline by more than `tolerance`, and that single short runs carry no interval."""
+def optimization_closing(study: Any, backbones: pd.DataFrame | None = None,
+                         finetune_pairs: pd.DataFrame | None = None) -> Any:
+    """05's closing sentences: the fastest and the smallest backbone, what each variant changed
+    beyond the noise (the paired verdicts), what the fine-tuning changed."""
     out = []
     if backbones is not None and len(backbones) and "images_per_s" in backbones:
-        fast = backbones["images_per_s"].idxmax()
-        small = backbones["params_M"].idxmin() if "params_M" in backbones else fast
+        fast, small = backbones["images_per_s"].idxmax(), backbones["params_M"].idxmin()
         out.append(f"Of the {len(backbones)} backbones compared, {fast} is the fastest on this "
                    f"device ({backbones.loc[fast, 'images_per_s']:.1f} images/s) and {small} the "
                    f"smallest ({backbones.loc[small, 'params_M']:.1f} M parameters in the model).")
-    base = results.loc[baseline]
-    for key in COMPARED:
-        if base[key] is None or pd.isna(base[key]):
-            continue
-        diff = (results[key] - base[key]).drop(baseline).dropna()
-        up, down = diff[diff > tolerance], diff[diff < -tolerance]
-        moved = [f"{r} {d:+.2f}" for r, d in pd.concat([up, down]).items()]
-        out.append(f"{KEY_LABELS[key].capitalize()}: baseline {base[key]:.2f}; "
-                   + (f"changed by more than {tolerance:.2f} in {sentence_list(moved)}." if moved
-                      else f"no run moved it by more than {tolerance:.2f}."))
-    out.append("Each number comes from one short run without an interval, so a difference of a few "
-               "hundredths may be noise; the paper's configuration trains each variant fully.")
+    verdicts = study.verdicts()
+    for run, row in verdicts.iterrows():
+        words = {KEY_LABELS.get(k, k): _verdict_word(v) for k, v in row.items()}
+        moved = [f"{w} on {k}" for k, w in words.items() if w in ("better", "worse")]
+        out.append(f"{run}: " + (sentence_list(moved) + ", within noise on the rest" if moved
+                                 else "within noise on every metric") + f" against {study.baseline}.")
+    if finetune_pairs is not None and len(finetune_pairs):
+        both = finetune_pairs[finetune_pairs["subset"] == "both"].set_index("metric")
+        parts = [f"{KEY_LABELS.get(k, k)} {_pair_text(both.loc[k])}" for k in COMPARED if k in both.index]
+        out.append("Fine-tuning on the label-only set, against the model it starts from: "
+                   + sentence_list(parts) + ".")
+    seeds = study.runs["seed"].nunique() if "seed" in study.runs else 1
+    out.append("With one seed a verdict covers the test images' sampling noise only; more seeds "
+               "add the training's." if seeds == 1 else
+               f"Over {seeds} seeds a variant is better or worse only when every seed agrees.")
     return closing(out)
 
 
