@@ -241,9 +241,16 @@ def evaluation_key_results(runs: dict[str, dict]) -> Any:
     table = pd.DataFrame(rows).T
     note = (f"{both.get('count/images')} test images ({both.get('count/authentic')} authentic, "
             f"{both.get('count/tampered')} tampered); higher is better; "
-            + ("95 % bootstrap intervals in brackets." if interval(both, "standard/pixel_f1@0.5")
-               else "no intervals were computed for these numbers."))
+            + _interval_note(both))
     return key_results(table, [note])
+
+
+def _interval_note(m: dict, key: str = "standard/pixel_f1@0.5") -> str:
+    """Whether the numbers carry 95 % intervals, or why not."""
+    if interval(m, key):
+        return "95 % bootstrap intervals over the test images in brackets."
+    reason = ((m.get("intervals") or {}).get(key) or {}).get("reason")
+    return f"no 95 % intervals: {reason}." if reason else "no intervals were computed (ci 0)."
 
 
 def evaluation_captions(metrics: dict) -> dict[str, str]:

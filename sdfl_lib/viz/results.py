@@ -57,6 +57,8 @@ def headline(metrics: dict, subset: str = "both") -> str:
 
 
 COMPARED = ("standard/pixel_f1@0.5", "standard/image_auc", "paper/combined_f1")
+SHORT_LABELS = {"standard/pixel_f1@0.5": "pixel F1@0.5 (standard)", "standard/image_auc": "image AUC",
+                "paper/combined_f1": "combined F1 (paper)"}
 
 
 def compare_runs(table: pd.DataFrame, keys: tuple[str, ...] = COMPARED, reference: str | None = None):
@@ -76,8 +78,8 @@ def compare_runs(table: pd.DataFrame, keys: tuple[str, ...] = COMPARED, referenc
                     va="center", fontsize=10)
         if reference in table.index and pd.notna(table.loc[reference, key]):
             ax.axvline(table.loc[reference, key], color="0.3", ls="--", lw=1)
-        ax.set(xlim=(0, 1.15), xlabel=f"{figstyle.metric_label(key)}", title="")
-        ax.xaxis.label.set_wrap(True)
+        # A short name per panel: three long ones side by side run into each other.
+        ax.set(xlim=(0, 1.15), xlabel=SHORT_LABELS.get(key, figstyle.metric_label(key)), title="")
     axes[0][0].invert_yaxis()
     return fig
 
