@@ -52,6 +52,14 @@ class FolderBusyError(DataError):
     """Another process writes into the output folder asked for (exit 1)."""
 
 
+class MissingInput(DataError):
+    """A notebook's input file that an earlier notebook writes is not there. In Jupyter it shows
+    as its one line, without a traceback."""
+
+    def _render_traceback_(self) -> list[str]:  # IPython shows these lines instead of a traceback
+        return [f"{type(self).__name__}: {self}"]
+
+
 def exit_code_of(err: BaseException) -> int | None:
     """The exit code for a user mistake, or None for a fault of the program (a traceback).
     The project's own errors subclass `UsageError` or `DataError`; this module knows no other."""

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sdfl_lib.errors import FolderBusyError, OutputError
+from sdfl_lib.errors import FolderBusyError, MissingInput, OutputError
 
 try:
     import fcntl
@@ -85,3 +85,13 @@ def holds_folder_lock(argument: str, command: str) -> Callable[[F], F]:
         return run  # type: ignore[return-value]
 
     return wrap
+
+
+def require_inputs(run_dir: str | os.PathLike, files: dict[str, str]) -> None:
+    """Stop in one line when a file a notebook reads is not in the run folder: `files` maps each
+    path (relative to `run_dir`) to the notebook that writes it, e.g. {"data/train.csv": "01_data"}."""
+    for rel, maker in files.items():
+        path = Path(run_dir, rel)
+        if not path.exists():
+            raise MissingInput(f"{path} is missing: run {maker}.ipynb first with the same run_dir "
+                               "(it writes this file)")

@@ -13,7 +13,7 @@ MAX_LINES = 60
 
 # (file, qualified name) -> its length in lines today, the most it may have.
 LONG_FUNCTIONS = {
-    ("sdfl_lib/study/runner.py", "run_study"): 103,
+    ("sdfl_lib/study/runner.py", "run_study"): 98,
 }
 
 

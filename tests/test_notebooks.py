@@ -10,6 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
+from report_checks import site_problems
 
 from sdfl_lib import study
 from sdfl_lib.paths import REPO_ROOT
@@ -18,7 +19,7 @@ NOTEBOOKS = study.find_notebooks()
 PARAMS = sorted((REPO_ROOT / "params").glob("*.yaml"))
 MAX_CODE_LINES = 40
 # Figures each executed notebook must at least draw at smoke size.
-MIN_FIGURES = {"01_data": 4, "02_modules": 5, "03_train": 1, "04_evaluate": 3, "05_optimization": 3}
+MIN_FIGURES = {"01_data": 3, "02_modules": 8, "03_train": 1, "04_evaluate": 5, "05_optimization": 3}
 
 
 def _code_lines(cell) -> int:
@@ -76,7 +77,13 @@ def test_environment_yml_matches_pyproject() -> None:
 
 def _figures(path: Path) -> int:
     node = nbformat.read(str(path), as_version=4)
-    return sum("image/png" in o.get("data", {}) for c in node.cells for o in c.get("outputs", []))
+    return sum(bool({"image/png", "image/jpeg"} & set(o.get("data", {})))
+               for c in node.cells for o in c.get("outputs", []))
+
+
+def _streams(path: Path) -> str:
+    node = nbformat.read(str(path), as_version=4)
+    return "".join(o.get("text", "") for c in node.cells for o in c.get("outputs", []) if o.output_type == "stream")
 
 
 @pytest.mark.slow
@@ -89,11 +96,11 @@ def test_smoke_study_runs_every_notebook(tmp_path: Path, capfd) -> None:
     shown = capfd.readouterr().err
     assert "epoch 1/1" in shown and "img/s" in shown, "training progress on the terminal"
     assert "evaluate: 100%" in shown, "evaluation progress on the terminal"
-    assert [p.stem for p in result.executed] == list(MIN_FIGURES)
+    assert [p.stem for p in result.executed] == ["01_data", "03_train", "02_modules", "04_evaluate", "05_optimization"]
     for path in result.executed:
         assert _figures(path) >= MIN_FIGURES[path.stem], f"{path.name}: {_figures(path)} figures"
         html = (tmp_path / "reports" / f"{path.stem}.html").read_text()
-        assert html.count("data:image/png;base64") >= MIN_FIGURES[path.stem]
+        assert len(re.findall(r"data:image/(png|jpeg);base64", html)) >= MIN_FIGURES[path.stem]
     run = result.run_dir
     for f in ("data/train.csv", "data/val.csv", "data/test.csv", "train/metrics.csv",
               "train/best.pt", "eval/model/metrics.json"):
@@ -107,3 +114,21 @@ def test_smoke_study_runs_every_notebook(tmp_path: Path, capfd) -> None:
             assert config["seed"] == seed, (name, seed)
     html = (tmp_path / "reports" / "05_optimization.html").read_text()
     assert "vs baseline" in html and "over 2 seeds" in html
+    # The rendered site: results, not logs; key results first, a closing cell; titles, working
+    # links, an index, no path of this machine.
+    key_results = {"01_data", "03_train", "04_evaluate", "05_optimization"}
+    assert site_problems(tmp_path / "reports", run, key_results, set(MIN_FIGURES)) == []
+    for path in result.executed:  # no warning at its source either (the terminal shows it)
+        assert not re.search(r"\w*Warning\b|IProgress", _streams(path)), path.name
+
+
+def test_a_notebook_run_alone_names_the_missing_file_and_its_notebook(tmp_path: Path) -> None:
+    with pytest.raises(study.StudyError) as err:
+        study.run_study(REPO_ROOT / "params" / "smoke.yaml", only="04", run_root=tmp_path / "runs",
+                        reports_dir=tmp_path / "reports")
+    first = str(err.value).splitlines()[0]
+    assert re.search(r"04_evaluate\.ipynb failed at cell \d+ .*MissingInput: .*/train/best\.pt is "
+                     r"missing: run 03_train\.ipynb first", first), first
+    # The report shows that one line, not a traceback.
+    html = (tmp_path / "reports" / "04_evaluate.html").read_text()
+    assert "run 03_train.ipynb first" in html and "Traceback" not in html

@@ -46,8 +46,8 @@ def test_per_type_table_and_compare_runs():
     assert pd.isna(table.loc["synth-splice", ("ela", "paper/pixel_f1")])
     runs = pd.DataFrame({"standard/pixel_f1@0.5": [0.5, 0.3], "standard/image_auc": [0.9, 0.7],
                          "paper/combined_f1": [0.6, 0.4]}, index=["a", "b"])
-    grid = viz.compare_runs(runs)
-    assert len(grid.axes.flat) == 3
+    fig = viz.compare_runs(runs, reference="a")
+    assert len(fig.axes) == 3 and fig.axes[0].get_xlabel().startswith("pixel F1")
     with pytest.raises(ValueError, match="compare_runs: no column"):
         viz.compare_runs(runs.drop(columns="paper/combined_f1"))
 
@@ -58,9 +58,11 @@ def test_tables_show_intervals_floors_and_paired_verdicts():
                                            "standard/pixel_f1@best": {"reason": "too few images"}},
                                 floors={"standard/pixel_f1@0.5": {"every_pixel": 0.2, "no_pixel": 0.0}})
     table = viz.metrics_table(m, columns=("standard/pixel_f1@0.5", "standard/pixel_f1@best"))
-    assert table.loc["both", "standard/pixel_f1@0.5"] == "0.60 [0.52, 0.66]"
-    assert table.loc["both", "standard/pixel_f1@best"] == "0.70"
-    assert viz.metrics_table(m, intervals=False).loc["both", "standard/pixel_f1@0.5"] == 0.6
+    # Columns under their protocol in words, sources without "source/".
+    assert table.loc["both", ("standard", "pixel F1@0.5")] == "0.60 [0.52, 0.66]"
+    assert table.loc["both", ("standard", "pixel F1@best")] == "0.70"
+    assert "synth-splice" in table.index
+    assert viz.metrics_table(m, intervals=False).loc["both", ("standard", "pixel F1@0.5")] == 0.6
     assert "pixel F1@0.5 = 0.600 [0.520, 0.660]" in viz.headline(m)
     floors = viz.floor_table(m, columns=("standard/pixel_f1@0.5",))
     assert floors.loc["both", "standard/pixel_f1@0.5"] == 0.2

@@ -22,7 +22,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from sdfl_lib.bench.authors import AuthorsOurs
 from sdfl_lib.inference import (
@@ -32,6 +31,7 @@ from sdfl_lib.inference import (
     resolve_backend,
 )
 from sdfl_lib.models import ModelOutput, build_model
+from sdfl_lib.progress import tqdm
 from sdfl_lib.runtime import (
     autocast,
     cpu_family,

@@ -27,8 +27,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from sdfl_lib.data.download_archive import (
     ArchiveError,
     RarToolMissing,
@@ -37,6 +35,7 @@ from sdfl_lib.data.download_archive import (
 )
 from sdfl_lib.data.registry import DATASETS, DatasetInfo, RemoteFile
 from sdfl_lib.errors import DataError
+from sdfl_lib.progress import tqdm
 from sdfl_lib.runtime import replace_file
 
 CHUNK = 1 << 20

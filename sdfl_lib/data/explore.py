@@ -9,12 +9,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import matplotlib
+import matplotlib.patheffects as pe
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
+from sdfl_lib import figstyle
 from sdfl_lib.data.io import ImageReadError, image_hw, load_image, load_mask
 from sdfl_lib.data.manifest import read_manifest
 
@@ -33,23 +37,20 @@ def counts_table(manifest: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
 
 
 def plot_counts(manifest: str | os.PathLike | pd.DataFrame) -> Figure:
-    """Bars of images per source and label, and of the two labels overall."""
+    """Stacked bars of images per source, authentic and tampered; the labels' shares in the title."""
     table = counts_table(manifest)
-    long = table.rename_axis(index="source", columns="label").stack().rename("images").reset_index()
-    palette = {"authentic": "tab:blue", "tampered": "tab:red"}
-    fig, (bar, total) = plt.subplots(1, 2, figsize=(11, 0.35 * len(table) + 2.5),
-                                     gridspec_kw={"width_ratios": [2, 1]})
-    sns.barplot(long, y="source", x="images", hue="label", palette=palette, ax=bar)
-    bar.set_title("images per source and label")
-    sums = long.groupby("label", as_index=False)["images"].sum()
-    sns.barplot(sums, x="label", y="images", hue="label", palette=palette, legend=False, ax=total)
-    for ax in (bar, total):
-        for bars in ax.containers:
-            ax.bar_label(bars, fontsize=7, padding=2)
-    share = sums.set_index("label")["images"] / max(1, sums["images"].sum())
-    total.set_title(" / ".join(f"{k} {v:.0%}" for k, v in share.items()))
-    total.set_xlabel("")
-    fig.tight_layout()
+    table.index = [str(i).removeprefix("synth-") for i in table.index]
+    fig, ax = plt.subplots(figsize=(figstyle.MAX_WIDTH_IN, 0.45 * len(table) + 1.6))
+    left = np.zeros(len(table))
+    for label in table.columns:
+        bars = ax.barh(table.index, table[label], left=left, color=figstyle.CLASS_COLORS[label], label=label)
+        ax.bar_label(bars, labels=[str(v) if v else "" for v in table[label]], label_type="center",
+                     color="white")
+        left += table[label].to_numpy()
+    share = table.sum() / max(1, int(table.to_numpy().sum()))
+    ax.set(xlabel="images", ylabel="", title=" / ".join(f"{k} {v:.0%}" for k, v in share.items()))
+    ax.invert_yaxis()
+    figstyle.legend_right(ax)
     return fig
 
 
@@ -77,15 +78,13 @@ def plot_image_sizes(
     """Histograms of image heights, widths and megapixels (unreadable images into `skipped`)."""
     sizes = image_sizes(manifest, skipped)
     sizes["megapixels"] = sizes["height"] * sizes["width"] / 1e6
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
+    fig, axes = plt.subplots(1, 3, figsize=(figstyle.MAX_WIDTH_IN, 3.2), sharey=True)
     for ax, column, name in zip(
-        axes, ("height", "width", "megapixels"), ("height (px)", "width (px)", "megapixels"),
+        axes, ("height", "width", "megapixels"), ("height (px)", "width (px)", "size (megapixels)"),
         strict=True,
     ):
-        sns.histplot(sizes, x=column, bins=bins, color="tab:gray", ax=ax)
+        sns.histplot(sizes, x=column, bins=bins, color=figstyle.PALETTE[7], ax=ax)
         ax.set(xlabel=name, ylabel="images")
-    fig.suptitle(f"image sizes ({len(sizes)} images)")
-    fig.tight_layout()
     return fig
 
 
@@ -112,46 +111,47 @@ def plot_mask_areas(
 ) -> Figure:
     """Histogram of manipulated-area fractions, one colour per source (unreadable into `skipped`)."""
     areas = mask_areas(manifest, skipped)
-    areas["source"] = areas["source"].replace("", "(none)")
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    areas["source"] = areas["source"].replace("", "(none)").str.removeprefix("synth-")
+    fig, ax = plt.subplots(figsize=(figstyle.MAX_WIDTH_IN, 3.4))
+    top = min(1.0, float(areas["area"].max()) * 1.05) if len(areas) else 1.0
     if len(areas):
-        sns.histplot(areas, x="area", hue="source", bins=np.linspace(0, 1, bins + 1),
+        sns.histplot(areas, x="area", hue="source", bins=np.linspace(0, top, bins + 1),
                      multiple="stack", ax=ax)
-    ax.set(xlabel="manipulated fraction of the image", ylabel="images", xlim=(0, 1),
-           title=f"mask areas ({len(areas)} masks)")
-    fig.tight_layout()
+        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set(xlabel="tampered share of the image", ylabel="tampered images", xlim=(0, top))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
     return fig
 
 
 def plot_examples(
     manifest: str | os.PathLike | pd.DataFrame, n: int = 8, seed: int = 0, columns: int = 4
 ) -> Figure:
-    """A grid of random images; tampered ones with their mask's outline and tint in red."""
+    """A grid of random images, untouched; a tampered one's mask drawn as an outline on it."""
     df = _frame(manifest)
     picked = df.sample(n=min(n, len(df)), random_state=seed) if len(df) else df
     rows = max(1, -(-len(picked) // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3 * rows), squeeze=False)
+    side = figstyle.MAX_WIDTH_IN / columns
+    fig, axes = plt.subplots(rows, columns, figsize=(figstyle.MAX_WIDTH_IN, (side + 0.35) * rows),
+                             squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, r in zip(axes.flat, picked.itertuples(), strict=False):
         try:
             image = load_image(r.image)
         except ImageReadError as err:
-            ax.set_title(f"unreadable: {err.cause}"[:40], fontsize=7)
+            ax.set_title(f"unreadable: {err.cause}"[:40])
             continue
+        ax.imshow(image)
         if r.mask:
             try:
                 mask = load_mask(r.mask, size=image.shape[:2])
-                tint = image.astype(np.float32)
-                tint[mask > 0] = 0.5 * tint[mask > 0] + 0.5 * np.array([255, 0, 0])
-                image = tint.astype(np.uint8)
-                ax.contour(mask, levels=[0.5], colors="red", linewidths=0.8)
+                lines = ax.contour(mask, levels=[0.5], colors=[figstyle.TRUTH_COLOR], linewidths=1.8)
+                lines.set_path_effects([pe.withStroke(linewidth=3.2, foreground="black")])
             except ImageReadError:
                 pass
-        ax.imshow(image)
         kind = LABEL_NAMES[int(r.label)] + (" (no mask)" if r.label == 1 and not r.mask else "")
-        ax.set_title(f"{Path(r.image).name[:28]}\n{r.source} · {kind}", fontsize=7)
-    fig.tight_layout()
+        source = str(r.source).removeprefix("synth-")
+        ax.set_title(kind if source == kind else f"{source} · {kind}")
     return fig
 
 
@@ -168,18 +168,14 @@ def save_figures(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     skipped = [] if skipped is None else skipped
-    figures = {
-        "counts": plot_counts(df),
-        "image_sizes": plot_image_sizes(df, skipped=skipped),
-        "mask_areas": plot_mask_areas(df, skipped=skipped),
-        "examples": plot_examples(df, n=examples, seed=seed),
-    }
-    paths = []
-    for name, fig in figures.items():
-        path = out_dir / f"{name}.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        paths.append(path)
+    with figstyle.style():
+        figures = {
+            "counts": plot_counts(df),
+            "image_sizes": plot_image_sizes(df, skipped=skipped),
+            "mask_areas": plot_mask_areas(df, skipped=skipped),
+            "examples": plot_examples(df, n=examples, seed=seed),
+        }
+        paths = [figstyle.save(fig, out_dir / f"{name}.png") for name, fig in figures.items()]
     counts_table(df).to_csv(out_dir / "counts.csv")
     listed = out_dir / "unreadable.csv"
     if skipped:

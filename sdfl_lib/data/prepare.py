@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from sdfl_lib.data.edges import DEFAULT_EDGE_WIDTH, mask_to_edge
 from sdfl_lib.data.io import ImageReadError, image_hw, load_mask
@@ -23,6 +22,7 @@ from sdfl_lib.data.manifest import MANIFEST_COLUMNS, write_manifest
 from sdfl_lib.data.preparers.common import Report, write_binary_png
 from sdfl_lib.data.registry import load_preparer, prepare_names
 from sdfl_lib.errors import DataError
+from sdfl_lib.progress import tqdm
 from sdfl_lib.runtime import atomic_write
 
 

@@ -28,12 +28,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from sdfl_lib.data import synth_ops as ops
 from sdfl_lib.data.edges import mask_to_edge
 from sdfl_lib.data.io import write_image
 from sdfl_lib.data.manifest import write_manifest
+from sdfl_lib.progress import tqdm
 
 KINDS: tuple[str, ...] = ("splice", "copymove", "removal", "face")
 

@@ -18,8 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from sdfl_lib.data.io import (
     MASK_POLICIES,
     ImageReadError,
@@ -32,6 +30,7 @@ from sdfl_lib.data.io import (
 )
 from sdfl_lib.data.manifest import duplicate_images, read_manifest, rows_text
 from sdfl_lib.errors import DataError
+from sdfl_lib.progress import tqdm
 
 # Keys of `report["counts"]` that are errors; the others are warnings.
 ERROR_KINDS = (

@@ -20,7 +20,6 @@ from typing import Any
 import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from sdfl_lib.data.io import MaskSizeError
 from sdfl_lib.data.manifest import ManifestError, check_labels_agree, normalize_frame, read_manifest
@@ -43,6 +42,7 @@ from sdfl_lib.metrics import pixel_counts
 from sdfl_lib.metrics.counts import boundary_band_counts
 from sdfl_lib.metrics.paper import paper_pixel_counts
 from sdfl_lib.paths import holds_folder_lock
+from sdfl_lib.progress import tqdm
 from sdfl_lib.runtime import atomic_write, autocast, make_loader, model_device
 
 # What a setting meant in runs recorded before it existed.

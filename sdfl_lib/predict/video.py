@@ -30,7 +30,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from torch import nn
-from tqdm.auto import tqdm
 
 from sdfl_lib.data import read_manifest
 from sdfl_lib.data.io import write_image
@@ -38,6 +37,7 @@ from sdfl_lib.data.video import DEFAULT_FPS, Sampling, VideoFrames, VideoSink
 from sdfl_lib.errors import OutputError
 from sdfl_lib.inference import inference_model, resolve_model
 from sdfl_lib.predict.engine import Prediction, map_to_png, predict_batch
+from sdfl_lib.progress import tqdm
 from sdfl_lib.runtime import atomic_write, model_device
 from sdfl_lib.viz.overlay import heat_overlay
 from sdfl_lib.viz.video import score_figure, show_video
@@ -254,10 +254,12 @@ def video_example(
     out_dir: str | os.PathLike,
     device: str = "auto",
     sampling: Sampling | None = None,
+    draw: bool = True,
 ) -> VideoPrediction | None:
     """The first manipulated video behind a test list's deepfake frames predicted frame by frame
     into `out_dir`/<video name>, with its score over time and a strip of annotated frames drawn
-    (`sdfl_lib.viz.video.show_video`); None, said in a line, when the list has no such frames."""
+    (`sdfl_lib.viz.video.show_video`; `draw=False`: not drawn, the caller draws them); None,
+    said in a line, when the list has no such frames."""
     videos = manifest_videos(manifest)
     if not videos:
         print(f"{Path(manifest).name} holds no deepfake frames of a video set at hand (a "
@@ -268,5 +270,6 @@ def video_example(
     frames = VideoFrames(videos[0], sampling).expected
     model = inference_model(model, "auto", images=frames)
     result = predict_video(videos[0], model, Path(out_dir) / videos[0].name, sampling)
-    show_video(result.out_dir)
+    if draw:
+        show_video(result.out_dir)
     return result

@@ -34,6 +34,7 @@ import yaml
 
 from sdfl_lib.errors import EXIT_USAGE, DataError, UsageError
 from sdfl_lib.paths import REPO_ROOT
+from sdfl_lib.progress import PROGRESS_ENV
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 _NOTEBOOK_RE = re.compile(r"^(\d\d)_(\w+)\.ipynb$")
@@ -325,7 +326,7 @@ def study_kernel(kernel_dir: Path) -> Iterator[str]:
 
     A kernel named `python3` may resolve to another environment (a user-wide install); the
     notebooks must run with the interpreter that runs the study, so we point JUPYTER_PATH at a
-    private kernel spec for `sys.executable`.
+    private kernel spec for `sys.executable`. Kernels started meanwhile draw text progress bars.
     """
     spec_dir = kernel_dir / "kernels" / KERNEL_NAME
     spec_dir.mkdir(parents=True, exist_ok=True)
@@ -337,15 +338,18 @@ def study_kernel(kernel_dir: Path) -> Iterator[str]:
         "env": {KERNEL_TAG: kernel_tag(kernel_dir)},
     }
     (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1))
-    old = os.environ.get("JUPYTER_PATH")
-    os.environ["JUPYTER_PATH"] = os.pathsep.join([str(kernel_dir)] + ([old] if old else []))
+    old = {k: os.environ.get(k) for k in ("JUPYTER_PATH", PROGRESS_ENV)}
+    os.environ["JUPYTER_PATH"] = os.pathsep.join([str(kernel_dir)] + ([old["JUPYTER_PATH"]] if old["JUPYTER_PATH"] else []))
+    # The kernels' progress bars as text: the terminal shows them, the reports leave them out.
+    os.environ[PROGRESS_ENV] = "text"
     try:
         yield KERNEL_NAME
     finally:
-        if old is None:
-            os.environ.pop("JUPYTER_PATH", None)
-        else:
-            os.environ["JUPYTER_PATH"] = old
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 KERNEL_TAG = "SDFL_STUDY_KERNEL"
@@ -402,7 +406,7 @@ def _dead_kernel(nb: Notebook, executed: Path, html: Path, tag: str) -> StudyErr
         if started:
             first = next((ln for ln in cells[started[-1]].source.splitlines() if ln.strip()), "")
             where = f" in cell {started[-1]} ({first.strip()[:60]})"
-        render_html(executed, html)
+        render_html(executed, html, failed=True)
     stopped = stop_kernel_leftovers(tag)
     left = f"; the {stopped} process(es) it left were stopped" if stopped else ""
     return StudyError(
@@ -418,21 +422,39 @@ def _notebook_failed(nb: Notebook, executed: Path, html: Path, err: Exception,
     from papermill.exceptions import PapermillExecutionError  # why: heavy, only when a study runs
 
     if isinstance(err, PapermillExecutionError):
-        render_html(executed, html)
+        render_html(executed, html, failed=True)
         return StudyError(_failure_message(nb, executed, err))
     return _dead_kernel(nb, executed, html, kernel_tag(run_dir / ".jupyter"))
 
 
-def render_html(executed: Path, html_path: Path) -> Path:
-    """Render an executed notebook to a self-contained HTML file (figures embedded as PNG)."""
-    import nbformat  # why: heavy, only for the study's notebooks
-    from nbconvert import HTMLExporter  # why: heavy, only when a report is rendered
+def render_html(executed: Path, html_path: Path, cwd: Path | str | None = None,
+                notebooks_dir: Path | str = NOTEBOOK_DIR, failed: bool = False) -> Path:
+    """Render an executed notebook (`<run folder>/notebooks/NN_name.ipynb`) as a report of the
+    run's site (`sdfl_lib.study.site`): `html_path` and the cleaned `.ipynb` beside it; `cwd`: the
+    kernel's working directory (default this process's). A `failed` notebook's report keeps what
+    it printed: that explains the failure."""
+    from sdfl_lib.study import site  # why: heavy (nbconvert, viz), only when a report is rendered
 
-    nb = nbformat.read(str(executed), as_version=4)
-    body, _ = HTMLExporter().from_notebook_node(nb)
-    html_path.parent.mkdir(parents=True, exist_ok=True)
-    html_path.write_text(body, encoding="utf-8")
-    return html_path
+    run_dir = executed.parent.parent
+    ctx = _site_context(html_path.parent, run_dir, cwd, notebooks_dir)
+    return site.render_report(executed, ctx, site.site_pages(executed.parent), run_dir.name,
+                              keep_streams=failed)
+
+
+def render_site(reports: Path, run_dir: Path, cwd: Path | str | None, name: str,
+                notebooks_dir: Path | str = NOTEBOOK_DIR, skip: Sequence[str] = ()) -> list[Path]:
+    """Every report of the run again (their navigation then lists them all) but those of `skip`
+    (stems), and the index."""
+    from sdfl_lib.study import site  # why: heavy (nbconvert, viz), only when a report is rendered
+
+    return site.render_site(_site_context(reports, run_dir, cwd, notebooks_dir), name, skip)
+
+
+def _site_context(reports: Path, run_dir: Path, cwd: Path | str | None, notebooks_dir: Path | str) -> Any:
+    from sdfl_lib.study import site  # why: heavy (nbconvert, viz), only when a report is rendered
+
+    return site.SiteContext(run_dir=run_dir, reports_dir=reports, source_dir=Path(notebooks_dir),
+                            cwd=Path(cwd or os.getcwd()))
 
 
 def _failure_message(nb: Notebook, executed: Path, err: Any) -> str:
@@ -443,11 +465,30 @@ def _failure_message(nb: Notebook, executed: Path, err: Any) -> str:
     )
 
 
-# Which notebooks read the files of which: a notebook re-runs when one it reads from re-ran. A
-# section not listed reads from every notebook before it.
-FEEDS = {"data": (), "modules": (), "train": ("data",), "evaluate": ("data", "train"),
+# Which notebooks read the files of which: a notebook re-runs when one it reads from re-ran, and
+# runs after them (02 shows the maps of 03's trained model). A section not listed reads from every
+# notebook before it.
+FEEDS = {"data": (), "modules": ("data", "train"), "train": ("data",), "evaluate": ("data", "train"),
          "optimization": ("data", "train")}
 STATE_FILE = "study_state.json"
+
+
+def execution_order(notebooks: list[Notebook]) -> list[Notebook]:
+    """The notebooks in the order they run: by number, except that one runs after the notebooks
+    it reads from (`FEEDS`): 01, 03, 02, 04, 05 for the study."""
+    sections = {nb.section for nb in notebooks}
+    order: list[Notebook] = []
+    todo = list(notebooks)
+    while todo:
+        for nb in todo:
+            before = [t.section for t in notebooks[: notebooks.index(nb)]]
+            if set(FEEDS.get(nb.section, before)) & sections <= {o.section for o in order}:
+                break
+        else:  # notebooks reading each other: number order
+            nb = todo[0]
+        order.append(nb)
+        todo.remove(nb)
+    return order
 
 
 class _Echo:
@@ -545,7 +586,7 @@ def run_study(
     echo = echo and not log_output  # log_output prints everything already
 
     with study_kernel(run_dir / ".jupyter") as own_kernel:
-        for i, nb in enumerate(chosen, 1):
+        for i, nb in enumerate(execution_order(chosen), 1):
             executed = out_nb_dir / nb.path.name
             parameters = {"run_dir": str(run_dir), **values[nb.section]}
             digest = _digest(nb, parameters)
@@ -573,19 +614,14 @@ def run_study(
             stream = _Echo(sys.stderr) if echo else None
             try:
                 papermill.execute_notebook(
-                    str(nb.path),
-                    str(executed),
-                    parameters=parameters,
-                    kernel_name=kernel_name or own_kernel,
-                    log_output=log_output,
-                    progress_bar=not echo,
-                    stdout_file=stream,
-                    stderr_file=stream,
-                    cwd=str(cwd) if cwd else None,
-                )
+                    str(nb.path), str(executed), parameters=parameters,
+                    kernel_name=kernel_name or own_kernel, log_output=log_output, progress_bar=not echo,
+                    stdout_file=stream, stderr_file=stream, cwd=str(cwd) if cwd else None)
             except (PapermillExecutionError, DeadKernelError) as err:
                 state[nb.stem]["status"] = "failed"
-                raise _notebook_failed(nb, executed, reports / f"{nb.stem}.html", err, run_dir) from None
+                error = _notebook_failed(nb, executed, reports / f"{nb.stem}.html", err, run_dir)
+                render_site(reports, run_dir, cwd, name, notebooks_dir, skip=[nb.stem])
+                raise error from None
             else:
                 state[nb.stem]["status"] = "completed"
             finally:
@@ -595,8 +631,10 @@ def run_study(
                 state_path.write_text(json.dumps(state, indent=1, default=str))
             reran.add(nb.section)
             result.executed.append(executed)
-            result.reports.append(render_html(executed, reports / f"{nb.stem}.html"))
+            result.reports.append(render_html(executed, reports / f"{nb.stem}.html", cwd, notebooks_dir))
             print(f"[study {name}] {nb.stem} done in {result.seconds[nb.stem]:.0f} s", flush=True)
+    render_site(reports, run_dir, cwd, name, notebooks_dir)
+    result.reports.sort()
     return result
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
 
 from sdfl_lib.data import ManipulationDataset
 from sdfl_lib.data.validate import preflight
 from sdfl_lib.models import build_model, load_checkpoint
 from sdfl_lib.models.weights import resolve_checkpoint
+from sdfl_lib.progress import tqdm
 from sdfl_lib.train.config import TrainConfig
 from sdfl_lib.train.distributed import DistEnv
 

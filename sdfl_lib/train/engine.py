@@ -14,10 +14,10 @@ from typing import Any, NoReturn
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
 
 from sdfl_lib.errors import DataError
 from sdfl_lib.models import make_checkpoint
+from sdfl_lib.progress import tqdm
 from sdfl_lib.runtime import make_loader, precision_note
 from sdfl_lib.train import distributed as D
 from sdfl_lib.train.build import (

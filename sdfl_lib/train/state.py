@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from sdfl_lib.errors import DataError, UsageError
+from sdfl_lib.progress import tqdm
 from sdfl_lib.runtime import atomic_write
 from sdfl_lib.train.config import normalize_augment
 

@@ -8,8 +8,8 @@ from itertools import islice
 import torch
 from torch import nn
 from torch.utils.data import Dataset, Subset
-from tqdm.auto import tqdm
 
+from sdfl_lib.progress import tqdm
 from sdfl_lib.runtime import make_loader
 from sdfl_lib.train import distributed as D
 from sdfl_lib.train.config import TrainConfig

@@ -1,12 +1,38 @@
-"""This project's own figures the study's notebooks call: module inputs/outputs, filters and
-feature maps, loss curves, result tables and saved figures. Generic statistical charts are drawn
-with seaborn directly; each helper returns its figure (Jupyter's inline backend shows it)."""
+"""This project's own figures and report blocks the study's notebooks call: the network's parts,
+loss curves, result tables, saved figures with captions, key results and closing sentences.
+Generic statistical charts are drawn with seaborn directly, in the project's style
+(`sdfl_lib.figstyle`, set by `setup()`)."""
 
 from __future__ import annotations
 
+import pandas as pd
+
+from sdfl_lib import figstyle
 from sdfl_lib.viz.charts import loss_curves
-from sdfl_lib.viz.maps import module_io, photo_tensor, show_filters, show_maps
+from sdfl_lib.viz.network import (
+    architecture_diagram,
+    cost_chart,
+    forged_example,
+    module_io,
+    shape_table,
+    show_filters,
+    show_maps,
+    trained_vs_untrained,
+)
+from sdfl_lib.viz.report import (
+    caption,
+    closing,
+    compact_image,
+    file_link,
+    key_results,
+    show,
+    show_figures,
+    styled,
+    table_html,
+    with_interval,
+)
 from sdfl_lib.viz.results import (
+    backbone_chart,
     compare_runs,
     comparison_table,
     describe_checkpoint,
@@ -15,20 +41,23 @@ from sdfl_lib.viz.results import (
     headline_row,
     metrics_table,
     per_type_table,
-    show_pngs,
+    readable,
 )
 
 __all__ = [
-    "compare_runs", "comparison_table", "describe_checkpoint", "floor_table", "headline", "headline_row", "loss_curves",
-    "metrics_table", "module_io", "per_type_table", "photo_tensor", "setup", "show_filters", "show_maps", "show_pngs",
+    "architecture_diagram", "backbone_chart", "caption", "closing", "compact_image", "compare_runs",
+    "comparison_table", "cost_chart", "describe_checkpoint", "file_link", "floor_table",
+    "forged_example", "headline", "headline_row", "key_results", "loss_curves", "metrics_table",
+    "module_io", "per_type_table", "readable", "setup", "shape_table", "show", "show_figures",
+    "show_filters", "show_maps", "styled", "table_html", "trained_vs_untrained", "with_interval",
 ]
 
 
-def setup(dpi: int = 72) -> None:
-    """seaborn's theme at a modest resolution with PNG output, so rendered reports stay small."""
-    import seaborn as sns  # why: heavy, only when drawing
-
-    sns.set_theme(style="whitegrid", rc={"figure.dpi": dpi, "savefig.dpi": dpi, "font.size": 9})
+def setup() -> None:
+    """The project's figure style (`sdfl_lib.figstyle`: 110 dpi, text >= 10 pt, colour-blind-safe
+    palette) for every figure of this process, shown as PNG."""
+    figstyle.apply()
+    pd.set_option("display.max_colwidth", None)  # no cell of a report's table cut short
     try:
         # why: exists only in a notebook
         from matplotlib_inline.backend_inline import set_matplotlib_formats

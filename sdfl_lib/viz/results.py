@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pandas as pd
-from PIL import Image
 
+from sdfl_lib import figstyle
 from sdfl_lib.metrics.uncertainty import best_floor, format_ci
 from sdfl_lib.models import read_checkpoint, weight_source
 
@@ -57,19 +57,31 @@ def headline(metrics: dict, subset: str = "both") -> str:
 
 
 COMPARED = ("standard/pixel_f1@0.5", "standard/image_auc", "paper/combined_f1")
+SHORT_LABELS = {"standard/pixel_f1@0.5": "pixel F1@0.5 (standard)", "standard/image_auc": "image AUC",
+                "paper/combined_f1": "combined F1 (paper)"}
 
 
-def compare_runs(table: pd.DataFrame, keys: tuple[str, ...] = COMPARED):
+def compare_runs(table: pd.DataFrame, keys: tuple[str, ...] = COMPARED, reference: str | None = None):
     """Bars of some headline metrics of runs (rows of `table`, e.g. `headline_row`s indexed by
-    run name), one panel per metric (seaborn; returns its FacetGrid)."""
-    import seaborn as sns  # why: heavy, only when drawing
-
+    run name), one panel per metric; `reference` (a run) drawn as a dashed line across."""
     missing = [k for k in keys if k not in table]
     if missing:
         raise ValueError(f"compare_runs: no column {missing} in {list(table.columns)}")
-    long = table[list(keys)].rename_axis("run").reset_index().melt("run", list(keys), var_name="metric")
-    return sns.catplot(long, kind="bar", y="run", x="value", col="metric",
-                       height=0.35 * len(table) + 1.8, aspect=1.4)
+    runs = list(table.index)
+    fig, axes = plt.subplots(1, len(keys), sharey=True, squeeze=False,
+                             figsize=(figstyle.MAX_WIDTH_IN, 0.42 * len(runs) + 1.6))
+    for ax, key in zip(axes[0], keys, strict=True):
+        values = table[key].astype(float)
+        ax.barh(runs, values.fillna(0), color=[figstyle.PALETTE[0 if r != reference else 7] for r in runs])
+        for y, v in enumerate(values):
+            ax.text(0.01 if pd.isna(v) else v + 0.01, y, "—" if pd.isna(v) else f"{v:.2f}",
+                    va="center", fontsize=10)
+        if reference in table.index and pd.notna(table.loc[reference, key]):
+            ax.axvline(table.loc[reference, key], color="0.3", ls="--", lw=1)
+        # A short name per panel: three long ones side by side run into each other.
+        ax.set(xlim=(0, 1.15), xlabel=SHORT_LABELS.get(key, figstyle.metric_label(key)), title="")
+    axes[0][0].invert_yaxis()
+    return fig
 
 
 def describe_checkpoint(path: str | Path) -> pd.Series:
@@ -126,16 +138,18 @@ def per_type_table(
 def metrics_table(
     metrics: dict, columns: tuple[str, ...] = HEADLINE, intervals: bool = True
 ) -> pd.DataFrame:
-    """Subsets as rows, the chosen metrics (both protocols by default) as columns: `0.65 [0.58,
-    0.71]` where the evaluation made intervals (and `intervals`), else numbers rounded."""
+    """Subsets as rows (sources without their "source/"), the image count and the chosen metrics
+    (both protocols by default) as columns under their protocol (`readable`): `0.65 [0.58, 0.71]`
+    where the evaluation made intervals (and `intervals`), else numbers rounded."""
     subsets = metrics.get("subsets", {})
     if intervals and any("intervals" in m for m in subsets.values()):
-        rows = {s: {"images": m.get("count/images"), **{c: _text(m, c) for c in columns if c in m}}
+        rows = {s.removeprefix("source/"): {"images": m.get("count/images"),
+                                           **{c: _text(m, c) for c in columns if c in m}}
                 for s, m in subsets.items()}
-        return pd.DataFrame(rows).T
-    rows = {s: {"images": m.get("count/images"), **{c: m.get(c) for c in columns}}
+        return readable(pd.DataFrame(rows).T).rename_axis("subset")
+    rows = {s.removeprefix("source/"): {"images": m.get("count/images"), **{c: m.get(c) for c in columns}}
             for s, m in subsets.items()}
-    return pd.DataFrame(rows).T.astype(float).round(3)
+    return readable(pd.DataFrame(rows).T.astype(float).round(3)).rename_axis("subset")
 
 
 def floor_table(metrics: dict, columns: tuple[str, ...] = HEADLINE) -> pd.DataFrame:
@@ -161,26 +175,35 @@ def comparison_table(table: pd.DataFrame) -> pd.DataFrame:
     return frame.pivot(index="metric", columns="pair", values="cell").loc[list(dict.fromkeys(table["metric"]))]
 
 
-def _small_png(path: Path, max_width: int, colors: int) -> bytes:
-    """The figure at most `max_width` wide with a palette of `colors`, so reports stay small."""
+def readable(table: pd.DataFrame) -> pd.DataFrame:
+    """A table of metric columns ("standard/pixel_f1@0.5") under a two-level header (protocol,
+    "pixel F1@0.5"); other columns under an empty protocol; counts as integers."""
+    words = (("pixel_f1", "pixel F1"), ("image_f1", "image F1"), ("combined_f1", "combined F1"),
+             ("image_auc", "image AUC"), ("auc", "AUC"), ("_", " "))
 
-    img = Image.open(path).convert("RGB")
-    if img.width > max_width:
-        img = img.resize((max_width, round(img.height * max_width / img.width)), Image.LANCZOS)
-    buf = io.BytesIO()
-    img.quantize(colors=colors, method=Image.Quantize.MEDIANCUT).save(buf, format="PNG", optimize=True)
-    return buf.getvalue()
+    def name(col: str) -> tuple[str, str]:
+        protocol, _, key = col.rpartition("/")
+        for a, b in words:
+            key = key.replace(a, b)
+        return protocol, key
+
+    out = table.copy()
+    out.columns = pd.MultiIndex.from_tuples([name(str(c)) for c in table.columns])
+    for col in out.columns:
+        if col[1] in ("images",) or str(col[1]).startswith("count"):
+            out[col] = out[col].astype("Int64")
+    return out
 
 
-def show_pngs(
-    folder: str | Path, pattern: str = "*.png", max_width: int = 900, colors: int = 128
-) -> list[Path]:
-    """Display every saved figure in `folder` (sorted) under its file name, shrunk for the report."""
-    from IPython.display import Image, Markdown, display  # why: exists only in a notebook
-
-    paths = sorted(Path(folder).glob(pattern))
-    if not paths:
-        raise FileNotFoundError(f"no {pattern} figures in {folder}")
-    for p in paths:
-        display(Markdown(f"**{p.stem.replace('_', ' ')}**"), Image(data=_small_png(p, max_width, colors)))
-    return paths
+def backbone_chart(table: pd.DataFrame):
+    """Backbones by computation (GFLOPs) and measured speed, the marker's area their parameters,
+    each labelled with its name."""
+    fig, ax = plt.subplots(figsize=(figstyle.MAX_WIDTH_IN * 0.75, 4.2))
+    size = 60 + 600 * table["params_M"] / max(float(table["params_M"].max()), 1e-9)
+    ax.scatter(table["GFLOPs"], table["images_per_s"], s=size, color=figstyle.PALETTE[0], alpha=0.6)
+    for name, r in table.iterrows():
+        ax.annotate(f"{name} ({r['params_M']:.0f} M)", (r["GFLOPs"], r["images_per_s"]),
+                    xytext=(8, 6), textcoords="offset points")
+    ax.set(xlabel="computation per image (GFLOPs)", ylabel="inference speed (images/s)")
+    ax.margins(x=0.35, y=0.2)
+    return fig

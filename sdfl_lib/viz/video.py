@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from sdfl_lib import figstyle
+
 # Text sizes in points at the figure's own size (Rougier et al.: at least 10 pt as shown).
 _FONT = {"title": 12, "label": 11, "tick": 10}
 
@@ -36,7 +38,7 @@ def score_over_time(
     table = _frames(frames)
     if table.empty:
         raise ValueError("score_over_time: no scored frames")
-    fig, ax = plt.subplots(figsize=(8, 3.2))
+    fig, ax = plt.subplots(figsize=(8, 3.2), layout="constrained")
     ax.plot(table["time_s"], table["score"], color="#0072B2", lw=1.6, label="frame score")
     ax.axhline(threshold, color="#D55E00", ls="--", lw=1.2, label=f"threshold {threshold:g}")
     if marked:
@@ -50,7 +52,6 @@ def score_over_time(
     ax.legend(fontsize=_FONT["tick"], loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     if title:
         ax.set_title(title, fontsize=_FONT["title"])
-    fig.tight_layout()
     return fig
 
 
@@ -85,15 +86,14 @@ def overlay_strip(out_dir: str | os.PathLike, n: int = 6) -> Figure:
     if not frames:
         raise ValueError(f"overlay_strip: cannot read the frames of {video}")
     h, w = next(iter(frames.values())).shape[:2]
-    width = 2.6  # inches per frame; the title's line above it
+    width = min(2.6, figstyle.MAX_WIDTH_IN / len(frames))  # inches per frame; a title line above it
     fig, axes = plt.subplots(1, len(frames), figsize=(width * len(frames), width * h / w + 0.45),
-                             squeeze=False)  # fmt: skip
+                             squeeze=False, layout="constrained")  # fmt: skip
     for ax, (pos, image) in zip(axes.flat, sorted(frames.items()), strict=True):
         row = table.iloc[pos]
         ax.imshow(image)
         ax.set_title(f"{row['time_s']:.1f} s: {row['score']:.2f}", fontsize=_FONT["label"])
         ax.axis("off")
-    fig.tight_layout()
     return fig
 
 

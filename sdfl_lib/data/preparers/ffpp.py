@@ -20,10 +20,10 @@ from typing import Any
 
 import cv2
 import numpy as np
-from tqdm.auto import tqdm
 
 from sdfl_lib.data.io import write_image
 from sdfl_lib.data.preparers.common import Report, row, write_binary_png
+from sdfl_lib.progress import tqdm
 
 PAPER_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
 
