@@ -358,3 +358,64 @@ def test_cli_predict_video_with_int8_calibrates_on_its_frames(checkpoint, tmp_pa
     assert sdfl(argv) == 0
     assert "quantizing to int8 on 3 calibration image(s)" in capsys.readouterr().err
     assert pd.read_csv(tmp_path / "v" / "frames.csv")["frame"].tolist() == [0, 2, 4, 6, 8]
+
+
+def test_int8_ranges_and_model_are_onnx_runtimes_own(checkpoint, tmp_path):
+    """The ranges computed image by image equal ONNX Runtime's MinMax calibrator's on the same
+    images, and the int8 model made from them equals `quantize_static` calibrating itself."""
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.calibrate import create_calibrator
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from sdfl_lib.inference.calibration import minmax_ranges
+
+    _, _, onnx_model = checkpoint
+    images = torch.rand(3, 3, SIZE, SIZE)
+    images[1] *= 4  # ranges that grow from one image to the next
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter(images.split(1))
+
+        def get_next(self) -> dict | None:
+            x = next(self.items, None)
+            return None if x is None else {"image": x.numpy()}
+
+    pre = tmp_path / "pre.onnx"
+    quant_pre_process(
+        str(onnx_model.path), str(pre), skip_symbolic_shape=True, save_as_external_data=True,
+        all_tensors_to_one_file=True, external_data_location="pre.onnx.data",
+    )  # fmt: skip
+    ours = minmax_ranges(pre, images, "image")
+    assert not list(tmp_path.glob("*calibrate*"))  # the augmented model is removed
+    calibrator = create_calibrator(
+        pre, list(set(QLinearOpsRegistry) | set(QDQRegistry)),
+        augmented_model_path=str(tmp_path / "augmented.onnx"),
+    )  # fmt: skip
+    calibrator.collect_data(Reader())
+    theirs = calibrator.compute_data()
+    assert sorted(ours.keys()) == sorted(theirs.keys()) and len(ours.keys()) > 50
+    for name in theirs.keys():
+        for a, b in zip(ours[name].range_value, theirs[name].range_value, strict=True):
+            assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b), name
+
+    keep = inf.fp32_convolutions(pre, SIZE)
+    inf.quantize_int8(onnx_model.path, tmp_path / "ours.onnx", images, keep_fp32=keep)
+    quantize_static(
+        str(pre), str(tmp_path / "theirs.onnx"), Reader(), quant_format=QuantFormat.QDQ,
+        per_channel=True, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
+        reduce_range=inf.int8_reduce_range(), nodes_to_exclude=keep,
+    )  # fmt: skip
+    a, b = (onnx.load(str(tmp_path / f"{n}.onnx")).graph for n in ("ours", "theirs"))
+    assert [n.SerializeToString() for n in a.node] == [n.SerializeToString() for n in b.node]
+    weights = {t.name: onnx.numpy_helper.to_array(t) for t in b.initializer}
+    assert len(a.initializer) == len(weights)
+    for t in a.initializer:
+        assert np.array_equal(onnx.numpy_helper.to_array(t), weights[t.name]), t.name

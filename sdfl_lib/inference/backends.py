@@ -28,6 +28,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from sdfl_lib.cuda import exact
 from sdfl_lib.errors import DataError
+from sdfl_lib.inference.calibration import minmax_ranges, pre_process
 from sdfl_lib.inference.inputs import model_image_size
 from sdfl_lib.inference.loading import checkpoint_of
 from sdfl_lib.models.base import ModelOutput
@@ -452,25 +453,14 @@ def quantize_int8(
     """Static int8 quantization of an exported model with ONNX Runtime: QDQ, per-channel int8
     weights (7-bit without VNNI), uint8 activations with min/max ranges from `calibration`
     ((N, 3, S, S) in [0, 1]); `fp32_convolutions` (or the nodes `keep_fp32`) stay fp32.
-    Returns the recipe: excluded nodes, reduce_range, calibration images. Every intermediate
-    model keeps its weights in an external data file, which ONNX Runtime maps rather than
-    copies; calibration images are fed one at a time."""
+    Returns the recipe: excluded nodes, reduce_range, calibration images. The model is
+    pre-processed by `pre_process` and its ranges, ONNX Runtime's MinMax calibration, computed
+    by `minmax_ranges` (image by image, keeping only running ranges) are handed to
+    `quantize_static` as its calibration cache; every intermediate model keeps its weights in
+    an external data file, never held twice."""
     # why: optional (sdfl[onnx])
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.items = iter(calibration.split(1))
-
-        def get_next(self) -> dict | None:
-            x = next(self.items, None)
-            return None if x is None else {"image": x.float().contiguous().numpy()}
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.calibrate import save_tensors_data
 
     reduce, out_path = int8_reduce_range(), Path(out_path)
     with (
@@ -480,17 +470,16 @@ def quantize_int8(
         warnings.catch_warnings(),
     ):
         warnings.simplefilter("ignore")
-        pre = Path(work) / "pre.onnx"
-        quant_pre_process(
-            str(fp32_path), str(pre), skip_symbolic_shape=True, save_as_external_data=True,
-            all_tensors_to_one_file=True, external_data_location=f"{pre.name}.data",
-        )  # fmt: skip
-        release_memory()
+        pre, ranges = Path(work) / "pre.onnx", Path(work) / "ranges.json"
+        pre_process(fp32_path, pre)
+        save_tensors_data(minmax_ranges(pre, calibration, "image"), ranges)
+        release_memory()  # the calibration session's buffers, before the quantizer loads
         keep = fp32_convolutions(pre, calibration.shape[-1]) if keep_fp32 is None else keep_fp32
         quantize_static(
-            str(pre), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+            str(pre), str(tmp), None, quant_format=QuantFormat.QDQ, per_channel=True,
             weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
             reduce_range=reduce, nodes_to_exclude=keep, use_external_data_format=True,
+            calibration_cache_path=ranges,
         )  # fmt: skip
     release_memory()
     return {"fp32_nodes": keep, "reduce_range": reduce, "calibration_images": len(calibration)}
