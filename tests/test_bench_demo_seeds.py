@@ -83,14 +83,14 @@ def test_bad_options_end_in_one_usage_line(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--params", "nowhere.yaml"], "parameters file not found: nowhere.yaml"),
-    (["--set", "train.epochz=3"], "epochz"),
-    (["--set", "train"], "expected KEY=VALUE"),
-    (["--set", "data.synthetic_n=0"], "needs a study on synthetic data only"),
+@pytest.mark.parametrize("argv, message, code", [
+    (["--params", "nowhere.yaml"], "parameters file not found: nowhere.yaml", 1),
+    (["--set", "train.epochz=3"], "epochz", 2),
+    (["--set", "train"], "expected KEY=VALUE", 2),
+    (["--set", "data.synthetic_n=0"], "needs a study on synthetic data only", 2),
 ])  # fmt: skip
-def test_bad_parameters_end_in_one_line_before_any_training(argv, message, tmp_path, capsys):
-    assert demo_seeds.main([*argv, "--out", str(tmp_path)]) == 2
+def test_bad_parameters_end_in_one_line_before_any_training(argv, message, code, tmp_path, capsys):
+    assert demo_seeds.main([*argv, "--out", str(tmp_path)]) == code
     err = capsys.readouterr().err.strip()
     assert err.startswith("demo-seeds: error:") and message in err and "\n" not in err
     assert not list(tmp_path.glob("run-*"))  # nothing trained
@@ -102,3 +102,16 @@ def test_a_mistake_met_in_a_run_ends_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("demo-seeds: error:") and "fewer than one global batch (16)" in err
     assert "\n" not in err
+
+
+def test_the_cpu_line_names_the_vector_instructions_and_torch_kernels(monkeypatch):
+    import torch
+
+    from sdfl_lib.runtime import CpuInfo
+
+    monkeypatch.setattr("sdfl_lib.runtime.cpu_info", lambda: CpuInfo("Some CPU", frozenset({"avx2", "fma", "sse4_2"})))
+    line = demo_seeds.describe_cpu()
+    assert line.startswith("Some CPU (") and "; ISA avx2 fma; torch kernels" in line
+    assert line.endswith(f"{torch.backends.cpu.get_cpu_capability()})")
+    monkeypatch.setattr("sdfl_lib.runtime.cpu_info", lambda: CpuInfo("Some CPU", frozenset()))
+    assert "ISA unknown" in demo_seeds.describe_cpu()

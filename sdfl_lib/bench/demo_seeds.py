@@ -37,6 +37,7 @@ ISA_ENV = {
     "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
 }
 ISA_CAPABILITY = {"avx2": "AVX2"}
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile")
 PIXEL_KEY, AUC_KEY = "standard/pixel_f1@0.5", "standard/image_auc"
 
 
@@ -174,16 +175,25 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _params(args: argparse.Namespace) -> dict[str, Any]:
+    """The study's parameters with the --set items, every key and value checked before any data."""
     from sdfl_lib.paths import REPO_ROOT
-    from sdfl_lib.study import StudyError, apply_sets, load_params
-    from sdfl_lib.train import TrainConfig
+    from sdfl_lib.study import checked_parameters
 
-    try:
-        params = apply_sets(load_params(args.params or REPO_ROOT / "params" / "demo.yaml"), args.sets)
-        TrainConfig.from_dict(params.get("train") or {})  # a bad training key fails before any data
-    except (StudyError, ValueError) as err:
-        raise UsageError(str(err)) from None
+    params, *_ = checked_parameters(args.params or REPO_ROOT / "params" / "demo.yaml", args.sets)
     return params
+
+
+def describe_cpu() -> str:
+    """The CPU in one line: model name, cores, the vector instruction sets that decide which
+    kernels PyTorch, oneDNN and MKL pick, and the kernels torch uses in this process."""
+    import torch
+
+    from sdfl_lib.runtime import cpu_info
+
+    info = cpu_info()
+    isa = " ".join(f for f in ISA_FLAGS if f in info.flags) or "unknown"
+    return (f"{info.name} ({os.cpu_count()} cores; ISA {isa}; torch kernels"
+            f" {torch.backends.cpu.get_cpu_capability()})")
 
 
 def run_all(args: argparse.Namespace, params: dict[str, Any], work: Path) -> list[dict]:
@@ -208,15 +218,13 @@ def main(argv: list[str] | None = None) -> int:
     """Parse options, run every seed at every instruction set, print the table and mean ± sd."""
     import json
 
-    from sdfl_lib.runtime import cpu_info
-
     args = _parse(argv)
     try:
         params = _params(args)
         print(f"demo-seeds: {args.params or 'params/demo.yaml'}{''.join(' --set ' + s for s in args.sets)};"
               f" seeds {' '.join(map(str, args.seeds))}; data seed "
               f"{'= each seed' if args.data_seed is None else args.data_seed}; isa {' '.join(args.isa)}")
-        print(f"CPU: {cpu_info()}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')};"
+        print(f"CPU: {describe_cpu()}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')};"
               f" load average {os.getloadavg()[0]:.1f}", flush=True)
         with contextlib.ExitStack() as stack:
             work = Path(args.out) if args.out else Path(stack.enter_context(tempfile.TemporaryDirectory()))
