@@ -22,7 +22,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -101,25 +100,13 @@ def summarize(metrics: dict) -> dict[str, float | None]:
     return row
 
 
-@contextlib.contextmanager
-def isa_environment(isa: str) -> Iterator[None]:
-    """The environment a fresh process needs to run at `isa` (restored afterwards)."""
-    saved = {k: os.environ.get(k) for k in ISA_ENV[isa]}
-    os.environ.update(ISA_ENV[isa])
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def run_isolated(isa: str, params: dict, seed: int, data: dict[str, Path], out: Path) -> dict:
     """`train_and_evaluate` in a fresh process (torch reads the caps when it loads); checks the cap
     took effect."""
-    with isa_environment(isa), ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+    from unittest import mock  # restores the environment as it was, whatever the run raises
+
+    with mock.patch.dict(os.environ, ISA_ENV[isa]), \
+            ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
         run = pool.submit(train_and_evaluate, params, seed, data, out).result()
     wanted = ISA_CAPABILITY.get(isa)
     if wanted and run["capability"] != wanted:
