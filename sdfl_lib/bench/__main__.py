@@ -13,6 +13,7 @@ _BENCHES = {
     "data": "sdfl_lib.bench.data",
     "evaluate": "sdfl_lib.bench.evaluate",
     "gpu-check": "sdfl_lib.bench.gpu_check",
+    "demo-seeds": "sdfl_lib.bench.demo_seeds",
 }
 
 
