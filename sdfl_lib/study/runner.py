@@ -538,6 +538,89 @@ def prepare_params(
     return params, notes
 
 
+@dataclass
+class _StudyRun:
+    """One run of the study: where it writes, what ran before (the state file) and what it did."""
+
+    name: str
+    run_dir: Path
+    reports: Path
+    values: dict[str, dict[str, Any]]
+    resume: bool
+    echo: bool
+    papermill_args: dict[str, Any]
+    cwd: Path | str | None
+    notebooks_dir: Path | str
+    result: StudyResult
+    state: dict[str, Any] = field(default_factory=dict)
+    reran: set[str] = field(default_factory=set)
+
+    @property
+    def state_path(self) -> Path:
+        return self.run_dir / STATE_FILE
+
+    def save_state(self) -> None:
+        self.state_path.write_text(json.dumps(self.state, indent=1, default=str))
+
+    def parameters_for(self, nb: Notebook, tag: str) -> dict[str, Any] | None:
+        """The notebook's parameters, or None when `resume` finds it finished with the same ones."""
+        parameters = {"run_dir": str(self.run_dir), **self.values[nb.section]}
+        digest = _digest(nb, parameters)
+        prev = self.state.get(nb.stem) or {}
+        same = prev.get("digest") == digest
+        upstream = sorted(f for f in FEEDS.get(nb.section, self.reran) if f in self.reran)
+        executed = self.run_dir / "notebooks" / nb.path.name
+        if self.resume and same and prev.get("status") == "completed" and executed.is_file() \
+                and not upstream:
+            print(f"{tag}: finished earlier with the same parameters, skipped", flush=True)
+            return None
+        if self.resume and prev and not same:
+            changed = _changed_keys(prev.get("parameters", {}), json.loads(
+                json.dumps(parameters, default=str))) or ["the notebook itself"]
+            print(f"{tag}: re-runs, changed since the last run: {', '.join(changed)}", flush=True)
+        elif self.resume and upstream:
+            print(f"{tag}: re-runs, it reads what {', '.join(upstream)} wrote again", flush=True)
+        if "resume" in declared_parameters(nb.path):
+            # Continue an interrupted training/evaluation only when it ran with these parameters.
+            parameters["resume"] = bool(self.resume and same and not upstream)
+        self.state[nb.stem] = {"digest": digest, "status": "running", "parameters": parameters}
+        return parameters
+
+    def execute(self, nb: Notebook, executed: Path, parameters: dict[str, Any]) -> None:
+        """Run one notebook with papermill; a failure renders it and raises a `StudyError`."""
+        import papermill  # why: heavy, only when a study runs
+        from nbclient.exceptions import DeadKernelError  # why: heavy, only when a study runs
+        from papermill.exceptions import PapermillExecutionError  # why: heavy, only then
+
+        self.save_state()
+        start = time.perf_counter()
+        stream = _Echo(sys.stderr) if self.echo else None
+        try:
+            papermill.execute_notebook(
+                str(nb.path), str(executed), parameters=parameters, stdout_file=stream,
+                stderr_file=stream, cwd=str(self.cwd) if self.cwd else None, **self.papermill_args)
+        except (PapermillExecutionError, DeadKernelError) as err:
+            self.state[nb.stem]["status"] = "failed"
+            error = _notebook_failed(nb, executed, self.reports / f"{nb.stem}.html", err,
+                                     self.run_dir)
+            self.render_site(skip=[nb.stem])
+            raise error from None
+        else:
+            self.state[nb.stem]["status"] = "completed"
+        finally:
+            # Whatever happened (a failed cell, Ctrl-C), the state file says it.
+            self.result.seconds[nb.stem] = round(time.perf_counter() - start, 1)
+            (self.run_dir / "study_times.json").write_text(json.dumps(self.result.seconds, indent=1))
+            self.save_state()
+        self.reran.add(nb.section)
+        self.result.executed.append(executed)
+        self.result.reports.append(
+            render_html(executed, self.reports / f"{nb.stem}.html", self.cwd, self.notebooks_dir))
+
+    def render_site(self, skip: Sequence[str] = ()) -> None:
+        render_site(self.reports, self.run_dir, self.cwd, self.name, self.notebooks_dir, skip)
+
+
 def run_study(
     params_path: Path | str,
     only: str | Sequence[str] | None = None,
@@ -563,79 +646,38 @@ def run_study(
     (progress, epochs) on the terminal as it runs. A failing cell stops the run with a `StudyError`
     naming the notebook and the cell; the failed notebook is still rendered.
     """
-    import papermill  # why: heavy, only when a study runs
-    from nbclient.exceptions import DeadKernelError  # why: heavy, only when a study runs
-    from papermill.exceptions import PapermillExecutionError  # why: heavy, only when a study runs
-
     params, notebooks, values, notes = checked_parameters(params_path, sets, smoke, notebooks_dir)
     name = str(params["name"])
     chosen = select_notebooks(notebooks, only)
-
     run_dir = Path(run_root or params.get("run_root") or "runs").resolve() / name
     reports = Path(reports_dir).resolve() if reports_dir else Path("reports").resolve() / name
-    out_nb_dir = run_dir / "notebooks"
-    out_nb_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     (run_dir / "study.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for note in notes:
         print(f"[study {name}] smoke: {note}", flush=True)
-    result = StudyResult(run_dir=run_dir)
-    kernel_name = kernel_name or params.get("kernel_name")
-    state_path = run_dir / STATE_FILE
-    state: dict[str, Any] = json.loads(state_path.read_text()) if state_path.is_file() else {}
-    reran: set[str] = set()
     echo = echo and not log_output  # log_output prints everything already
-
+    run = _StudyRun(
+        name=name, run_dir=run_dir, reports=reports, values=values, resume=resume, echo=echo,
+        papermill_args={"kernel_name": kernel_name or params.get("kernel_name"),
+                        "log_output": log_output, "progress_bar": not echo},
+        cwd=cwd, notebooks_dir=notebooks_dir, result=StudyResult(run_dir=run_dir))
+    if run.state_path.is_file():
+        run.state = json.loads(run.state_path.read_text())
     with study_kernel(run_dir / ".jupyter") as own_kernel:
+        run.papermill_args["kernel_name"] = run.papermill_args["kernel_name"] or own_kernel
         for i, nb in enumerate(execution_order(chosen), 1):
-            executed = out_nb_dir / nb.path.name
-            parameters = {"run_dir": str(run_dir), **values[nb.section]}
-            digest = _digest(nb, parameters)
-            prev = state.get(nb.stem) or {}
-            same = prev.get("digest") == digest
-            upstream = sorted(f for f in FEEDS.get(nb.section, reran) if f in reran)
+            executed = run_dir / "notebooks" / nb.path.name
             tag = f"[study {name}] {i}/{len(chosen)} {nb.path.name}"
-            if resume and same and prev.get("status") == "completed" and executed.is_file() and not upstream:
-                print(f"{tag}: finished earlier with the same parameters, skipped", flush=True)
-                result.skipped.append(executed)
+            parameters = run.parameters_for(nb, tag)
+            if parameters is None:
+                run.result.skipped.append(executed)
                 continue
-            if resume and prev and not same:
-                changed = _changed_keys(prev.get("parameters", {}), json.loads(
-                    json.dumps(parameters, default=str))) or ["the notebook itself"]
-                print(f"{tag}: re-runs, changed since the last run: {', '.join(changed)}", flush=True)
-            elif resume and upstream:
-                print(f"{tag}: re-runs, it reads what {', '.join(upstream)} wrote again", flush=True)
-            if "resume" in declared_parameters(nb.path):
-                # Continue an interrupted training/evaluation only when it ran with these parameters.
-                parameters["resume"] = bool(resume and same and not upstream)
             print(f"{tag} -> {executed}", flush=True)
-            state[nb.stem] = {"digest": digest, "status": "running", "parameters": parameters}
-            state_path.write_text(json.dumps(state, indent=1, default=str))
-            start = time.perf_counter()
-            stream = _Echo(sys.stderr) if echo else None
-            try:
-                papermill.execute_notebook(
-                    str(nb.path), str(executed), parameters=parameters,
-                    kernel_name=kernel_name or own_kernel, log_output=log_output, progress_bar=not echo,
-                    stdout_file=stream, stderr_file=stream, cwd=str(cwd) if cwd else None)
-            except (PapermillExecutionError, DeadKernelError) as err:
-                state[nb.stem]["status"] = "failed"
-                error = _notebook_failed(nb, executed, reports / f"{nb.stem}.html", err, run_dir)
-                render_site(reports, run_dir, cwd, name, notebooks_dir, skip=[nb.stem])
-                raise error from None
-            else:
-                state[nb.stem]["status"] = "completed"
-            finally:
-                # Whatever happened (a failed cell, Ctrl-C), the state file says it.
-                result.seconds[nb.stem] = round(time.perf_counter() - start, 1)
-                (run_dir / "study_times.json").write_text(json.dumps(result.seconds, indent=1))
-                state_path.write_text(json.dumps(state, indent=1, default=str))
-            reran.add(nb.section)
-            result.executed.append(executed)
-            result.reports.append(render_html(executed, reports / f"{nb.stem}.html", cwd, notebooks_dir))
-            print(f"[study {name}] {nb.stem} done in {result.seconds[nb.stem]:.0f} s", flush=True)
-    render_site(reports, run_dir, cwd, name, notebooks_dir)
-    result.reports.sort()
-    return result
+            run.execute(nb, executed, parameters)
+            print(f"[study {name}] {nb.stem} done in {run.result.seconds[nb.stem]:.0f} s", flush=True)
+    run.render_site()
+    run.result.reports.sort()
+    return run.result
 
 
 def _main(args: argparse.Namespace) -> int:
