@@ -5,8 +5,7 @@ Names are imported lazily so that `import sdfl_lib.data` stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from sdfl_lib.lazy import lazy_getattr
 
 _EXPORTS = {
     "MANIFEST_COLUMNS": "manifest",
@@ -40,9 +39,4 @@ __all__ = sorted(_EXPORTS)
 from sdfl_lib.data.download import download as download  # noqa: E402
 from sdfl_lib.data.prepare import prepare as prepare  # noqa: E402
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
-        return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

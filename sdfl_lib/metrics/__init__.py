@@ -10,8 +10,7 @@ scikit-learn.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from sdfl_lib.lazy import lazy_getattr
 
 _EXPORTS = {
     "FINE_BINS": "counts",
@@ -35,8 +34,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
-        return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

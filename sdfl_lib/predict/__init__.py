@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sdfl_lib.data.video import is_video
+from sdfl_lib.lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from torch import nn
@@ -22,13 +23,8 @@ _LAZY = {"Prediction": "engine", "map_to_png": "engine", "predict_batch": "engin
          "VideoPrediction": "video", "predict_video": "video"}  # fmt: skip
 
 
-def __getattr__(name: str) -> Any:
-    # Lazy, so that `sdfl --help` (which imports predict.cli) does not import matplotlib.
-    if name in _LAZY:
-        import importlib  # why: lazy, see above
-
-        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# Lazy, so that `sdfl --help` (which imports predict.cli) does not import matplotlib.
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 def predict(
