@@ -52,7 +52,12 @@ def test_autocast_policy(monkeypatch) -> None:
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype is torch.bfloat16
     # A type the CPU would only emulate (several times slower) runs in float32, and says so.
     assert runtime.autocast_dtype(cpu, "fp16") is None
-    assert "no native fp16 arithmetic" in runtime.precision_note(cpu, "fp16")
+    assert "running in float32" in runtime.precision_note(cpu, "fp16")
+    # fp16 stays a GPU precision even where the CPU has AVX512-FP16 (its kernels are slower).
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx2", "avx512_fp16", "amx_fp16"}))
+    assert runtime.autocast_dtype(cpu, "fp16") is None
+    assert "a GPU precision" in runtime.precision_note(cpu, "fp16")
+    assert runtime.autocast_dtype(cpu, "fp16", emulated=True) is torch.float16  # benchmarks
     monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx2"}))
     assert runtime.autocast_dtype(cpu, "bf16") is None
     assert "running in float32" in runtime.precision_note(cpu, "bf16")

@@ -240,11 +240,12 @@ def test_mixed_precision_and_channels_last_run(tmp_path, precision, native, monk
                  train_dataset=ToyItems())
     assert result.status == "completed" and result.global_step == 6
     state = torch.load(tmp_path / precision / "state.pt", weights_only=True)
-    # GradScaler state is kept for resume when fp16 really runs; float32 needs none.
-    assert bool(state["scaler"]) is (precision == "fp16" and native)
+    # On a CPU fp16 always runs in float32 (its CPU kernels are slower), so no GradScaler state.
+    assert not state["scaler"]
     assert all(torch.isfinite(v).all() for v in weights(tmp_path / precision).values())
-    said = f"note: precision {precision}: this CPU has no native {precision}" in capsys.readouterr().out
-    assert said is not native
+    out = capsys.readouterr().out
+    said = f"note: precision {precision}: " in out and "running in float32" in out
+    assert said is not (precision == "bf16" and native)
 
 
 def test_bad_setups_fail_clearly(tmp_path):
