@@ -179,6 +179,12 @@ def test_predict_video_writes_every_output_and_batches_like_single_frames(clip, 
     predict_video(clip, model, tmp_path / "all", Sampling(every=10), save_maps=True, progress=False,
                   log=lambda m: None)  # fmt: skip
     assert len(list((tmp_path / "all" / "maps").glob("frame_*.png"))) == 4
+    # A rerun into the same folder leaves no map of the earlier run behind, and says so.
+    predict_video(clip, model, tmp_path / "all", Sampling(every=20), save_maps=True, progress=False,
+                  log=logged.append)  # fmt: skip
+    assert sorted(p.name for p in (tmp_path / "all" / "maps").glob("*.png")) == [
+        "frame_000000.png", "frame_000020.png"]  # fmt: skip
+    assert any("removed 4 frame map(s) of the earlier prediction" in m for m in logged)
     before = len(plt.get_fignums())
     curve, strip = show_video(tmp_path / "v", n=4)
     assert len(plt.get_fignums()) == before + 2 and len(strip.axes) == 4

@@ -187,6 +187,16 @@ def _summary(frames: VideoFrames, table: pd.DataFrame, writer: _Writer, seconds:
     }
 
 
+def _clear_earlier_maps(out_dir: Path, log: Callable[[str], None]) -> None:
+    """Removes the frame maps an earlier prediction left in `out_dir`, saying how many: the new
+    frames.csv would not list them, and a map of another sampling must not pass for this run's."""
+    earlier = sorted((out_dir / "maps").glob("frame_*.png"))
+    for f in earlier:
+        f.unlink()
+    if earlier:
+        log(f"{out_dir}: removed {len(earlier)} frame map(s) of the earlier prediction it held")
+
+
 def predict_video(
     video: str | os.PathLike,
     model: nn.Module,
@@ -211,6 +221,7 @@ def predict_video(
     info, out_dir = frames.info, Path(out_dir)
     expected = f"{frames.expected} frame(s)" if frames.expected else "length unknown"
     log(f"{video}: {info.describe()}; sampling {frames.sampling.describe(info.fps)}: {expected}")
+    _clear_earlier_maps(out_dir, log)
     writer = _Writer(out_dir, frames.sampling.rate(info.fps), threshold, save_maps)
     opts = dict(batch_size=batch_size, image_size=image_size, threshold=threshold, progress=progress)
     start = time.perf_counter()
