@@ -130,6 +130,9 @@ def test_fit_writes_the_run_folder(tmp_path):
     assert best["format"] == "sdfl" and best["epoch"] == result.best_epoch
     assert best["metrics"]["val_loss"] == pytest.approx(result.best_loss)
     assert best["config"]["model"] == "train_test_tiny"
+    # An improving epoch's best.pt is its last.pt, linked; a later epoch's last.pt leaves it be.
+    assert torch.load(run / "last.pt", weights_only=True)["epoch"] == 3
+    assert os.path.samefile(run / "best.pt", run / "last.pt") is (result.best_epoch == 3)
     state = torch.load(run / "state.pt", weights_only=True)
     assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (3, 0, 18)
     assert {"model", "optimizer", "scheduler", "scaler", "rng", "bad_epochs"} <= set(state)

@@ -48,3 +48,15 @@ def test_describe_says_what_the_short_runs_train():
                        batch_size=16, optimizer="adam", lr=1e-3, epochs=1, limit_train_batches=0)
     assert describe(base, [0, 1]) == ("short runs: ours on tf_efficientnet_lite0 (ImageNet weights), 128 px, "
                                       "batch 16, adam lr 0.001, 1 epoch(s), seed(s) [0, 1]")
+
+
+def test_the_baseline_alone_over_seeds_has_no_comparison(monkeypatch, tmp_path):
+    from sdfl_lib.study import optimize
+
+    scores = iter([0.4, 0.6])
+    monkeypatch.setattr(optimize, "_train_and_score", lambda *a, **k: {})
+    monkeypatch.setattr(optimize, "headline_frame", lambda metrics, subsets: pd.DataFrame(
+        {"metric": [KEY], "value": [next(scores)], "text": ["t"]}))
+    study = optimize.variant_study(TrainConfig(), {}, out=tmp_path, test_manifest="t.csv", seeds=[0, 1])
+    assert study.summary(keys=(KEY,)).loc["baseline", KEY] == "0.500 ± 0.141"
+    assert study.comparisons.empty and study.verdicts(keys=(KEY,)).empty

@@ -16,7 +16,7 @@ import pandas as pd
 
 from sdfl_lib import viz
 from sdfl_lib.evaluate import evaluate
-from sdfl_lib.evaluate.comparison import compare
+from sdfl_lib.evaluate.comparison import COLUMNS, compare
 from sdfl_lib.metrics.uncertainty import RESAMPLES, headline_frame
 from sdfl_lib.train import fit
 
@@ -147,7 +147,10 @@ def variant_study(
             result = compare(folders[baseline] / "eval", folders[name] / "eval",
                              names=[baseline, name], resamples=resamples)
             comparisons.append(result.table.assign(seed=seed))
-    return VariantStudy(pd.DataFrame(runs), pd.concat(comparisons, ignore_index=True), baseline)
+    # No variants (the baseline over seeds alone): no comparison, an empty table.
+    pairs = (pd.concat(comparisons, ignore_index=True) if comparisons
+             else pd.DataFrame(columns=[*COLUMNS, "seed"]))
+    return VariantStudy(pd.DataFrame(runs), pairs, baseline)
 
 
 __all__ = ["STUDY_KEYS", "VariantStudy", "describe", "short_run", "variant_study"]

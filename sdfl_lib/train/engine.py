@@ -37,6 +37,7 @@ from sdfl_lib.train.state import (
     TrainingState,
     atomic_torch_save,
     fresh_acc,
+    link_or_copy,
     load_training_state,
     read_training_state,
     resume_changes,
@@ -491,10 +492,13 @@ class _Run:
     def _write_epoch(self, row: dict[str, Any], improved: bool) -> None:
         """Checkpoints, metrics.csv, TensorBoard and the epoch's line (rank 0)."""
         cfg, s = self.cfg, self.state
-        if improved:
-            self._save_checkpoint("best.pt", row)
         if cfg.keep_state:
             self._save_checkpoint("last.pt", row)
+        if improved and cfg.keep_state:
+            # The same checkpoint: linked, not written twice (the paper's network is 660 MB).
+            link_or_copy(self.run_dir / "last.pt", self.run_dir / "best.pt")
+        elif improved:
+            self._save_checkpoint("best.pt", row)
         write_metrics_csv(s.metrics, self.run_dir / "metrics.csv")
         for key, value in row.items():
             if key not in ("epoch", "step", "best"):

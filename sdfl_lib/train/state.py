@@ -88,14 +88,20 @@ def atomic_torch_save(obj: Any, path: str | Path, keep_previous: Path | None = N
     torch.save(obj, buffer)
     path = Path(path)
     if keep_previous is not None and path.is_file():
-        tmp = keep_previous.with_name(f".{keep_previous.name}.tmp")
-        tmp.unlink(missing_ok=True)
-        try:
-            os.link(path, tmp)
-        except OSError:
-            shutil.copyfile(path, tmp)
-        os.replace(tmp, keep_previous)
+        link_or_copy(path, keep_previous)
     atomic_write_bytes(buffer.getvalue(), path)
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """`dst` becomes the file `src` is now (a hard link, else a copy), swapped in atomically; a
+    later atomic replace of `src` leaves `dst` as it was."""
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
 
 
 def rng_state() -> dict[str, Any]:
