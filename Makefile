@@ -21,8 +21,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -e ".[test]"
 	touch $(STAMP)
 
+# Two pytest workers (pytest-xdist): most of the suite's time is one busy core (notebook kernels,
+# subprocesses, checkpoint files), so a second worker all but halves it on 2 cores. The slow tests
+# are handed out first and one at a time (tests/conftest.py). TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
+
 test: lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist load --maxschedchunk 1)
 
 demo: $(STAMP)
 	$(VENV)/bin/sdfl study --params $(PARAMS)

@@ -122,6 +122,7 @@ def test_multigpu_file_runs_two_processes(tmp_path: Path) -> None:
     assert "on 2 process(es)" in train_nb, "03 trained with torchrun on 2 processes (gloo)"
 
 
+@pytest.mark.slow
 def test_slurm_script_parses_and_launches_the_study(tmp_path: Path) -> None:
     script = REPO_ROOT / "params" / "slurm_study.sbatch"
     subprocess.run(["bash", "-n", str(script)], check=True)

@@ -48,6 +48,7 @@ def test_fine_tune_from_an_authors_format_checkpoint(tmp_path, manifest):
     assert out.mask_logit.shape == (1, 1, 32, 32)
 
 
+@pytest.mark.slow
 def test_two_processes_under_torchrun_match_one_process(tmp_path, manifest):
     keys = ["model=upernet", "backbone=resnet18", f"model_kwargs={SMALL}", "image_size=32",
             f"train_manifest={manifest}", f"val_manifest={manifest}", "batch_size=4", "epochs=1",

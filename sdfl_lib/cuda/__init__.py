@@ -8,14 +8,10 @@ from __future__ import annotations
 
 from sdfl_lib.cuda.exact import prroi_pool_whole
 from sdfl_lib.cuda.prroi_pool import PrRoIPool2D, prroi_pool2d
+from sdfl_lib.lazy import lazy_getattr
 
 __all__ = ["PrRoIPool2D", "prroi_pool2d", "prroi_pool_whole", "load_extension"]
 
 
-def __getattr__(name: str):
-    # The extension loader pulls in torch.utils.cpp_extension; only import it when asked.
-    if name == "load_extension":
-        from sdfl_lib.cuda.extension import load_extension  # why: lazy, see above
-
-        return load_extension
-    raise AttributeError(f"module 'sdfl_lib.cuda' has no attribute {name!r}")
+# The extension loader pulls in torch.utils.cpp_extension; only import it when asked.
+__getattr__ = lazy_getattr(__name__, {"load_extension": "extension"})
