@@ -331,7 +331,10 @@ def study_kernel(kernel_dir: Path) -> Iterator[str]:
     spec_dir = kernel_dir / "kernels" / KERNEL_NAME
     spec_dir.mkdir(parents=True, exist_ok=True)
     spec = {
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        # The kernel's own log stays at errors: ipykernel 7 warns on every start that a local TCP
+        # connection is unencrypted, a line per notebook on the study's terminal.
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
+                 "--IPKernelApp.log_level=ERROR"],
         "display_name": f"sdfl ({sys.prefix})",
         "language": "python",
         # Inherited by every process the kernel starts, so that those of a dead kernel are found.
