@@ -53,6 +53,17 @@ def test_comparison_reports_memory_and_the_cpu_families(monkeypatch):
     assert "every route within 3 GiB" in model_bench.format_comparison(r)
 
 
+def test_device_line_says_when_pytorch_is_capped_to_another_cpu_family(monkeypatch):
+    for key in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS"):
+        monkeypatch.delenv(key, raising=False)
+    plain = model_bench.device_description(torch.device("cpu"))
+    assert "instruction sets:" in plain and "capped" not in plain
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    capped = model_bench.device_description(torch.device("cpu"))
+    assert capped == plain + "; PyTorch capped by ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2"
+
+
 def test_coverage_manifest_pairs_images_with_forged_masks(shared_data, tmp_path):
     m = int8_bench.coverage_manifest(shared_data / "coverage-sample")
     assert len(m) == 22 and m["label"].sum() == 11

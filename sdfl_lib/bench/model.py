@@ -73,7 +73,14 @@ def device_description(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     have = ", ".join(instruction_sets()) or "none of AVX2, AVX-512, VNNI, BF16, AMX"
-    return f"{cpu_info().name}, {torch.get_num_threads()} threads; instruction sets: {have}"
+    line = f"{cpu_info().name}, {torch.get_num_threads()} threads; instruction sets: {have}"
+    # Caps that make this CPU run another family's kernels (ONNX Runtime has none: its routes
+    # still use everything the CPU has).
+    caps = [f"{k}={os.environ[k]}" for k in _ISA_CAPS if os.environ.get(k)]
+    return line + (f"; PyTorch capped by {' '.join(caps)}" if caps else "")
+
+
+_ISA_CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
 
 
 # Peak resident memory every inference route must stay within (export and int8 included).
