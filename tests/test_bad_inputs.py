@@ -231,7 +231,8 @@ def test_one_mask_rule_in_validation_training_and_evaluation(tmp_path):
     assert "every non-zero pixel" in by_kind[("mask_non_binary", 1)]["detail"]
     assert ("tampered_empty_mask", 2) in by_kind and ("authentic_with_mask", 3) in by_kind
 
-    item = ManipulationDataset(tmp_path / "m.csv", image_size=None, augment=False)[0]
+    with pytest.warns(UserWarning, match=r"1 authentic row\(s\) have a mask: it is ignored"):
+        item = ManipulationDataset(tmp_path / "m.csv", image_size=None, augment=False)[0]
     assert int(item["mask"].sum()) == 32  # both the 100 and the 200 region
 
     m = evaluate(RedChannel(), tmp_path / "m.csv", tmp_path / "ev", workers=0, figures=False,
