@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from sdfl_lib.bench.authors import AuthorsOurs
+from sdfl_lib.bench.demo_seeds import ISA_ENV
 from sdfl_lib.inference import (
     OnnxModel,
     inference_model,
@@ -76,11 +77,9 @@ def device_description(device: torch.device) -> str:
     line = f"{cpu_info().name}, {torch.get_num_threads()} threads; instruction sets: {have}"
     # Caps that make this CPU run another family's kernels (ONNX Runtime has none: its routes
     # still use everything the CPU has).
-    caps = [f"{k}={os.environ[k]}" for k in _ISA_CAPS if os.environ.get(k)]
+    caps = [f"{k}={os.environ[k]}" for k in ISA_ENV["avx2"] if os.environ.get(k)]
     return line + (f"; PyTorch capped by {' '.join(caps)}" if caps else "")
 
-
-_ISA_CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
 
 
 # Peak resident memory every inference route must stay within (export and int8 included).

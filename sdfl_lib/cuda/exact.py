@@ -11,6 +11,8 @@ differentiable through autograd w.r.t. the features and the ROI coordinates.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -37,7 +39,22 @@ def axis_weights(start: torch.Tensor, end: torch.Tensor, bins: int, length: int)
     return torch.where(size[:, None, None] > 0, mass / safe[:, None, None], torch.zeros_like(mass))
 
 
-def _axis_matrix(length: int, bins: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+def _cached_when_eager(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """`fn` memoised (64 entries) in eager mode. torch.compile traces the matrices into its graph
+    as constants and would skip (and warn about) the cache, so under compilation `fn` runs as is.
+    The wrapper keeps the cache's `cache_clear`."""
+    cached = functools.lru_cache(maxsize=64)(fn)
+
+    @functools.wraps(fn)
+    def call(*args: Any) -> torch.Tensor:
+        return fn(*args) if torch.compiler.is_compiling() else cached(*args)
+
+    call.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
+    return call
+
+
+@_cached_when_eager
+def _whole_map_weights(length: int, bins: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     # Computed in float64 and rounded once, so every dtype gets the most exact matrix it can hold.
     # Made outside inference mode: a cached inference tensor could not be saved for a later backward.
     with torch.inference_mode(False), torch.no_grad():
@@ -46,27 +63,16 @@ def _axis_matrix(length: int, bins: int, dtype: torch.dtype, device: torch.devic
         return axis_weights(start, end, bins, length)[0].to(dtype=dtype, device=device)
 
 
-def _kron_matrix(h: int, w: int, bins: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    # (bins*bins, H*W): row p*bins+q = outer(wy[p], wx[q]) flattened, so pooling is one GEMM.
-    with torch.inference_mode(False), torch.no_grad():
-        return torch.kron(_axis_matrix(h, bins, dtype, device), _axis_matrix(w, bins, dtype, device))
-
-
-_cached_axis_matrix = functools.lru_cache(maxsize=64)(_axis_matrix)
-_cached_kron_matrix = functools.lru_cache(maxsize=64)(_kron_matrix)
-
-
-def _matrices() -> tuple:
-    # torch.compile traces the matrices into its graph as constants and would skip (and warn
-    # about) the caches: the plain functions then, the cached ones in eager mode.
-    if torch.compiler.is_compiling():
-        return _axis_matrix, _kron_matrix
-    return _cached_axis_matrix, _cached_kron_matrix
-
-
 def whole_map_matrix(length: int, bins: int, dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
     """The (bins, length) weight matrix of the whole-map ROI [0, length] along one axis (cached)."""
-    return _matrices()[0](int(length), int(bins), dtype, torch.device(device))
+    return _whole_map_weights(int(length), int(bins), dtype, torch.device(device))
+
+
+@_cached_when_eager
+def _whole_map_kron(h: int, w: int, bins: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    # (bins*bins, H*W): row p*bins+q = outer(wy[p], wx[q]) flattened, so pooling is one GEMM.
+    with torch.inference_mode(False), torch.no_grad():
+        return torch.kron(_whole_map_weights(h, bins, dtype, device), _whole_map_weights(w, bins, dtype, device))
 
 
 # Maps up to this many pixels pool with one GEMM against the Kronecker product of the two axis
@@ -89,7 +95,7 @@ def prroi_pool_whole(features: torch.Tensor, bins: int) -> torch.Tensor:
     bins = int(bins)
     # Under autocast the matmuls pick their own dtype; otherwise the weights follow the features.
     if h * w <= _KRON_MAX_PIXELS:
-        k = _matrices()[1](h, w, bins, features.dtype, features.device)
+        k = _whole_map_kron(h, w, bins, features.dtype, features.device)
         if not features.is_contiguous() and features.is_contiguous(memory_format=torch.channels_last):
             # (N, H*W, C) is a free view of channels_last memory; the result keeps that layout.
             out = torch.matmul(k, features.permute(0, 2, 3, 1).reshape(n, h * w, c))

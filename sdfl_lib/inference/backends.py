@@ -117,7 +117,7 @@ class InferenceUnavailable(DataError, RuntimeError):
 def _fresh_prroi_caches():
     """Empty the cached PrRoI pooling matrices before and after tracing: tensors made while a
     graph is traced are placeholders that must never be served to a later eager call."""
-    caches = (exact._cached_axis_matrix, exact._cached_kron_matrix)
+    caches = (exact._whole_map_weights, exact._whole_map_kron)
     for c in caches:
         c.cache_clear()
     try:
