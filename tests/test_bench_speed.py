@@ -15,12 +15,15 @@ from sdfl_lib.models import build_model
 @pytest.mark.slow
 def test_side_by_side_reports_every_path_against_the_authors(capsys):
     argv = ["--size", "64", "--iters", "1", "--warmup", "0",
-            "--paths", "infer:authors,optimized train:ours"]  # fmt: skip
+            "--paths", "infer:authors,optimized train:ours,ours-direct"]  # fmt: skip
     assert model_bench.main(argv) == 0
     out = capsys.readouterr().out
     assert "model ours (resnet50), 64x64, batch 2" in out
     for line in ("inference:", "training:", "authors", "optimized", "malloc tuned"):
         assert line in out
+    ours = next(ln for ln in out.splitlines() if ln.strip().startswith("ours "))
+    direct = next(ln for ln in out.splitlines() if ln.strip().startswith("ours-direct"))
+    assert "3x3 convs by Winograd where they pay" in ours and "Winograd" not in direct
     assert "x authors" in out and "1.00x" in out and "peak RSS MiB" in out
     assert "the library uses by default on this CPU: inference" in out
     assert "instruction sets: " in out and "not measured (these figures are from" in out

@@ -251,6 +251,24 @@ def test_mixed_precision_and_channels_last_run(tmp_path, precision, native, monk
     assert said is not (precision == "bf16" and native)
 
 
+def test_winograd_convolutions_follow_the_config_and_may_change_on_resume(tmp_path, monkeypatch):
+    from sdfl_lib.train import build
+
+    seen = []
+    real = build.use_winograd
+    monkeypatch.setattr(build, "use_winograd",
+                        lambda model, enabled=True: seen.append(enabled) or real(model, enabled))
+    fit(tiny_config(tmp_path / "on", epochs=1), train_dataset=ToyItems())
+    fit(tiny_config(tmp_path / "off", epochs=1, winograd=False), train_dataset=ToyItems())
+    assert seen == [True, False]
+    assert "winograd: false" in (tmp_path / "off" / "config.yaml").read_text()
+    result = fit(resume=tmp_path / "off", overrides=["winograd=true", "epochs=2"],
+                 train_dataset=ToyItems())
+    assert result.status == "completed" and seen == [True, False, True]
+    changes = (tmp_path / "off" / "config_changes.csv").read_text()
+    assert "winograd" in changes
+
+
 def test_bad_setups_fail_clearly(tmp_path):
     with pytest.raises(ValueError, match="divisible by world_size x grad_accum = 1 x 3 = 3"):
         fit(tiny_config(tmp_path / "a", grad_accum=3), train_dataset=ToyItems())

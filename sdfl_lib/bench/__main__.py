@@ -14,6 +14,7 @@ _BENCHES = {
     "evaluate": "sdfl_lib.bench.evaluate",
     "gpu-check": "sdfl_lib.bench.gpu_check",
     "demo-seeds": "sdfl_lib.bench.demo_seeds",
+    "winograd": "sdfl_lib.bench.winograd",
 }
 
 

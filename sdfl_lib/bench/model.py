@@ -32,6 +32,7 @@ from sdfl_lib.inference import (
     resolve_backend,
 )
 from sdfl_lib.models import ModelOutput, build_model
+from sdfl_lib.models.winograd import use_winograd
 from sdfl_lib.progress import tqdm
 from sdfl_lib.runtime import (
     autocast,
@@ -152,7 +153,8 @@ def bench_model(
 
     Inference runs in eval mode under `torch.inference_mode`, on `optimize_for_inference`'s copy
     (batch norm folded into the convolutions) unless `fold_bn` is False; training is the
-    trainer's step (`TrainStep`: forward, the paper's loss, backward and an Adam step). `dtype`
+    trainer's step (`TrainStep`: forward, the paper's loss, backward and an Adam step; on the CPU
+    with Winograd convolutions where they pay, as `sdfl train`). `dtype`
     "bf16"/"fp16" use autocast (fp16 training with a GradScaler); on a CPU without native
     arithmetic in that type only `conv_probe` runs, unless `force`. Returns a dict of the
     settings and figures (memory in MiB; on the CPU it is the process's peak resident set, so the
@@ -183,6 +185,7 @@ def bench_model(
     result.update(_bench_inference(fast, x, dtype, timing))
     if train:
         model = copy.deepcopy(model).train()  # the Bayar projection mutates; keep runs apart
+        use_winograd(model, dev.type == "cpu")  # as `sdfl train` trains on this device
         result.update(_bench_training(model, x, dtype, timing))
     return result
 
@@ -353,8 +356,9 @@ def main(argv: list[str] | None = None) -> int:
 # independent build of the original network, run as its code runs (eager, nothing folded).
 INFERENCE_PATHS = ("authors", "eager", "optimized", "compile", "onnx", "int8")
 # Training: the authors' network with the C library's malloc; ours as `sdfl train` runs it
-# (malloc tuned); ours with glibc's default malloc (what the tuning gives); ours compiled.
-TRAINING_PATHS = ("authors", "ours-default-malloc", "ours", "ours-compiled")
+# (malloc tuned, Winograd convolutions where they pay); ours with glibc's default malloc and ours
+# with direct convolutions (what each of the two gives); ours compiled.
+TRAINING_PATHS = ("authors", "ours-default-malloc", "ours-direct", "ours", "ours-compiled")
 
 
 def _worker_model(kind: str, size: int) -> nn.Module:
@@ -393,9 +397,12 @@ def _worker(task: str, path: str, size: int, batch: int, iters: int, warmup: int
 
 def _training_run(path: str, x: torch.Tensor, result: dict[str, Any]) -> Any:
     """The training step of a path (the trainer's `TrainStep`, fp32 on the CPU)."""
-    if path in ("ours", "ours-compiled"):
+    if path in ("ours", "ours-direct", "ours-compiled"):
         result["malloc"] = tune_malloc()  # what `fit` does before building anything
     model = _worker_model(path, x.shape[-1]).train()
+    if path != "authors":
+        # What `fit` switches on the CPU (compiled, the convolutions run direct under inductor).
+        result["winograd_convs"] = use_winograd(model) if path != "ours-direct" else 0
     step_model = torch.compile(model) if path == "ours-compiled" else model
     if path == "authors":  # their training script's optimizer
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -564,17 +571,7 @@ def format_comparison(r: dict[str, Any]) -> str:
             per_cpu = x.get("img_per_cpu_s") or 0.0
             ratio_cpu = f"{per_cpu / base_cpu:.2f}x" if base_cpu and per_cpu else "-"
             sys_share = f"{x['sys_share']:.0%}" if x.get("sys_share") is not None else "-"
-            notes = []
-            if x["path"] == default:
-                notes.append("library default here")
-            if x.get("prepare_s", 0) > 0.5:
-                notes.append(f"prepared in {x['prepare_s']:.0f} s (once; exports are cached)")
-            if x.get("malloc"):
-                notes.append("malloc tuned")
-            if x.get("int8_agreement") is not None:
-                notes.append(f"masks agree with fp32 on {x['int8_agreement']:.1%} (random weights)")
-            if task == "infer" and x["peak_mb"] > MEMORY_BOUND_MB:
-                notes.append(f"ABOVE {MEMORY_BOUND_MB / 1024:g} GiB")
+            notes = _path_notes(x, default)
             lines.append(
                 f"  {x['path']:<20} {x['img_s']:7.3f} {ratio:>9} {x['img_s_median']:7.3f} "
                 f"{per_cpu:9.3f} {ratio_cpu:>9} "
@@ -593,6 +590,24 @@ def format_comparison(r: dict[str, Any]) -> str:
     lines.append(memory_summary(r["rows"]))
     lines.append(other_family_note(r["size"], r["batch"]))
     return "\n".join(lines)
+
+
+def _path_notes(x: dict[str, Any], default: str) -> list[str]:
+    """The notes column of one path's row."""
+    notes = []
+    if x["path"] == default:
+        notes.append("library default here")
+    if x.get("prepare_s", 0) > 0.5:
+        notes.append(f"prepared in {x['prepare_s']:.0f} s (once; exports are cached)")
+    if x.get("malloc"):
+        notes.append("malloc tuned")
+    if x.get("winograd_convs"):
+        notes.append(f"{x['winograd_convs']} 3x3 convs by Winograd where they pay")
+    if x.get("int8_agreement") is not None:
+        notes.append(f"masks agree with fp32 on {x['int8_agreement']:.1%} (random weights)")
+    if x["task"] == "infer" and x["peak_mb"] > MEMORY_BOUND_MB:
+        notes.append(f"ABOVE {MEMORY_BOUND_MB / 1024:g} GiB")
+    return notes
 
 
 def memory_summary(rows: list[dict]) -> str:

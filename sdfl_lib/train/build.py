@@ -10,6 +10,7 @@ from sdfl_lib.data import ManipulationDataset
 from sdfl_lib.data.validate import preflight
 from sdfl_lib.models import build_model, load_checkpoint
 from sdfl_lib.models.weights import resolve_checkpoint
+from sdfl_lib.models.winograd import use_winograd
 from sdfl_lib.progress import tqdm
 from sdfl_lib.train.config import TrainConfig
 from sdfl_lib.train.distributed import DistEnv
@@ -106,11 +107,13 @@ def unused_parameters(model: nn.Module, image_size: int, device: torch.device) -
 
 
 def wrap_model(raw: nn.Module, config: TrainConfig, env: DistEnv):
-    """(raw module, module to call, DDP wrapper or None): device, memory format, SyncBatchNorm,
-    torch.compile and DDP as the config and the process group ask."""
+    """(raw module, module to call, DDP wrapper or None): device, memory format, Winograd
+    convolutions, SyncBatchNorm, torch.compile and DDP as the config and the process group ask."""
     raw = raw.to(env.device)
     if config.channels_last:
         raw = raw.to(memory_format=torch.channels_last)
+    # Only where it can act (its convolutions check device, dtype and shape at each call).
+    use_winograd(raw, config.winograd and env.device.type == "cpu")
     if env.distributed:
         # The paper's UPerNet builds FPN outputs (P3, P4) that no head reads; leaving them out of
         # gradient synchronisation spares DDP a per-step search for unused parameters.

@@ -88,6 +88,7 @@ class TrainConfig:
     precision: str = _doc("fp32, fp16 (autocast + GradScaler) or bf16 (autocast); float32 on a CPU without native arithmetic in that type", "fp32")
     channels_last: bool = _doc("NHWC memory format (faster convolutions on tensor cores)", False)
     compile: bool = _doc("torch.compile the model", False)
+    winograd: bool = _doc("on a CPU in float32, 3x3 convolutions train by Winograd F(4x4, 3x3) where their shape pays (sdfl_lib.models.winograd; the same results to float32 rounding); false: PyTorch's direct convolution throughout", True)
     device: str = _doc("auto (cuda:LOCAL_RANK if available, else cpu), cpu, cuda or cuda:N", "auto")
     # reproducibility
     seed: int = _doc("seed for weights, sampling order and augmentation", 0)

@@ -26,7 +26,7 @@ STATE_FORMAT = "sdfl-train-state"
 RESUMABLE_KEYS = (
     "lr", "epochs", "early_stop_patience", "plateau_patience", "grad_clip", "workers",
     "log_every_steps", "checkpoint_every_steps", "progress", "max_steps", "limit_train_batches",
-    "limit_val_batches", "device", "compile", "channels_last", "keep_state",
+    "limit_val_batches", "device", "compile", "channels_last", "winograd", "keep_state",
 )  # fmt: skip
 # Where the run lives, not what it computes: neither refused nor recorded.
 _PLACE_KEYS = ("out_dir", "overwrite")
