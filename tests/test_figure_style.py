@@ -94,6 +94,22 @@ def test_result_figures(tmp_path) -> None:
     _checked(viz.loss_curves(metrics_csv))
 
 
+def test_backbone_labels_do_not_overlap_when_backbones_cost_and_run_alike() -> None:
+    # The demo's measured backbones: three within 4 GFLOPs and 11 images/s of each other.
+    table = pd.DataFrame(
+        {"params_M": [17.1, 38.6, 164.6, 18.4, 34.7], "GFLOPs": [3.25, 5.69, 19.88, 3.26, 3.62],
+         "images_per_s": [66.9, 49.8, 11.9, 57.8, 56.2]},
+        index=["tf_efficientnet_lite0", "resnet18", "resnet50", "efficientnet_b0",
+               "mobilenetv3_large_100"],
+    )  # fmt: skip
+    fig = viz.backbone_chart(table)
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in fig.axes[0].texts]
+    assert len(boxes) == 5
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+    plt.close(fig)
+
+
 def test_each_saved_evaluation_figure_keeps_the_style(tmp_path, monkeypatch) -> None:
     saved = []
     real = figstyle.save

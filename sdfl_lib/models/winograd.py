@@ -16,6 +16,7 @@ import functools
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 _M, _R = 4, 3  # output tile, kernel size
 _T = _M + _R - 1  # input tile (6)
@@ -57,18 +58,23 @@ def tiles_of(x: torch.Tensor) -> int:
     return x.shape[0] * -(-x.shape[2] // _M) * -(-x.shape[3] // _M)
 
 
-@functools.lru_cache(maxsize=8)
-def _kron(which: str, dtype: torch.dtype) -> torch.Tensor:
-    """The 2-D transform `which` ("B" 36x36, "G" 36x9, "A" 16x36) as one matrix."""
+def _kron(which: str, like: torch.Tensor) -> torch.Tensor:
+    """The 2-D transform `which` ("B" 36x36, "G" 36x9, "A" 16x36) as one matrix, in `like`'s
+    dtype and on its device."""
+    return _kron_cached(which, like.dtype, like.device)
+
+
+@functools.lru_cache(maxsize=16)
+def _kron_cached(which: str, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     m = torch.tensor({"B": _BT, "G": _G, "A": _AT}[which], dtype=torch.float64)
-    return torch.kron(m, m).to(dtype)
+    return torch.kron(m, m).to(device, dtype)
 
 
 def _weight_transform(weight: torch.Tensor) -> torch.Tensor:
     """(K, C, 3, 3) -> (36, C, K)."""
     k, c = weight.shape[:2]
     w = weight.reshape(k, c, _R * _R).permute(2, 1, 0).reshape(_R * _R, c * k)
-    return (_kron("G", weight.dtype) @ w).view(_T * _T, c, k)
+    return (_kron("G", weight) @ w).view(_T * _T, c, k)
 
 
 class _Winograd3x3(torch.autograd.Function):
@@ -82,10 +88,10 @@ class _Winograd3x3(torch.autograd.Function):
         xp = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, 1 + _M * tw - w, 1, 1 + _M * th - h))
         tiles = xp.unfold(1, _T, _M).unfold(2, _T, _M)  # (N, th, tw, C, 6, 6), a view
         d = tiles.permute(4, 5, 0, 1, 2, 3).reshape(_T * _T, p * c)
-        v = (_kron("B", x.dtype) @ d).view(_T * _T, p, c)
+        v = (_kron("B", x) @ d).view(_T * _T, p, c)
         del d, xp, tiles
         m = torch.bmm(v, _weight_transform(weight))  # (36, P, K)
-        y = (_kron("A", x.dtype) @ m.view(_T * _T, p * k)).view(_M, _M, n, th, tw, k)
+        y = (_kron("A", x) @ m.view(_T * _T, p * k)).view(_M, _M, n, th, tw, k)
         y = y.permute(2, 5, 3, 0, 4, 1).reshape(n, k, _M * th, _M * tw)[:, :, :h, :w]
         out = y + bias.view(1, k, 1, 1) if bias is not None else y.contiguous()
         ctx.save_for_backward(v, weight)
@@ -93,6 +99,7 @@ class _Winograd3x3(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable  # a second derivative through it would be silently wrong
     def backward(ctx, grad: torch.Tensor):
         v, weight = ctx.saved_tensors
         n, c, h, w, th, tw = ctx.dims
@@ -100,16 +107,16 @@ class _Winograd3x3(torch.autograd.Function):
         gbias = grad.sum((0, 2, 3)) if ctx.needs_input_grad[2] else None
         gy = F.pad(grad, (0, _M * tw - w, 0, _M * th - h)).view(n, k, th, _M, tw, _M)
         gy = gy.permute(3, 5, 0, 2, 4, 1).reshape(_M * _M, p * k)
-        gm = (_kron("A", grad.dtype).t() @ gy).view(_T * _T, p, k)
+        gm = (_kron("A", grad).t() @ gy).view(_T * _T, p, k)
         del gy
         gweight = gx = None
         if ctx.needs_input_grad[1]:
             gu = torch.bmm(v.transpose(1, 2), gm).view(_T * _T, c * k)  # (36, C, K)
-            gu = (_kron("G", grad.dtype).t() @ gu).view(_R * _R, c, k)
+            gu = (_kron("G", grad).t() @ gu).view(_R * _R, c, k)
             gweight = gu.permute(2, 1, 0).reshape(k, c, _R, _R)
         if ctx.needs_input_grad[0]:
             gv = torch.bmm(gm, _weight_transform(weight).transpose(1, 2))  # (36, P, C)
-            gd = (_kron("B", grad.dtype).t() @ gv.view(_T * _T, p * c)).view(_T, _T, n, th, tw, c)
+            gd = (_kron("B", grad).t() @ gv.view(_T * _T, p * c)).view(_T, _T, n, th, tw, c)
             del gv
             gx = _scatter_tiles(gd, n, c, th, tw)[:, 1 : h + 1, 1 : w + 1].permute(0, 3, 1, 2)
             gx = gx.contiguous()

@@ -201,9 +201,31 @@ def backbone_chart(table: pd.DataFrame):
     fig, ax = plt.subplots(figsize=(figstyle.MAX_WIDTH_IN * 0.75, 4.2))
     size = 60 + 600 * table["params_M"] / max(float(table["params_M"].max()), 1e-9)
     ax.scatter(table["GFLOPs"], table["images_per_s"], s=size, color=figstyle.PALETTE[0], alpha=0.6)
-    for name, r in table.iterrows():
+    labels = [
         ax.annotate(f"{name} ({r['params_M']:.0f} M)", (r["GFLOPs"], r["images_per_s"]),
                     xytext=(8, 6), textcoords="offset points")
+        for name, r in table.sort_values("images_per_s", ascending=False).iterrows()
+    ]  # fmt: skip
     ax.set(xlabel="computation per image (GFLOPs)", ylabel="inference speed (images/s)")
     ax.margins(x=0.35, y=0.2)
+    _separate_labels(fig, labels)
     return fig
+
+
+def _separate_labels(fig, labels: list) -> None:
+    """Move each label (fastest first) down below any earlier one it would overlap, so backbones
+    of similar cost and speed stay readable."""
+    fig.canvas.draw()  # the axes' limits (margins, autoscale) settle at the first draw
+    renderer = fig.canvas.get_renderer()
+    placed = []
+    for label in labels:
+        for _ in range(len(labels)):
+            box = label.get_window_extent(renderer)
+            hit = next((b for b in placed if box.overlaps(b)), None)
+            if hit is None:
+                break
+            # Points per display pixel, to shift the offset (in points) by the overlap.
+            shift = (box.y1 - hit.y0 + 2) * 72 / fig.dpi
+            x, y = label.xyann
+            label.xyann = (x, y - shift)
+        placed.append(label.get_window_extent(renderer))
