@@ -23,16 +23,18 @@ def _grads(fn, x, w, b, grad):
 
 
 @pytest.mark.parametrize(
-    "shape, out, bias",
-    [((2, 8, 16, 16), 5, True), ((1, 3, 13, 9), 4, False), ((3, 6, 4, 7), 2, True),
-     ((1, 2, 1, 1), 3, True)],
+    "shape, out, bias, layout",
+    [((2, 8, 16, 16), 5, True, torch.contiguous_format), ((1, 3, 13, 9), 4, False, torch.contiguous_format),
+     ((3, 6, 4, 7), 2, True, torch.contiguous_format), ((1, 2, 1, 1), 3, True, torch.contiguous_format),
+     ((2, 8, 13, 10), 5, True, torch.channels_last)],
 )  # fmt: skip
-def test_it_is_the_same_convolution_exactly_in_float64(shape, out, bias):
+def test_it_is_the_same_convolution_exactly_in_float64(shape, out, bias, layout):
     torch.manual_seed(0)
-    x = torch.randn(shape, dtype=torch.float64)
+    x = torch.randn(shape, dtype=torch.float64).contiguous(memory_format=layout)
     w = torch.randn(out, shape[1], 3, 3, dtype=torch.float64)
     b = torch.randn(out, dtype=torch.float64) if bias else None
     grad = torch.randn(shape[0], out, *shape[2:], dtype=torch.float64)
+    grad = grad.contiguous(memory_format=layout)
     ours = _grads(W.winograd_conv2d, x, w, b, grad)
     ref = _grads(lambda *a: F.conv2d(*a, padding=1), x, w, b, grad)
     for a, r in zip(ours, ref, strict=True):  # output, then the gradients of x, w (and b)

@@ -105,7 +105,7 @@ class _Winograd3x3(torch.autograd.Function):
         n, c, h, w, th, tw = ctx.dims
         k, p = weight.shape[0], v.shape[1]
         gbias = grad.sum((0, 2, 3)) if ctx.needs_input_grad[2] else None
-        gy = F.pad(grad, (0, _M * tw - w, 0, _M * th - h)).view(n, k, th, _M, tw, _M)
+        gy = F.pad(grad, (0, _M * tw - w, 0, _M * th - h)).reshape(n, k, th, _M, tw, _M)
         gy = gy.permute(3, 5, 0, 2, 4, 1).reshape(_M * _M, p * k)
         gm = (_kron("A", grad).t() @ gy).view(_T * _T, p, k)
         del gy
