@@ -251,7 +251,8 @@ def test_mixed_precision_and_channels_last_run(tmp_path, precision, native, monk
     assert said is not (precision == "bf16" and native)
 
 
-def test_winograd_convolutions_follow_the_config_and_may_change_on_resume(tmp_path, monkeypatch):
+def test_winograd_convolutions_follow_the_config_and_may_change_on_resume(tmp_path, monkeypatch,
+                                                                           capsys):
     from sdfl_lib.train import build
 
     seen = []
@@ -261,12 +262,18 @@ def test_winograd_convolutions_follow_the_config_and_may_change_on_resume(tmp_pa
     fit(tiny_config(tmp_path / "on", epochs=1), train_dataset=ToyItems())
     fit(tiny_config(tmp_path / "off", epochs=1, winograd=False), train_dataset=ToyItems())
     assert seen == [True, False]
+    assert "Winograd" not in capsys.readouterr().out  # the tiny model has no convolution for it
     assert "winograd: false" in (tmp_path / "off" / "config.yaml").read_text()
     result = fit(resume=tmp_path / "off", overrides=["winograd=true", "epochs=2"],
                  train_dataset=ToyItems())
     assert result.status == "completed" and seen == [True, False, True]
     changes = (tmp_path / "off" / "config_changes.csv").read_text()
     assert "winograd" in changes
+    # A model with convolutions it applies to says so once.
+    monkeypatch.setattr(build, "use_winograd", lambda model, enabled=True: 3)
+    fit(tiny_config(tmp_path / "said", epochs=1), train_dataset=ToyItems())
+    out = capsys.readouterr().out
+    assert out.count("note: 3 3x3 convolutions train by Winograd F(4x4, 3x3)") == 1
 
 
 def test_bad_setups_fail_clearly(tmp_path):

@@ -113,7 +113,10 @@ def wrap_model(raw: nn.Module, config: TrainConfig, env: DistEnv):
     if config.channels_last:
         raw = raw.to(memory_format=torch.channels_last)
     # Only where it can act (its convolutions check device, dtype and shape at each call).
-    use_winograd(raw, config.winograd and env.device.type == "cpu")
+    switched = use_winograd(raw, config.winograd and env.device.type == "cpu")
+    if switched and config.winograd and env.device.type == "cpu" and env.is_main:
+        tqdm.write(f"note: {switched} 3x3 convolutions train by Winograd F(4x4, 3x3) where their"
+                   " shape pays on this CPU (winograd=false: PyTorch's direct convolution)")
     if env.distributed:
         # The paper's UPerNet builds FPN outputs (P3, P4) that no head reads; leaving them out of
         # gradient synchronisation spares DDP a per-step search for unused parameters.
