@@ -400,9 +400,9 @@ def _training_run(path: str, x: torch.Tensor, result: dict[str, Any]) -> Any:
     if path in ("ours", "ours-direct", "ours-compiled"):
         result["malloc"] = tune_malloc()  # what `fit` does before building anything
     model = _worker_model(path, x.shape[-1]).train()
-    if path != "authors":
+    if path in ("ours", "ours-default-malloc", "ours-compiled"):
         # What `fit` switches on the CPU (compiled, the convolutions run direct under inductor).
-        result["winograd_convs"] = use_winograd(model) if path != "ours-direct" else 0
+        result["winograd_convs"] = use_winograd(model)
     step_model = torch.compile(model) if path == "ours-compiled" else model
     if path == "authors":  # their training script's optimizer
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)

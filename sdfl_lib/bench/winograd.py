@@ -14,7 +14,7 @@ from torch import nn
 
 from sdfl_lib.bench.model import device_description
 from sdfl_lib.models import build_model
-from sdfl_lib.models.winograd import pays, tiles_of, winograd_conv2d
+from sdfl_lib.models.winograd import computes, pays, tiles_of, winograd_conv2d
 from sdfl_lib.progress import tqdm
 
 
@@ -24,11 +24,7 @@ def conv_calls(model: nn.Module, size: int, batch: int) -> dict[tuple, list[str]
     calls: dict[tuple, list[str]] = {}
     hooks = []
     for name, m in model.named_modules():
-        if (
-            isinstance(m, nn.Conv2d)
-            and m.kernel_size == (3, 3)
-            and (m.stride, m.padding, m.dilation, m.groups) == ((1, 1), (1, 1), (1, 1), 1)
-        ):
+        if isinstance(m, nn.Conv2d) and computes(m):
             def record(mod: nn.Module, args: tuple, _out: Any, name: str = name) -> None:
                 key = (tuple(args[0].shape), mod.out_channels)
                 calls.setdefault(key, []).append(name)
@@ -83,7 +79,7 @@ def run(
     rows = []
     calls = conv_calls(model, size, batch)
     for (shape, k), layers in tqdm(calls.items(), desc="convolutions", disable=not progress):
-        tiles = tiles_of(torch.empty(shape, device="meta"))
+        tiles = tiles_of(shape)
         row = {"layers": layers, "shape": shape, "out": k, "tiles": tiles,
                "chosen": "winograd" if pays(tiles, shape[1], k) else "direct"}
         row.update(measure(shape, k, iters))

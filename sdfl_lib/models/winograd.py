@@ -53,9 +53,9 @@ def pays(tiles: int, in_channels: int, out_channels: int, capability: str | None
     )
 
 
-def tiles_of(x: torch.Tensor) -> int:
-    """How many 4x4 output tiles a 3x3, padding-1 convolution of `x` (N, C, H, W) computes."""
-    return x.shape[0] * -(-x.shape[2] // _M) * -(-x.shape[3] // _M)
+def tiles_of(shape: tuple[int, ...]) -> int:
+    """How many 4x4 output tiles a 3x3, padding-1 convolution of an (N, C, H, W) input computes."""
+    return shape[0] * -(-shape[2] // _M) * -(-shape[3] // _M)
 
 
 def _kron(which: str, like: torch.Tensor) -> torch.Tensor:
@@ -149,15 +149,24 @@ def winograd_conv2d(
     return _Winograd3x3.apply(x, weight, bias)
 
 
-def _eligible(conv: nn.Module) -> bool:
+def computes(conv: nn.Conv2d) -> bool:
+    """Whether `conv` is the convolution `winograd_conv2d` computes (3x3, stride 1, zero padding
+    1, no dilation, one group), whatever its channels."""
     return (
-        type(conv) in (nn.Conv2d, WinogradConv2d)
-        and conv.kernel_size == (_R, _R)
+        conv.kernel_size == (_R, _R)
         and conv.stride == (1, 1)
         and conv.padding == (1, 1)
         and conv.dilation == (1, 1)
         and conv.groups == 1
         and conv.padding_mode == "zeros"
+    )
+
+
+def _eligible(conv: nn.Module) -> bool:
+    # The exact class: a subclass of nn.Conv2d may have a forward of its own to keep.
+    return (
+        type(conv) in (nn.Conv2d, WinogradConv2d)
+        and computes(conv)
         and min(conv.in_channels, conv.out_channels) >= MIN_CHANNELS
     )
 
@@ -177,7 +186,7 @@ class WinogradConv2d(nn.Conv2d):
             and not torch.is_autocast_enabled("cpu")
             and not torch.compiler.is_compiling()
             and not torch.jit.is_tracing()
-            and pays(tiles_of(x), self.in_channels, self.out_channels)
+            and pays(tiles_of(x.shape), self.in_channels, self.out_channels)
         ):
             return winograd_conv2d(x, self.weight, self.bias)
         return super().forward(x)

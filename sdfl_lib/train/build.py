@@ -113,8 +113,9 @@ def wrap_model(raw: nn.Module, config: TrainConfig, env: DistEnv):
     if config.channels_last:
         raw = raw.to(memory_format=torch.channels_last)
     # Only where it can act (its convolutions check device, dtype and shape at each call).
-    switched = use_winograd(raw, config.winograd and env.device.type == "cpu")
-    if switched and config.winograd and env.device.type == "cpu" and env.is_main:
+    winograd = config.winograd and env.device.type == "cpu"
+    switched = use_winograd(raw, winograd)
+    if winograd and switched and env.is_main:
         tqdm.write(f"note: {switched} 3x3 convolutions train by Winograd F(4x4, 3x3) where their"
                    " shape pays on this CPU (winograd=false: PyTorch's direct convolution)")
     if env.distributed:
