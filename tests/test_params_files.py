@@ -166,6 +166,33 @@ def test_single_class_training_list_warns_and_trains(tmp_path: Path, capsys) -> 
     assert "holds only tampered images (label 1)" in capsys.readouterr().out
 
 
+def _kill_kernels_of(study_pid: int) -> None:
+    """SIGKILL every process started by the kernels of the study `study_pid` (found by the
+    study's `KERNEL_TAG`, "<kernel dir>:<study pid>", in their environment) and wait for them."""
+    import signal
+    import time
+
+    from sdfl_lib.study.runner import KERNEL_TAG, _gone
+
+    prefix, suffix = f"{KERNEL_TAG}=".encode(), f":{study_pid}".encode()
+    pids = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            entries = environ.read_bytes().split(b"\0")
+        except OSError:  # gone meanwhile
+            continue
+        if any(e.startswith(prefix) and e.endswith(suffix) for e in entries):
+            pids.append(int(environ.parent.name))
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not all(_gone(pid) for pid in pids):
+        time.sleep(0.05)
+
+
 @pytest.mark.slow
 def test_a_killed_study_resumes_where_it_stopped(tmp_path: Path) -> None:
     """A study killed mid-training (a Colab disconnect, a preemption) continues with --resume:
@@ -183,8 +210,12 @@ def test_a_killed_study_resumes_where_it_stopped(tmp_path: Path) -> None:
     deadline = time.monotonic() + 900
     while not state.is_file() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)  # the whole session: study, kernel, trainer
+    os.killpg(proc.pid, signal.SIGKILL)  # the study's session
     proc.wait()
+    # The kernel runs in a session of its own (jupyter_client starts it so) and would notice its
+    # parent's death only on its next poll, ~1 s, enough for it to finish another epoch here:
+    # kill it (and its workers) too, as a preemption would, before reading what was saved.
+    _kill_kernels_of(proc.pid)
     assert state.is_file(), "the first epoch did not finish"
     import pandas as pd
     import torch
